@@ -1,0 +1,86 @@
+# hakmem — top-level build.
+#
+#   make release | debug | all      libraries (+ benches, tests) for one or both variants
+#   make test                       build and run every test against both variants
+#   make bench                      build the benchmark binaries (both variants)
+#   make valgrind                   unit tests under memcheck (debug variant)
+#   make install PREFIX=/usr/local  library, header, pkg-config file
+#   make clean
+#
+# Variants: out/release (HAKMEM_BUILD_RELEASE=1, -O2, -g, frame pointers) and
+#           out/debug   (HAKMEM_BUILD_RELEASE=0, assertions, invariant checks, counters).
+
+SHELL      := /bin/bash
+CXX        ?= g++
+CC         ?= gcc
+PREFIX     ?= /usr/local
+VARIANTS   := release debug
+
+CORE_SRCS  := $(sort $(wildcard core/*.cpp))
+CORE_HDRS  := $(wildcard core/*.h)
+
+# Flags shared by every variant of the runtime library.
+#  - no exceptions/RTTI, no libstdc++ runtime (link with $(CC)); unwind tables stay, so the
+#    std::bad_alloc thrown by libstdc++ from inside operator new unwinds through our frames;
+#  - initial-exec TLS (no __tls_get_addr, which can call malloc);
+#  - no builtin malloc/calloc so GCC never turns malloc+memset into a calloc call inside us.
+CORE_CXXFLAGS := -std=c++20 -fPIC -fno-exceptions -fno-rtti -fno-threadsafe-statics \
+                 -ftls-model=initial-exec -fvisibility=hidden -fno-plt -fasynchronous-unwind-tables \
+                 -fno-builtin-malloc -fno-builtin-calloc -fno-builtin-free -fno-builtin-realloc \
+                 -Wall -Wextra -Wno-unused-parameter -Icore -MMD -MP
+FLAGS_release := -O2 -g -fno-omit-frame-pointer -mno-omit-leaf-frame-pointer -DHAKMEM_BUILD_RELEASE=1 -DNDEBUG
+FLAGS_debug   := -O1 -g -fno-omit-frame-pointer -DHAKMEM_BUILD_RELEASE=0
+
+# Test and bench programs may use the whole C++ runtime.
+PROG_CXXFLAGS := -std=c++20 -O2 -g -fno-omit-frame-pointer -Wall -Wextra -Wno-unused-parameter -Icore -MMD -MP -pthread
+PROG_CFLAGS   := -std=gnu11 -O2 -g -fno-omit-frame-pointer -Wall -Wextra -Wno-unused-parameter -Icore -MMD -MP -pthread
+
+.PHONY: all release debug test bench valgrind install clean setup libs
+.DEFAULT_GOAL := all
+
+all: release debug $(ALL_EXTRA)
+libs: $(foreach v,$(VARIANTS),out/$(v)/libhakmem.so out/$(v)/libhakmem.a)
+
+setup:
+	@scripts/setup.sh
+
+# ---------------------------------------------------------------------------
+# The runtime library, per variant.
+define VARIANT_RULES
+OBJS_$(1) := $$(patsubst core/%.cpp,out/$(1)/obj/core/%.o,$$(CORE_SRCS))
+
+out/$(1)/obj/core/%.o: core/%.cpp
+	@mkdir -p $$(@D)
+	$$(CXX) $$(CORE_CXXFLAGS) $$(FLAGS_$(1)) -c $$< -o $$@
+
+out/$(1)/libhakmem.a: $$(OBJS_$(1))
+	@mkdir -p $$(@D)
+	rm -f $$@ && ar rcs $$@ $$^
+
+out/$(1)/libhakmem.so: $$(OBJS_$(1))
+	@mkdir -p $$(@D)
+	$$(CC) -shared -Wl,-soname,libhakmem.so -Wl,-z,nodelete -Wl,-O1 -o $$@ $$^ -static-libgcc
+
+$(1): out/$(1)/libhakmem.so out/$(1)/libhakmem.a
+endef
+$(foreach v,$(VARIANTS),$(eval $(call VARIANT_RULES,$(v))))
+
+# Link a program against the static library (its malloc replaces libc's in the executable).
+HAKMEM_LINK = -Wl,--whole-archive out/$(1)/libhakmem.a -Wl,--no-whole-archive
+
+-include bench/bench.mk
+-include tests/tests.mk
+all: $(ALL_EXTRA)
+
+-include $(shell find out -name '*.d' 2>/dev/null)
+
+# ---------------------------------------------------------------------------
+install: release
+	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 755 out/release/libhakmem.so $(DESTDIR)$(PREFIX)/lib/libhakmem.so
+	install -m 644 out/release/libhakmem.a $(DESTDIR)$(PREFIX)/lib/libhakmem.a
+	install -m 644 core/hakmem.h $(DESTDIR)$(PREFIX)/include/hakmem.h
+	sed -e 's|@PREFIX@|$(PREFIX)|g' scripts/hakmem.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/hakmem.pc
+
+clean:
+	rm -rf out

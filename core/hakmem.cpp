@@ -1,0 +1,448 @@
+// hakmem.cpp — the API: every exported C and C++ allocation function, and hak_init.
+//
+// Call tree (fast paths inline, everything rare behind one cold call):
+//   malloc(n) → hak_alloc_impl
+//     n ≤ 32 KiB : tiny_alloc_fast(size_to_class(n))     [tiny_alloc_fast.inc.h]
+//                  miss → tiny_alloc_miss → hak_init (once) → tiny_refill [tiny_heap.cpp]
+//     larger     : span_alloc → arena_alloc (≤ 1 MiB spans) [page_arena.cpp]
+//                              → large_alloc (mappings)     [large.cpp]
+//   free(p)   → hak_free_impl                               [hak_free_api.inc.h]
+// Everything else (calloc, realloc, the aligned functions, operator new/delete) is built on
+// these. Like all of core/ it is compiled without exceptions but with unwind tables, so the
+// std::bad_alloc that operator new raises through libstdc++ unwinds through its frames, and the
+// library needs no C++ runtime.
+#include <errno.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <new>
+
+#include "diag.h"
+#include "hakmem.h"
+#include "hakmem_build_flags.h"
+#include "large.h"
+#include "os.h"
+#include "page_arena.h"
+#include "region_map.h"
+#include "shared_pool.h"
+#include "size_class.h"
+#include "span.h"
+#include "superslab.h"
+#include "tiny_heap.h"
+
+extern "C" {
+void __libc_free(void*);
+void* __libc_realloc(void*, size_t);
+}
+
+// The C++ runtime pieces operator new needs, reached through weak references: a C program
+// never loads libstdc++, and the library depends on libc alone.
+std::new_handler hak_cxx_get_new_handler() noexcept __asm__("_ZSt15get_new_handlerv") __attribute__((weak));
+[[noreturn]] void hak_cxx_throw_bad_alloc() __asm__("_ZSt17__throw_bad_allocv") __attribute__((weak));
+
+namespace hak {
+
+#define HAK_IN_HAKMEM_CPP 1
+#include "tiny_alloc_fast.inc.h"
+#include "tiny_free_fast_v2.inc.h"
+#include "hak_free_api.inc.h"
+
+namespace {
+
+// ---------------------------------------------------------------------------------------
+// Initialisation: lazily, on the first slow path of any thread; safe as the first call of
+// the process (before main, inside other libraries' constructors).
+std::atomic<int> g_init_state{0};  // 0 not started, 1 running, 2 done
+
+void fork_prepare() {
+  tiny_lock();
+  shared_pool_lock();
+  arena_lock();
+  large_lock();
+}
+void fork_parent() {
+  large_unlock();
+  arena_unlock();
+  shared_pool_unlock();
+  tiny_unlock();
+}
+void fork_child() {
+  large_reinit_after_fork();
+  arena_reinit_after_fork();
+  shared_pool_reinit_after_fork();
+  tiny_reinit_after_fork();
+}
+
+HAK_SLOW_PATH void hak_init_slow() {
+  int expect = 0;
+  if (g_init_state.compare_exchange_strong(expect, 1, std::memory_order_acq_rel)) {
+    os_init();
+    if (!region_map_init()) hak_fatal("cannot reserve the region map");
+    tiny_init_thread_key();
+    g_init_state.store(2, std::memory_order_release);
+    pthread_atfork(fork_prepare, fork_parent, fork_child);  // may allocate: we are ready
+    return;
+  }
+  while (g_init_state.load(std::memory_order_acquire) != 2) sched_yield();
+}
+
+HAK_FAST_PATH void ensure_init() {
+  if (HAK_UNLIKELY(g_init_state.load(std::memory_order_acquire) != 2)) hak_init_slow();
+}
+
+constexpr size_t kMaxRequest = size_t(PTRDIFF_MAX);
+constexpr size_t kMaxAlign = size_t(1) << 30;
+
+HAK_SLOW_PATH void* fail_nomem() {
+  errno = ENOMEM;
+  return nullptr;
+}
+
+// ---------------------------------------------------------------------------------------
+// Spans: everything above 32 KiB, and aligned requests no size class can serve.
+HAK_SLOW_PATH void* span_alloc(size_t n, size_t align, bool zero) {
+  ensure_init();
+  if (n > kMaxRequest || align > kMaxAlign) return fail_nomem();
+  size_t lead = align <= 16 ? 16 : align;
+  size_t total = n + lead;
+  bool fresh = false;
+  char* start;
+  size_t bytes;
+  if (total <= kArenaMaxSpan) {
+    bytes = (total + kArenaPage - 1) & ~(kArenaPage - 1);
+    start = static_cast<char*>(arena_alloc(bytes));
+  } else {
+    if (total > kMaxRequest) return fail_nomem();
+    bytes = (total + kLargeAlign - 1) & ~(kLargeAlign - 1);
+    start = static_cast<char*>(large_alloc(bytes, &fresh));
+  }
+  if (start == nullptr) return fail_nomem();
+  char* block = align <= 16 ? start + 16
+                            : reinterpret_cast<char*>((uintptr_t(start) + 16 + align - 1) & ~(uintptr_t(align) - 1));
+  SpanHeader* h = span_header_of(block);
+  h->magic = kSpanMagicLive;
+  h->offset = uint32_t(block - start);
+  h->span_bytes = bytes;
+  if (zero && !fresh) memset(block, 0, n);
+  return block;
+}
+
+}  // namespace
+
+HAK_SLOW_PATH void* tiny_alloc_miss(int cls) {
+  ensure_init();
+  return tiny_refill(cls);
+}
+
+// ---------------------------------------------------------------------------------------
+HAK_FAST_PATH void* hak_alloc_impl(size_t n) {
+  if (HAK_LIKELY(n <= kMidMax)) return tiny_alloc_fast(size_to_class(n));
+  return span_alloc(n, 16, false);
+}
+
+// Alignment is a power of two here.
+void* hak_alloc_aligned(size_t align, size_t n) {
+  if (align <= 16) return hak_alloc_impl(n < 16 && align == 16 ? 16 : n);
+  if (align <= 4096 && n <= kMidMax) {
+    size_t m = n < align ? align : n;
+    if (m <= kMidMax) {
+      // A class whose size is a multiple of the alignment: slabs start on 4 KiB boundaries,
+      // so every block of it is aligned.
+      for (int cls = size_to_class(m); cls <= kNumClasses; ++cls) {
+        if (class_to_size(cls) % align == 0) return tiny_alloc_fast(cls);
+      }
+    }
+  }
+  return span_alloc(n, align, false);
+}
+
+size_t hak_usable_size_impl(const void* p) {
+  uint8_t id = region_map_lookup(p);
+  if (HAK_LIKELY(unsigned(id) - 1u < unsigned(kNumClasses))) return class_to_size(id);
+  if (p == nullptr) return 0;
+  if (id == kRegionSpan) {
+    SpanHeader* h = span_header_of(p);
+    if (h->magic != kSpanMagicLive) hak_fatal("malloc_usable_size(%p): invalid pointer", p);
+    return span_usable(h);
+  }
+  if (id == kRegionFreeSlab) hak_fatal("malloc_usable_size(%p): invalid pointer", p);
+  // glibc's chunk header: size field with flag bits; mmapped chunks carry 16 bytes overhead.
+  size_t field = static_cast<const size_t*>(p)[-1];
+  size_t chunk = field & ~size_t(7);
+  return (field & 2) ? chunk - 16 : chunk - 8;
+}
+
+void* hak_realloc_impl(void* p, size_t n) {
+  if (p == nullptr) return hak_alloc_impl(n);
+  if (n == 0) {
+    hak_free_impl(p);
+    return nullptr;
+  }
+  uint8_t id = region_map_lookup(p);
+  if (id == kRegionNone) return __libc_realloc(p, n);  // glibc's block stays glibc's
+  size_t old = hak_usable_size_impl(p);
+  // Keep the block when the new size fits and wastes at most half of it.
+  if (n <= old && n >= old / 2) return p;
+  if (id == kRegionSpan && n <= old && old - n < 64 * 1024) return p;
+  void* q = hak_alloc_impl(n);
+  if (q == nullptr) return nullptr;  // errno set; p untouched
+  memcpy(q, p, n < old ? n : old);
+  hak_free_impl(p);
+  return q;
+}
+
+void* hak_calloc_impl(size_t count, size_t size) {
+  size_t total;
+  if (__builtin_mul_overflow(count, size, &total)) return fail_nomem();
+  if (total <= kMidMax) {
+    void* p = tiny_alloc_fast(size_to_class(total));
+    if (p != nullptr) memset(p, 0, total);
+    return p;
+  }
+  return span_alloc(total, 16, true);
+}
+
+bool hak_trim_impl() {
+  ensure_init();
+  bool released = tiny_trim_current_thread();
+  released |= tiny_trim_cached_heaps();
+  released |= shared_pool_trim();
+  released |= arena_trim();
+  released |= large_trim();
+  return released;
+}
+
+void stats_collect(hak_stats_t* out) {
+  memset(out, 0, sizeof(*out));
+  SharedPoolStats sp = shared_pool_stats();
+  ArenaStats ar = arena_stats();
+  LargeStats lg = large_stats();
+  TinyStats ti = tiny_stats();
+  OsCounters oc = os_counters();
+  out->tiny_mapped_bytes = sp.superslabs_mapped * kSuperSlabSize;
+  out->arena_mapped_bytes = ar.mapped_bytes;
+  out->large_mapped_bytes = lg.live_bytes + lg.cached_bytes;
+  out->large_cached_bytes = lg.cached_bytes;
+  out->mapped_bytes = out->tiny_mapped_bytes + out->arena_mapped_bytes + out->large_mapped_bytes;
+  out->superslabs_live = sp.superslabs_mapped - sp.superslabs_retired;
+  out->superslabs_retired = sp.superslabs_retired;
+  out->slabs_in_use = sp.runs_assigned;
+  out->arena_chunks = ar.chunks;
+  out->arena_used_bytes = ar.used_bytes;
+  out->large_live = lg.live;
+  out->large_live_bytes = lg.live_bytes;
+  out->threads_live = ti.heaps_live;
+  out->threads_cached = ti.heaps_cached;
+  out->madvise_calls = oc.madvise_calls;
+  out->mmap_calls = oc.mmap_calls;
+  out->munmap_calls = oc.munmap_calls;
+}
+
+// ---------------------------------------------------------------------------------------
+// C++ operator new: on failure call the installed new_handler and retry; throw
+// std::bad_alloc when there is none (nothrow forms return nullptr).
+HAK_SLOW_PATH void* cxx_new_slow(size_t n, size_t align, bool nothrow) {
+  for (;;) {
+    void* p = align != 0 ? hak_alloc_aligned(align, n) : hak_alloc_impl(n);
+    if (p != nullptr) return p;
+    std::new_handler handler = hak_cxx_get_new_handler ? hak_cxx_get_new_handler() : nullptr;
+    if (handler == nullptr) {
+      if (nothrow) return nullptr;
+      if (hak_cxx_throw_bad_alloc) hak_cxx_throw_bad_alloc();
+      hak_fatal("operator new(%zu): out of memory, and no C++ runtime to throw std::bad_alloc", n);
+    }
+    handler();
+  }
+}
+
+HAK_FAST_PATH void* cxx_new(size_t n) {
+  void* p = hak_alloc_impl(n);
+  if (HAK_LIKELY(p != nullptr)) return p;
+  return cxx_new_slow(n, 0, false);
+}
+HAK_FAST_PATH void* cxx_new_aligned(size_t n, std::align_val_t al, bool nothrow) {
+  size_t a = size_t(al);
+  if (HAK_UNLIKELY(a == 0 || (a & (a - 1)) != 0)) {
+    if (nothrow) return nullptr;
+    return cxx_new_slow(size_t(-1), 0, false);  // invalid alignment: behaves as out of memory
+  }
+  void* p = hak_alloc_aligned(a, n);
+  if (HAK_LIKELY(p != nullptr)) return p;
+  return cxx_new_slow(n, a, nothrow);
+}
+
+}  // namespace hak
+
+using namespace hak;
+
+// ---------------------------------------------------------------------------------------
+// The C API.
+HAK_EXPORT void* malloc(size_t n) noexcept { return hak_alloc_impl(n); }
+HAK_EXPORT void free(void* p) noexcept { hak_free_impl(p); }
+HAK_EXPORT void* calloc(size_t count, size_t size) noexcept { return hak_calloc_impl(count, size); }
+HAK_EXPORT void* realloc(void* p, size_t n) noexcept { return hak_realloc_impl(p, n); }
+
+HAK_EXPORT void* reallocarray(void* p, size_t count, size_t size) noexcept {
+  size_t total;
+  if (__builtin_mul_overflow(count, size, &total)) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  return hak_realloc_impl(p, total);
+}
+
+HAK_EXPORT int posix_memalign(void** out, size_t align, size_t n) noexcept {
+  if (align < sizeof(void*) || (align & (align - 1)) != 0) return EINVAL;
+  void* p = hak_alloc_aligned(align, n);
+  if (p == nullptr) return ENOMEM;
+  *out = p;
+  return 0;
+}
+
+HAK_EXPORT void* aligned_alloc(size_t align, size_t n) noexcept {
+  if (align == 0 || (align & (align - 1)) != 0) {
+    errno = EINVAL;
+    return nullptr;
+  }
+  return hak_alloc_aligned(align, n);
+}
+
+HAK_EXPORT void* memalign(size_t align, size_t n) noexcept {
+  if (align == 0 || (align & (align - 1)) != 0) {
+    errno = EINVAL;
+    return nullptr;
+  }
+  return hak_alloc_aligned(align, n);
+}
+
+HAK_EXPORT void* valloc(size_t n) noexcept {
+  ensure_init();
+  return hak_alloc_aligned(os_page_size(), n);
+}
+
+HAK_EXPORT void* pvalloc(size_t n) noexcept {
+  ensure_init();
+  size_t page = os_page_size();
+  size_t rounded;
+  if (__builtin_add_overflow(n, page - 1, &rounded)) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  rounded &= ~(page - 1);
+  return hak_alloc_aligned(page, rounded ? rounded : page);
+}
+
+HAK_EXPORT size_t malloc_usable_size(void* p) noexcept { return hak_usable_size_impl(p); }
+HAK_EXPORT int malloc_trim(size_t) noexcept { return hak_trim_impl() ? 1 : 0; }
+
+HAK_EXPORT struct mallinfo2 mallinfo2() noexcept {
+  ensure_init();
+  hak_stats_t st;
+  stats_collect(&st);
+  struct mallinfo2 mi;
+  memset(&mi, 0, sizeof(mi));
+  size_t slab_bytes = size_t(st.slabs_in_use) * kSlabSize;
+  mi.arena = st.tiny_mapped_bytes + st.arena_mapped_bytes;
+  mi.ordblks = size_t(st.slabs_in_use + st.arena_chunks);
+  mi.hblks = size_t(st.large_live);
+  mi.hblkhd = size_t(st.large_live_bytes);
+  mi.uordblks = slab_bytes + st.arena_used_bytes;
+  mi.fordblks = mi.arena > mi.uordblks ? mi.arena - mi.uordblks : 0;
+  mi.usmblks = 0;
+  mi.keepcost = size_t(st.large_cached_bytes);
+  return mi;
+}
+
+HAK_EXPORT struct mallinfo mallinfo() noexcept {
+  struct mallinfo2 m2 = mallinfo2();
+  struct mallinfo mi;
+  auto clamp = [](size_t v) { return int(v > size_t(INT32_MAX) ? INT32_MAX : v); };
+  mi.arena = clamp(m2.arena);
+  mi.ordblks = clamp(m2.ordblks);
+  mi.smblks = 0;
+  mi.hblks = clamp(m2.hblks);
+  mi.hblkhd = clamp(m2.hblkhd);
+  mi.usmblks = 0;
+  mi.fsmblks = 0;
+  mi.uordblks = clamp(m2.uordblks);
+  mi.fordblks = clamp(m2.fordblks);
+  mi.keepcost = clamp(m2.keepcost);
+  return mi;
+}
+
+HAK_EXPORT void malloc_stats() noexcept { hak_stats_print(); }
+
+// ---------------------------------------------------------------------------------------
+// The hak_* API (hakmem.h).
+HAK_EXPORT void* hak_malloc(size_t n) { return hak_alloc_impl(n); }
+HAK_EXPORT void* hak_calloc(size_t count, size_t size) { return hak_calloc_impl(count, size); }
+HAK_EXPORT void* hak_realloc(void* p, size_t n) { return hak_realloc_impl(p, n); }
+HAK_EXPORT void hak_free(void* p) { hak_free_impl(p); }
+HAK_EXPORT void* hak_aligned_alloc(size_t align, size_t n) {
+  if (align == 0 || (align & (align - 1)) != 0) {
+    errno = EINVAL;
+    return nullptr;
+  }
+  return hak_alloc_aligned(align, n);
+}
+HAK_EXPORT size_t hak_usable_size(const void* p) { return hak_usable_size_impl(p); }
+HAK_EXPORT int hak_trim(void) { return hak_trim_impl() ? 1 : 0; }
+HAK_EXPORT void hak_stats_get(hak_stats_t* out) {
+  ensure_init();
+  stats_collect(out);
+}
+HAK_EXPORT void hak_stats_print(void) {
+  ensure_init();
+  hak_stats_t s;
+  stats_collect(&s);
+  diag_print("stats: mapped %lu B (superslabs %lu B, arena %lu B, large %lu B, large cached %lu B)",
+             (unsigned long)s.mapped_bytes, (unsigned long)s.tiny_mapped_bytes, (unsigned long)s.arena_mapped_bytes,
+             (unsigned long)s.large_mapped_bytes, (unsigned long)s.large_cached_bytes);
+  diag_print("stats: superslabs live %lu retired %lu, slab runs %lu, arena chunks %lu (%lu B in spans), large %lu (%lu B)",
+             (unsigned long)s.superslabs_live, (unsigned long)s.superslabs_retired, (unsigned long)s.slabs_in_use,
+             (unsigned long)s.arena_chunks, (unsigned long)s.arena_used_bytes, (unsigned long)s.large_live,
+             (unsigned long)s.large_live_bytes);
+  diag_print("stats: threads live %lu cached %lu; mmap %lu munmap %lu madvise %lu", (unsigned long)s.threads_live,
+             (unsigned long)s.threads_cached, (unsigned long)s.mmap_calls, (unsigned long)s.munmap_calls,
+             (unsigned long)s.madvise_calls);
+}
+
+// ---------------------------------------------------------------------------------------
+// C++ operator new / delete, every form.
+#define HAK_CXX_EXPORT __attribute__((visibility("default")))
+HAK_CXX_EXPORT void* operator new(size_t n) { return cxx_new(n); }
+HAK_CXX_EXPORT void* operator new[](size_t n) { return cxx_new(n); }
+HAK_CXX_EXPORT void* operator new(size_t n, const std::nothrow_t&) noexcept {
+  void* p = hak_alloc_impl(n);
+  return HAK_LIKELY(p != nullptr) ? p : cxx_new_slow(n, 0, true);
+}
+HAK_CXX_EXPORT void* operator new[](size_t n, const std::nothrow_t&) noexcept {
+  void* p = hak_alloc_impl(n);
+  return HAK_LIKELY(p != nullptr) ? p : cxx_new_slow(n, 0, true);
+}
+HAK_CXX_EXPORT void* operator new(size_t n, std::align_val_t a) { return cxx_new_aligned(n, a, false); }
+HAK_CXX_EXPORT void* operator new[](size_t n, std::align_val_t a) { return cxx_new_aligned(n, a, false); }
+HAK_CXX_EXPORT void* operator new(size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {
+  return cxx_new_aligned(n, a, true);
+}
+HAK_CXX_EXPORT void* operator new[](size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {
+  return cxx_new_aligned(n, a, true);
+}
+HAK_CXX_EXPORT void operator delete(void* p) noexcept { hak_free_impl(p); }
+HAK_CXX_EXPORT void operator delete[](void* p) noexcept { hak_free_impl(p); }
+HAK_CXX_EXPORT void operator delete(void* p, size_t) noexcept { hak_free_impl(p); }
+HAK_CXX_EXPORT void operator delete[](void* p, size_t) noexcept { hak_free_impl(p); }
+HAK_CXX_EXPORT void operator delete(void* p, const std::nothrow_t&) noexcept { hak_free_impl(p); }
+HAK_CXX_EXPORT void operator delete[](void* p, const std::nothrow_t&) noexcept { hak_free_impl(p); }
+HAK_CXX_EXPORT void operator delete(void* p, std::align_val_t) noexcept { hak_free_impl(p); }
+HAK_CXX_EXPORT void operator delete[](void* p, std::align_val_t) noexcept { hak_free_impl(p); }
+HAK_CXX_EXPORT void operator delete(void* p, size_t, std::align_val_t) noexcept { hak_free_impl(p); }
+HAK_CXX_EXPORT void operator delete[](void* p, size_t, std::align_val_t) noexcept { hak_free_impl(p); }
+HAK_CXX_EXPORT void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept { hak_free_impl(p); }
+HAK_CXX_EXPORT void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept { hak_free_impl(p); }

@@ -1,0 +1,63 @@
+// hakmem.h — the public API of the hakmem allocator.
+//
+// hakmem replaces malloc/free and the rest of the C and C++ allocation API when it is
+// preloaded (LD_PRELOAD=libhakmem.so) or linked (-lhakmem). The functions below reach the
+// same allocator by name, for programs that want to call it explicitly or read its figures.
+#ifndef HAKMEM_H
+#define HAKMEM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define HAKMEM_API __attribute__((visibility("default")))
+#else
+#define HAKMEM_API
+#endif
+
+// Allocation, as the C functions of the same name without the prefix.
+HAKMEM_API void*  hak_malloc(size_t size);
+HAKMEM_API void*  hak_calloc(size_t count, size_t size);
+HAKMEM_API void*  hak_realloc(void* ptr, size_t size);
+HAKMEM_API void   hak_free(void* ptr);
+// Aligned allocation: alignment must be a power of two; returns NULL (errno EINVAL) if not.
+HAKMEM_API void*  hak_aligned_alloc(size_t alignment, size_t size);
+HAKMEM_API size_t hak_usable_size(const void* ptr);
+
+// Give every cached, empty and releasable page back to the OS now. Returns 1 if memory was
+// released. malloc_trim(0) calls this.
+HAKMEM_API int    hak_trim(void);
+
+// Figures, cheap to read (no lock held for long, nothing allocated).
+typedef struct hak_stats {
+  uint64_t mapped_bytes;        // address space hakmem holds from the OS (all tiers)
+  uint64_t tiny_mapped_bytes;   // SuperSlabs (Tiny and Mid classes)
+  uint64_t arena_mapped_bytes;  // page-arena chunks (Mid/Large spans)
+  uint64_t large_mapped_bytes;  // direct mappings (Large), including the cache of freed ones
+  uint64_t large_cached_bytes;  // freed Large mappings kept for reuse
+  uint64_t superslabs_live;     // SuperSlabs with at least one slab assigned
+  uint64_t superslabs_retired;  // SuperSlabs decommitted and kept for reuse
+  uint64_t slabs_in_use;        // slab runs assigned to a size class
+  uint64_t arena_chunks;        // page-arena chunks mapped
+  uint64_t arena_used_bytes;    // bytes in live page-arena spans
+  uint64_t large_live;          // live Large mappings
+  uint64_t large_live_bytes;    // bytes in live Large mappings
+  uint64_t threads_live;        // thread heaps in use
+  uint64_t threads_cached;      // thread heaps of exited threads, kept for reuse
+  uint64_t madvise_calls;       // decommits done (MADV_DONTNEED)
+  uint64_t mmap_calls;          // mappings made
+  uint64_t munmap_calls;        // mappings returned
+} hak_stats_t;
+
+HAKMEM_API void   hak_stats_get(hak_stats_t* out);
+// Prints hak_stats_get's figures to stderr.
+HAKMEM_API void   hak_stats_print(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif  // HAKMEM_H

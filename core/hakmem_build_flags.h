@@ -1,0 +1,30 @@
+// hakmem_build_flags.h — build variants and the macros every core file uses.
+//
+// Variants (one place, as mimalloc's types.h does):
+//   HAKMEM_BUILD_RELEASE=1  out/release: optimised; every diagnostic, counter and invariant
+//                           check compiles out, except the messages of fatal errors.
+//   HAKMEM_BUILD_RELEASE=0  out/debug: assertions, invariant checkers on every state change,
+//                           counters, and the fault-injection hook.
+// Checks are written `if constexpr (kDebug)` rather than #ifdef, so disabled code still compiles.
+#ifndef HAKMEM_BUILD_FLAGS_H
+#define HAKMEM_BUILD_FLAGS_H
+
+#ifndef HAKMEM_BUILD_RELEASE
+#define HAKMEM_BUILD_RELEASE 0
+#endif
+
+namespace hak {
+inline constexpr bool kRelease = HAKMEM_BUILD_RELEASE != 0;
+inline constexpr bool kDebug = !kRelease;
+}  // namespace hak
+
+// Fast paths are inlined into their callers; everything rare sits behind one cold call.
+#define HAK_FAST_PATH inline __attribute__((always_inline))
+#define HAK_SLOW_PATH __attribute__((noinline, cold))
+#define HAK_NOINLINE __attribute__((noinline))
+#define HAK_LIKELY(x) __builtin_expect(!!(x), 1)
+#define HAK_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define HAK_EXPORT extern "C" __attribute__((visibility("default")))
+#define HAK_TLS __thread __attribute__((tls_model("initial-exec")))
+
+#endif  // HAKMEM_BUILD_FLAGS_H

@@ -1,0 +1,132 @@
+// os.cpp — every syscall hakmem makes. See os.h for the contract of each function.
+#include "os.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/auxv.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <atomic>
+
+extern char** environ;
+
+namespace hak {
+namespace {
+
+size_t g_page_size = 4096;
+bool g_secure = false;
+bool g_os_ready = false;
+std::atomic<uint64_t> g_mmap_calls{0}, g_munmap_calls{0}, g_madvise_calls{0};
+// Fault injection (debug variant): the N-th and later mappings fail; 0 = off.
+std::atomic<uint64_t> g_fault_nth{0};
+
+bool fault_injected() {
+  if constexpr (kDebug) {
+    uint64_t nth = g_fault_nth.load(std::memory_order_relaxed);
+    if (nth != 0 && g_mmap_calls.load(std::memory_order_relaxed) + 1 >= nth) return true;
+  }
+  return false;
+}
+
+uint64_t parse_u64(const char* s) {
+  uint64_t v = 0;
+  while (*s >= '0' && *s <= '9') v = v * 10 + uint64_t(*s++ - '0');
+  return v;
+}
+
+}  // namespace
+
+void os_init() {
+  if (g_os_ready) return;
+  long ps = sysconf(_SC_PAGESIZE);
+  if (ps > 0) g_page_size = size_t(ps);
+  g_secure = getauxval(AT_SECURE) != 0;
+  if constexpr (kDebug) {
+    if (const char* f = os_getenv("HAKMEM_FAULT_MMAP")) g_fault_nth.store(parse_u64(f));
+  }
+  g_os_ready = true;
+}
+
+size_t os_page_size() { return g_page_size; }
+bool os_is_secure() { return g_secure; }
+
+void* os_map(size_t size) {
+  if (fault_injected()) return nullptr;
+  g_mmap_calls.fetch_add(1, std::memory_order_relaxed);
+  void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  return p == MAP_FAILED ? nullptr : p;
+}
+
+void* os_map_aligned(size_t size, size_t align) {
+  if (align <= g_page_size) return os_map(size);
+  if (size + align < size) return nullptr;
+  // Try the exact size first: the kernel often hands out aligned addresses when the previous
+  // mapping ended on one. Otherwise over-map by `align` and trim both ends.
+  void* p = os_map(size);
+  if (p == nullptr) return nullptr;
+  if ((uintptr_t(p) & (align - 1)) == 0) return p;
+  os_unmap(p, size);
+  char* raw = static_cast<char*>(os_map(size + align));
+  if (raw == nullptr) return nullptr;
+  char* aligned = reinterpret_cast<char*>((uintptr_t(raw) + align - 1) & ~(uintptr_t(align) - 1));
+  size_t head = size_t(aligned - raw), tail = align - head;
+  if (head) os_unmap(raw, head);
+  if (tail) os_unmap(aligned + size, tail);
+  return aligned;
+}
+
+void* os_reserve(size_t size) {
+  g_mmap_calls.fetch_add(1, std::memory_order_relaxed);
+  void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  return p == MAP_FAILED ? nullptr : p;
+}
+
+void os_unmap(void* p, size_t size) {
+  g_munmap_calls.fetch_add(1, std::memory_order_relaxed);
+  munmap(p, size);
+}
+
+void os_decommit(void* p, size_t size) {
+  if (size == 0) return;
+  g_madvise_calls.fetch_add(1, std::memory_order_relaxed);
+  madvise(p, size, MADV_DONTNEED);
+}
+
+void os_write_stderr(const char* buf, size_t len) {
+  while (len > 0) {
+    ssize_t n = write(2, buf, len);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return;
+    }
+    buf += n;
+    len -= size_t(n);
+  }
+}
+
+const char* os_getenv(const char* name) {
+  if (g_secure || environ == nullptr) return nullptr;
+  size_t n = strlen(name);
+  for (char** e = environ; *e != nullptr; ++e) {
+    if (strncmp(*e, name, n) == 0 && (*e)[n] == '=') return *e + n + 1;
+  }
+  return nullptr;
+}
+
+uint64_t os_now_ns() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
+}
+
+OsCounters os_counters() {
+  return {g_mmap_calls.load(std::memory_order_relaxed), g_munmap_calls.load(std::memory_order_relaxed),
+          g_madvise_calls.load(std::memory_order_relaxed)};
+}
+
+void os_fault_injection_set(uint64_t nth) { g_fault_nth.store(nth, std::memory_order_relaxed); }
+
+}  // namespace hak

@@ -1,0 +1,62 @@
+// os.h — the only door to the operating system (mmap, munmap, madvise, write, environment,
+// clocks). Nothing else in core/ makes a syscall. None of these functions allocates.
+#ifndef HAKMEM_OS_H
+#define HAKMEM_OS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hakmem_build_flags.h"
+
+namespace hak {
+
+// Reads the page size, AT_SECURE and the environment options. Idempotent; called from
+// hak_init before anything else here.
+void os_init();
+
+// The OS page size, read at run time (4 KiB, 16 KiB and 64 KiB kernels all exist).
+size_t os_page_size();
+
+// Maps `size` bytes (a multiple of the page size) of zeroed read-write memory.
+// Returns nullptr when the OS refuses (or the debug fault-injection hook says it does).
+void* os_map(size_t size);
+
+// Maps `size` bytes aligned to `align` (a power of two ≥ the page size, size a multiple of
+// the page size): over-maps and trims the excess. nullptr on failure.
+void* os_map_aligned(size_t size, size_t align);
+
+// Reserves `size` bytes of address space that read as zero and commit lazily on write
+// (MAP_NORESERVE). nullptr when refused (strict overcommit, RLIMIT_AS).
+void* os_reserve(size_t size);
+
+// Returns a mapping made by one of the functions above (whole or a page-aligned part).
+void os_unmap(void* p, size_t size);
+
+// Gives the physical pages of [p, p+size) back; the range stays mapped and reads as zero.
+// p and size must be page-aligned.
+void os_decommit(void* p, size_t size);
+
+// Writes to stderr, retrying on EINTR and short writes. Never allocates.
+void os_write_stderr(const char* buf, size_t len);
+
+// Value of an environment variable as read at start-up (nullptr if unset, or if the program
+// runs with AT_SECURE — setuid/setgid — where hakmem ignores its environment).
+const char* os_getenv(const char* name);
+bool os_is_secure();
+
+// Monotonic clock in nanoseconds (vDSO, no syscall on Linux/x86-64).
+uint64_t os_now_ns();
+
+// Counters of the calls above (for hak_stats_get).
+struct OsCounters {
+  uint64_t mmap_calls, munmap_calls, madvise_calls;
+};
+OsCounters os_counters();
+
+// Debug variant only: from the N-th os_map/os_map_aligned call on (HAKMEM_FAULT_MMAP=N),
+// every mapping fails, until os_fault_injection_set(0). Used by the fault-injection tests.
+void os_fault_injection_set(uint64_t nth);
+
+}  // namespace hak
+
+#endif  // HAKMEM_OS_H

@@ -1,0 +1,216 @@
+// page_arena.cpp — the page arena (see page_arena.h).
+#include "page_arena.h"
+
+#include <pthread.h>
+
+#include "diag.h"
+#include "os.h"
+#include "region_map.h"
+
+namespace hak {
+
+#define HAK_IN_PAGE_ARENA_CPP 1
+#include "page_arena.inc.h"
+
+namespace {
+
+constexpr uint64_t kChunkMagic = 0x68616b6d41726e61ull;  // "hakmArna"
+
+struct ArenaChunk {
+  uint64_t magic;
+  ArenaChunk* next;
+  ArenaChunk* prev;
+  size_t used_pages;   // pages in live spans (page 0, the header, not counted)
+  size_t dirty_pages;  // free pages that may be resident
+  PageBitmap used;     // bit set: page in a live span (bit 0: the header)
+  PageBitmap dirty;    // bit set: free page that was used since it was last decommitted
+};
+static_assert(sizeof(ArenaChunk) <= kArenaPage, "arena header must fit its page");
+
+pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+ArenaChunk* g_chunks = nullptr;  // most recently created first
+size_t g_chunk_count = 0, g_used_pages = 0, g_dirty_pages = 0;
+
+ArenaChunk* chunk_of(void* p) {
+  return reinterpret_cast<ArenaChunk*>(reinterpret_cast<uintptr_t>(p) & ~(uintptr_t(kArenaChunkSize) - 1));
+}
+
+void chunk_link(ArenaChunk* c) {
+  c->prev = nullptr;
+  c->next = g_chunks;
+  if (g_chunks) g_chunks->prev = c;
+  g_chunks = c;
+}
+
+void chunk_unlink(ArenaChunk* c) {
+  if (c->prev) c->prev->next = c->next;
+  else g_chunks = c->next;
+  if (c->next) c->next->prev = c->prev;
+}
+
+// Decommits the dirty free pages of c (in OS-page-aligned pieces).
+void chunk_purge(ArenaChunk* c) {
+  size_t os_page = os_page_size();
+  size_t i = c->dirty.find(1, true);
+  while (i < kArenaPagesPerChunk) {
+    size_t end = c->dirty.find(i, false);
+    char* lo = reinterpret_cast<char*>(c) + i * kArenaPage;
+    char* hi = reinterpret_cast<char*>(c) + end * kArenaPage;
+    char* alo = reinterpret_cast<char*>((uintptr_t(lo) + os_page - 1) & ~(uintptr_t(os_page) - 1));
+    char* ahi = reinterpret_cast<char*>(uintptr_t(hi) & ~(uintptr_t(os_page) - 1));
+    if (alo < ahi) os_decommit(alo, size_t(ahi - alo));
+    c->dirty.assign(i, end - i, false);
+    g_dirty_pages -= end - i;
+    c->dirty_pages -= end - i;
+    i = c->dirty.find(end, true);
+  }
+}
+
+// Unmaps an empty chunk. Caller holds the lock and has unlinked it.
+void chunk_destroy(ArenaChunk* c) {
+  g_dirty_pages -= c->dirty_pages;
+  --g_chunk_count;
+  region_map_set(c, kArenaChunkSize, kRegionNone);
+  os_unmap(c, kArenaChunkSize);
+}
+
+ArenaChunk* chunk_create() {
+  void* m = os_map_aligned(kArenaChunkSize, kArenaChunkSize);
+  if (m == nullptr) return nullptr;
+  if (!region_map_set(m, kArenaChunkSize, kRegionSpan)) {
+    os_unmap(m, kArenaChunkSize);
+    return nullptr;
+  }
+  auto* c = static_cast<ArenaChunk*>(m);
+  c->magic = kChunkMagic;
+  c->used.assign(0, 1, true);  // the header page
+  return c;
+}
+
+void* take_span(ArenaChunk* c, size_t first, size_t pages) {
+  c->used.assign(first, pages, true);
+  for (size_t i = first; i < first + pages; ++i) {
+    if (c->dirty.test(i)) {
+      c->dirty.assign(i, 1, false);
+      --c->dirty_pages;
+      --g_dirty_pages;
+    }
+  }
+  c->used_pages += pages;
+  g_used_pages += pages;
+  return reinterpret_cast<char*>(c) + first * kArenaPage;
+}
+
+}  // namespace
+
+void* arena_alloc(size_t bytes) {
+  size_t pages = bytes / kArenaPage;
+  HAK_ASSERT(bytes % kArenaPage == 0 && bytes <= kArenaMaxSpan && pages > 0);
+  pthread_mutex_lock(&g_lock);
+  for (ArenaChunk* c = g_chunks; c != nullptr; c = c->next) {
+    if (kArenaPagesPerChunk - 1 - c->used_pages < pages) continue;
+    size_t first = c->used.find_clear_run(pages);
+    if (first < kArenaPagesPerChunk) {
+      void* p = take_span(c, first, pages);
+      pthread_mutex_unlock(&g_lock);
+      return p;
+    }
+  }
+  pthread_mutex_unlock(&g_lock);
+  ArenaChunk* c = chunk_create();  // the syscall happens outside the lock
+  if (c == nullptr) return nullptr;
+  pthread_mutex_lock(&g_lock);
+  chunk_link(c);
+  ++g_chunk_count;
+  void* p = take_span(c, 1, pages);
+  pthread_mutex_unlock(&g_lock);
+  return p;
+}
+
+void arena_free(void* span, size_t bytes) {
+  size_t pages = bytes / kArenaPage;
+  ArenaChunk* c = chunk_of(span);
+  size_t first = size_t(static_cast<char*>(span) - reinterpret_cast<char*>(c)) / kArenaPage;
+  pthread_mutex_lock(&g_lock);
+  if constexpr (kDebug) {
+    for (size_t i = first; i < first + pages; ++i) {
+      if (!c->used.test(i)) hak_fatal("page arena: freeing page %zu of chunk %p twice", i, static_cast<void*>(c));
+    }
+  }
+  c->used.assign(first, pages, false);
+  c->dirty.assign(first, pages, true);
+  c->used_pages -= pages;
+  c->dirty_pages += pages;
+  g_used_pages -= pages;
+  g_dirty_pages += pages;
+  if (c->used_pages == 0 && g_chunks != c) {
+    // Empty and not the newest chunk: give it back whole.
+    chunk_unlink(c);
+    chunk_destroy(c);
+  } else if (g_dirty_pages * kArenaPage > kArenaDirtyMax) {
+    // Too much resident free memory: decommit, oldest chunks first, down to half the limit.
+    ArenaChunk* tail = g_chunks;
+    while (tail && tail->next) tail = tail->next;
+    for (ArenaChunk* t = tail; t && g_dirty_pages * kArenaPage > kArenaDirtyMax / 2; t = t->prev) chunk_purge(t);
+  }
+  pthread_mutex_unlock(&g_lock);
+}
+
+bool arena_trim() {
+  pthread_mutex_lock(&g_lock);
+  bool released = false;
+  for (ArenaChunk* c = g_chunks; c != nullptr;) {
+    ArenaChunk* next = c->next;
+    if (c->used_pages == 0) {
+      chunk_unlink(c);
+      chunk_destroy(c);
+      released = true;
+    } else if (c->dirty_pages != 0) {
+      chunk_purge(c);
+      released = true;
+    }
+    c = next;
+  }
+  pthread_mutex_unlock(&g_lock);
+  return released;
+}
+
+ArenaStats arena_stats() {
+  pthread_mutex_lock(&g_lock);
+  ArenaStats st{g_chunk_count, g_chunk_count * kArenaChunkSize, g_used_pages * kArenaPage, g_dirty_pages * kArenaPage};
+  pthread_mutex_unlock(&g_lock);
+  return st;
+}
+
+void arena_lock() { pthread_mutex_lock(&g_lock); }
+void arena_unlock() { pthread_mutex_unlock(&g_lock); }
+void arena_reinit_after_fork() { pthread_mutex_init(&g_lock, nullptr); }
+
+bool arena_is_valid() {
+  pthread_mutex_lock(&g_lock);
+  bool ok = true;
+  size_t used = 0, dirty = 0;
+  for (ArenaChunk* c = g_chunks; c != nullptr && ok; c = c->next) {
+    if (c->magic != kChunkMagic || !c->used.test(0) || c->used.count() != c->used_pages + 1 ||
+        c->dirty.count() != c->dirty_pages) {
+      diag_print("invariant: arena chunk %p bitmaps disagree with its counters", static_cast<void*>(c));
+      ok = false;
+    }
+    for (size_t i = 0; i < kBitmapWords && ok; ++i) {
+      if (c->used.w[i] & c->dirty.w[i]) {
+        diag_print("invariant: arena chunk %p has pages both used and dirty", static_cast<void*>(c));
+        ok = false;
+      }
+    }
+    used += c->used_pages;
+    dirty += c->dirty_pages;
+  }
+  if (ok && (used != g_used_pages || dirty != g_dirty_pages)) {
+    diag_print("invariant: arena totals disagree with the chunks");
+    ok = false;
+  }
+  pthread_mutex_unlock(&g_lock);
+  return ok;
+}
+
+}  // namespace hak

@@ -1,0 +1,52 @@
+// page_arena.inc.h — host: page_arena.cpp. Bitmap helpers for the arena's page maps.
+#ifndef HAK_IN_PAGE_ARENA_CPP
+#error "page_arena.inc.h is part of page_arena.cpp"
+#endif
+
+inline constexpr size_t kBitmapWords = kArenaPagesPerChunk / 64;
+
+struct PageBitmap {
+  uint64_t w[kBitmapWords];
+
+  bool test(size_t i) const { return (w[i >> 6] >> (i & 63)) & 1; }
+
+  // Sets (value = true) or clears bits [first, first + n).
+  void assign(size_t first, size_t n, bool value) {
+    while (n > 0) {
+      size_t bit = first & 63, take = 64 - bit < n ? 64 - bit : n;
+      uint64_t mask = (take == 64 ? ~uint64_t(0) : ((uint64_t(1) << take) - 1)) << bit;
+      if (value) w[first >> 6] |= mask;
+      else w[first >> 6] &= ~mask;
+      first += take;
+      n -= take;
+    }
+  }
+
+  // First index ≥ from whose bit equals `value`, or kArenaPagesPerChunk.
+  size_t find(size_t from, bool value) const {
+    while (from < kArenaPagesPerChunk) {
+      uint64_t word = value ? w[from >> 6] : ~w[from >> 6];
+      word &= ~uint64_t(0) << (from & 63);
+      if (word != 0) return (from & ~size_t(63)) + size_t(__builtin_ctzll(word));
+      from = (from & ~size_t(63)) + 64;
+    }
+    return kArenaPagesPerChunk;
+  }
+
+  // First run of n clear bits (first fit), or kArenaPagesPerChunk.
+  size_t find_clear_run(size_t n) const {
+    size_t i = find(1, false);
+    while (i + n <= kArenaPagesPerChunk) {
+      size_t used = find(i, true);
+      if (used - i >= n) return i;
+      i = find(used, false);
+    }
+    return kArenaPagesPerChunk;
+  }
+
+  size_t count() const {
+    size_t c = 0;
+    for (uint64_t x : w) c += size_t(__builtin_popcountll(x));
+    return c;
+  }
+};

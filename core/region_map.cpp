@@ -1,0 +1,76 @@
+// region_map.cpp — the region map's two forms (see region_map.h).
+#include "region_map.h"
+
+#include <atomic>
+
+#include "os.h"
+
+namespace hak {
+namespace detail {
+uint8_t* g_region_flat = nullptr;
+}  // namespace detail
+
+namespace {
+
+constexpr size_t kEntries = size_t(1) << (kAddressBits - kRegionShift);  // 2^31
+constexpr unsigned kLeafBits = 16;                                        // 64 KiB leaves
+constexpr size_t kLeafEntries = size_t(1) << kLeafBits;
+constexpr size_t kTopEntries = kEntries >> kLeafBits;                     // 2^15
+
+// Two-level form: null leaves read as "not ours".
+std::atomic<uint8_t*> g_top[kTopEntries];
+bool g_force_two_level = false;
+bool g_ready = false;
+
+uint8_t* leaf_for(uintptr_t index, bool create) {
+  size_t top = index >> kLeafBits;
+  uint8_t* leaf = g_top[top].load(std::memory_order_acquire);
+  if (leaf != nullptr || !create) return leaf;
+  uint8_t* fresh = static_cast<uint8_t*>(os_map(kLeafEntries));
+  if (fresh == nullptr) return nullptr;
+  if (!g_top[top].compare_exchange_strong(leaf, fresh, std::memory_order_acq_rel)) {
+    os_unmap(fresh, kLeafEntries);  // another thread installed it first
+    return leaf;
+  }
+  return fresh;
+}
+
+}  // namespace
+
+namespace detail {
+uint8_t region_map_lookup_2level(uintptr_t a) {
+  uintptr_t index = a >> kRegionShift;
+  uint8_t* leaf = g_top[index >> kLeafBits].load(std::memory_order_acquire);
+  return leaf ? leaf[index & (kLeafEntries - 1)] : kRegionNone;
+}
+}  // namespace detail
+
+bool region_map_init() {
+  if (g_ready) return true;
+  if (!g_force_two_level) detail::g_region_flat = static_cast<uint8_t*>(os_reserve(kEntries));
+  g_ready = true;  // the two-level form needs no set-up
+  return true;
+}
+
+bool region_map_is_flat() { return detail::g_region_flat != nullptr; }
+void region_map_force_two_level() { g_force_two_level = true; }
+
+bool region_map_set(const void* start, size_t bytes, uint8_t id) {
+  uintptr_t first = reinterpret_cast<uintptr_t>(start) >> kRegionShift;
+  uintptr_t count = bytes >> kRegionShift;
+  if (uint8_t* flat = detail::g_region_flat) {
+    for (uintptr_t i = 0; i < count; ++i) __atomic_store_n(&flat[first + i], id, __ATOMIC_RELEASE);
+    return true;
+  }
+  for (uintptr_t i = 0; i < count; ++i) {
+    uint8_t* leaf = leaf_for(first + i, id != kRegionNone);
+    if (leaf == nullptr) {
+      if (id == kRegionNone) continue;
+      return false;
+    }
+    __atomic_store_n(&leaf[(first + i) & (kLeafEntries - 1)], id, __ATOMIC_RELEASE);
+  }
+  return true;
+}
+
+}  // namespace hak

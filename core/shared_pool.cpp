@@ -1,0 +1,176 @@
+// shared_pool.cpp — the staged acquire and release of slab runs (see shared_pool.h).
+#include "shared_pool.h"
+
+#include <pthread.h>
+
+#include "diag.h"
+#include "os.h"
+
+namespace hak {
+
+#define HAK_IN_SHARED_POOL_CPP 1
+#include "shared_pool.inc.h"
+
+namespace {
+
+TaggedStack<Slab, &Slab::next> g_empty_runs[kNumClasses + 1];      // stage 1
+std::atomic<int> g_empty_count[kNumClasses + 1];
+TaggedStack<SuperSlab, &SuperSlab::next_partial> g_partial;         // stage 2
+std::atomic<SuperSlab*> g_current{nullptr};                         // stage 3
+std::atomic<SuperSlab*> g_hot_empty{nullptr};                       // hysteresis
+pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;                 // stage 4, retired list
+SuperSlab* g_retired = nullptr;
+std::atomic<uint64_t> g_mapped{0}, g_retired_count{0}, g_runs{0};
+
+void partial_push(SuperSlab* ss) {
+  if (!ss->in_partial.exchange(true, std::memory_order_acq_rel)) g_partial.push(ss);
+}
+
+// Claims k slots of ss and builds the run; nullptr if ss has no room.
+Slab* claim_in(SuperSlab* ss, int cls, ThreadHeap* owner) {
+  int idx = superslab_claim(ss, class_run_slabs(cls));
+  if (idx < 0) return nullptr;
+  g_runs.fetch_add(1, std::memory_order_relaxed);
+  return slab_run_init(ss, idx, cls, owner);
+}
+
+// Stage 2: one SuperSlab from the partial stack.
+Slab* acquire_partial(int cls, ThreadHeap* owner) {
+  SuperSlab* ss = g_partial.pop();
+  if (ss == nullptr) return nullptr;
+  ss->in_partial.store(false, std::memory_order_release);
+  Slab* s = claim_in(ss, cls, owner);
+  uint64_t st = ss->state.load(std::memory_order_acquire);
+  // Still has free slots (or the claim needed more contiguous ones than it had): keep it listed.
+  if (!(st & kRetiredBit) && (st & kAllSlotsFree) != 0 && ss != g_current.load(std::memory_order_relaxed))
+    partial_push(ss);
+  return s;
+}
+
+// Stage 4: a SuperSlab from the retired list or the OS; becomes the current one.
+Slab* acquire_new(int cls, ThreadHeap* owner) {
+  pthread_mutex_lock(&g_lock);
+  SuperSlab* ss = g_retired;
+  if (ss != nullptr) g_retired = ss->next_retired;
+  pthread_mutex_unlock(&g_lock);
+  if (ss != nullptr) {
+    g_retired_count.fetch_sub(1, std::memory_order_relaxed);
+    superslab_revive(ss);
+  } else {
+    ss = superslab_create();  // syscall outside the lock
+    if (ss == nullptr) return nullptr;
+    g_mapped.fetch_add(1, std::memory_order_relaxed);
+  }
+  Slab* s = claim_in(ss, cls, owner);
+  SuperSlab* old = g_current.exchange(ss, std::memory_order_acq_rel);
+  if (old != nullptr) {
+    uint64_t st = old->state.load(std::memory_order_acquire);
+    if (!(st & kRetiredBit) && (st & kAllSlotsFree) != 0) partial_push(old);
+  }
+  return s;
+}
+
+// Retires ss if all its slots are still free: decommit, then park it for stage 4.
+bool try_retire(SuperSlab* ss) {
+  uint64_t expect = kAllSlotsFree;
+  if (!ss->state.compare_exchange_strong(expect, kRetiredBit, std::memory_order_acq_rel)) return false;
+  SuperSlab* cur = ss;
+  g_current.compare_exchange_strong(cur, nullptr, std::memory_order_acq_rel);
+  superslab_decommit(ss);
+  pthread_mutex_lock(&g_lock);
+  ss->next_retired = g_retired;
+  g_retired = ss;
+  pthread_mutex_unlock(&g_lock);
+  g_retired_count.fetch_add(1, std::memory_order_relaxed);
+  return true;
+}
+
+// A run's slots go back to its SuperSlab.
+void release_slots(Slab* s) {
+  SuperSlab* ss = superslab_of_slab(s);
+  int idx = slab_index_in_superslab(s), k = s->run_len;
+  slab_run_unassign(s);
+  g_runs.fetch_sub(1, std::memory_order_relaxed);
+  uint64_t st = superslab_unclaim(ss, idx, k);
+  if ((st & kAllSlotsFree) == kAllSlotsFree) {
+    // All free: keep the newest empty SuperSlab mapped, retire the one it replaces.
+    SuperSlab* prev = g_hot_empty.exchange(ss, std::memory_order_acq_rel);
+    if (prev != nullptr && prev != ss) try_retire(prev);
+  } else if (ss != g_current.load(std::memory_order_relaxed)) {
+    partial_push(ss);
+  }
+}
+
+}  // namespace
+
+Slab* shared_pool_acquire(int cls, ThreadHeap* owner) {
+  // Stage 1: an empty run of this class.
+  if (Slab* s = g_empty_runs[cls].pop()) {
+    g_empty_count[cls].fetch_sub(1, std::memory_order_relaxed);
+    slab_run_reset(s, owner);
+    return s;
+  }
+  // Stage 2: a SuperSlab with free slots.
+  if (Slab* s = acquire_partial(cls, owner)) return s;
+  // Stage 3: the current SuperSlab.
+  if (SuperSlab* cur = g_current.load(std::memory_order_acquire)) {
+    if (Slab* s = claim_in(cur, cls, owner)) return s;
+  }
+  // Stage 4: a retired or new SuperSlab.
+  return acquire_new(cls, owner);
+}
+
+void shared_pool_release(Slab* s) {
+  HAK_ASSERT(s->used == 0 && s->list == kListNone);
+  int cls = s->cls;
+  if (g_empty_count[cls].fetch_add(1, std::memory_order_relaxed) < kEmptyRunsPerClass) {
+    s->owner = nullptr;
+    g_empty_runs[cls].push(s);
+    return;
+  }
+  g_empty_count[cls].fetch_sub(1, std::memory_order_relaxed);
+  release_slots(s);
+}
+
+bool shared_pool_trim() {
+  bool released = false;
+  for (int c = 1; c <= kNumClasses; ++c) {
+    while (Slab* s = g_empty_runs[c].pop()) {
+      g_empty_count[c].fetch_sub(1, std::memory_order_relaxed);
+      release_slots(s);
+      released = true;
+    }
+  }
+  for (SuperSlab* ss = superslab_list_head(); ss != nullptr; ss = ss->next_all) {
+    if (try_retire(ss)) released = true;
+  }
+  SuperSlab* hot = g_hot_empty.load(std::memory_order_relaxed);
+  if (hot != nullptr && (hot->state.load(std::memory_order_relaxed) & kRetiredBit))
+    g_hot_empty.compare_exchange_strong(hot, nullptr);
+  return released;
+}
+
+SharedPoolStats shared_pool_stats() {
+  SharedPoolStats st{};
+  st.superslabs_mapped = g_mapped.load(std::memory_order_relaxed);
+  st.superslabs_retired = g_retired_count.load(std::memory_order_relaxed);
+  st.runs_assigned = g_runs.load(std::memory_order_relaxed);
+  for (int c = 1; c <= kNumClasses; ++c) {
+    int n = g_empty_count[c].load(std::memory_order_relaxed);
+    st.empty_runs_cached += uint64_t(n > 0 ? n : 0);
+  }
+  return st;
+}
+
+void shared_pool_lock() { pthread_mutex_lock(&g_lock); }
+void shared_pool_unlock() { pthread_mutex_unlock(&g_lock); }
+void shared_pool_reinit_after_fork() { pthread_mutex_init(&g_lock, nullptr); }
+
+bool shared_pool_is_valid() {
+  for (SuperSlab* ss = superslab_list_head(); ss != nullptr; ss = ss->next_all) {
+    if (!superslab_is_valid(ss)) return false;
+  }
+  return true;
+}
+
+}  // namespace hak

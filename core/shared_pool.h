@@ -1,0 +1,55 @@
+// shared_pool.h — where slab runs come from and go back to, shared by all threads.
+//
+// Staged acquire of a run for class c, cheapest stage first:
+//   1. reuse an empty run of class c          (per-class lock-free stack; nothing to re-map)
+//   2. pop a SuperSlab with free slots        (lock-free partial stack) and claim slots (CAS)
+//   3. claim never-used slots in the current SuperSlab (CAS)
+//   4. revive a retired SuperSlab or map a new one (the only stage with a lock or a syscall)
+// Release is the mirror image: an emptied run goes to its class's stack (up to a small cap),
+// otherwise its slots go back to the SuperSlab (CAS) and the SuperSlab onto the partial stack.
+// A SuperSlab whose slots are all free stays mapped while it is the newest such one
+// (hysteresis); the previous one is retired: its data pages are decommitted (MADV_DONTNEED)
+// and it waits for stage 4. Headers stay mapped, so lock-free readers never fault.
+#ifndef HAKMEM_SHARED_POOL_H
+#define HAKMEM_SHARED_POOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "superslab.h"
+
+namespace hak {
+
+// A run of class `cls`, empty, owned by `owner` (metadata reset, region map set), or nullptr
+// when the OS refuses memory.
+Slab* shared_pool_acquire(int cls, ThreadHeap* owner);
+
+// Takes back an empty run (used == 0, on no heap list).
+void shared_pool_release(Slab* s);
+
+// Releases everything releasable: the cached empty runs, and every SuperSlab with all slots
+// free (decommitted). Returns true if anything was released.
+bool shared_pool_trim();
+
+// Runs per class kept in stage 1.
+inline constexpr int kEmptyRunsPerClass = 2;
+
+struct SharedPoolStats {
+  uint64_t superslabs_mapped;   // ever mapped (address space held)
+  uint64_t superslabs_retired;  // decommitted, waiting for reuse
+  uint64_t runs_assigned;       // runs assigned to a class (in use or cached empty)
+  uint64_t empty_runs_cached;   // runs in the stage-1 stacks
+};
+SharedPoolStats shared_pool_stats();
+
+// Fork handling: take/release the pool lock around fork().
+void shared_pool_lock();
+void shared_pool_unlock();
+void shared_pool_reinit_after_fork();
+
+// Debug checker over every SuperSlab header (slot masks vs. assigned runs).
+bool shared_pool_is_valid();
+
+}  // namespace hak
+
+#endif  // HAKMEM_SHARED_POOL_H

@@ -1,0 +1,42 @@
+// shared_pool.inc.h — host: shared_pool.cpp. The lock-free stacks behind stages 1 and 2.
+//
+// TaggedStack: a Treiber stack whose head carries a 16-bit version in the top bits of the
+// pointer (user addresses use 47 bits), so a pop that raced with pop+push (ABA) fails its CAS.
+// Nodes live in SuperSlab headers, which are never unmapped, so reading a stale node's link
+// never faults; a stale link is discarded by the failed CAS.
+#ifndef HAK_IN_SHARED_POOL_CPP
+#error "shared_pool.inc.h is part of shared_pool.cpp"
+#endif
+
+template <class T, T* T::*Next>
+class TaggedStack {
+ public:
+  void push(T* node) {
+    uint64_t old = head_.load(std::memory_order_relaxed);
+    for (;;) {
+      __atomic_store_n(&(node->*Next), ptr(old), __ATOMIC_RELAXED);
+      uint64_t want = pack(node, old);
+      if (head_.compare_exchange_weak(old, want, std::memory_order_release, std::memory_order_relaxed)) return;
+    }
+  }
+  T* pop() {
+    uint64_t old = head_.load(std::memory_order_acquire);
+    for (;;) {
+      T* node = ptr(old);
+      if (node == nullptr) return nullptr;
+      T* next = __atomic_load_n(&(node->*Next), __ATOMIC_RELAXED);
+      if (head_.compare_exchange_weak(old, pack(next, old), std::memory_order_acquire, std::memory_order_acquire))
+        return node;
+    }
+  }
+  bool empty() const { return ptr(head_.load(std::memory_order_relaxed)) == nullptr; }
+  void reset() { head_.store(0, std::memory_order_relaxed); }
+
+ private:
+  static constexpr uint64_t kPtrMask = (uint64_t(1) << 48) - 1;
+  static T* ptr(uint64_t v) { return reinterpret_cast<T*>(v & kPtrMask); }
+  static uint64_t pack(T* p, uint64_t old) {
+    return reinterpret_cast<uint64_t>(p) | (((old >> 48) + 1) << 48);
+  }
+  std::atomic<uint64_t> head_{0};
+};

@@ -1,0 +1,183 @@
+// superslab.cpp — mapping SuperSlabs, claiming slots, initialising slab runs (superslab.h).
+#include "superslab.h"
+
+#include <string.h>
+
+#include "diag.h"
+#include "os.h"
+
+namespace hak {
+namespace {
+std::atomic<SuperSlab*> g_all{nullptr};
+}
+
+SuperSlab* superslab_list_head() { return g_all.load(std::memory_order_acquire); }
+
+SuperSlab* superslab_create() {
+  void* mem = os_map_aligned(kSuperSlabSize, kSuperSlabSize);
+  if (mem == nullptr) return nullptr;
+  auto* ss = static_cast<SuperSlab*>(mem);  // zeroed by the OS
+  ss->magic = kSuperSlabMagic;
+  ss->state.store(kAllSlotsFree, std::memory_order_relaxed);
+  for (int i = 0; i < kSlabsPerSuperSlab; ++i) ss->slabs[i].run_head = uint8_t(i);
+  if (!region_map_set(ss, kSuperSlabSize, kRegionFreeSlab)) {
+    os_unmap(ss, kSuperSlabSize);
+    return nullptr;
+  }
+  SuperSlab* head = g_all.load(std::memory_order_relaxed);
+  do {
+    ss->next_all = head;
+  } while (!g_all.compare_exchange_weak(head, ss, std::memory_order_release, std::memory_order_relaxed));
+  return ss;
+}
+
+void superslab_revive(SuperSlab* ss) {
+  for (int i = 0; i < kSlabsPerSuperSlab; ++i) {
+    Slab& s = ss->slabs[i];
+    s.free = nullptr;
+    s.bump = s.end = nullptr;
+    s.owner = nullptr;
+    s.used = s.capacity = 0;
+    s.cls = 0;
+    s.run_len = 0;
+    s.run_head = uint8_t(i);
+    s.list = kListNone;
+  }
+  ss->state.store(kAllSlotsFree, std::memory_order_release);
+}
+
+void superslab_decommit(SuperSlab* ss) {
+  size_t page = os_page_size();
+  size_t start = (kSuperSlabHeader + page - 1) & ~(page - 1);
+  os_decommit(reinterpret_cast<char*>(ss) + start, kSuperSlabSize - start);
+}
+
+int superslab_claim(SuperSlab* ss, int k) {
+  uint64_t run = (k >= 32) ? kAllSlotsFree : ((1ull << k) - 1);
+  uint64_t st = ss->state.load(std::memory_order_acquire);
+  for (;;) {
+    if (st & kRetiredBit) return -1;
+    uint64_t mask = st & kAllSlotsFree;
+    int found = -1;
+    // Slots 0..(32-k): the first position where k consecutive bits are set.
+    for (uint64_t m = mask; m != 0;) {
+      int i = __builtin_ctzll(m);
+      if (i + k > kSlabsPerSuperSlab) break;
+      if (((mask >> i) & run) == run) {
+        found = i;
+        break;
+      }
+      m &= m - 1;
+    }
+    if (found < 0) return -1;
+    uint64_t want = st & ~(run << found);
+    if (ss->state.compare_exchange_weak(st, want, std::memory_order_acq_rel, std::memory_order_acquire))
+      return found;
+  }
+}
+
+uint64_t superslab_unclaim(SuperSlab* ss, int idx, int k) {
+  uint64_t run = ((k >= 32) ? kAllSlotsFree : ((1ull << k) - 1)) << idx;
+  return ss->state.fetch_or(run, std::memory_order_acq_rel) | run;
+}
+
+Slab* slab_run_init(SuperSlab* ss, int idx, int cls, ThreadHeap* owner) {
+  int k = class_run_slabs(cls);
+  Slab* s = &ss->slabs[idx];
+  for (int i = 0; i < k; ++i) {
+    ss->slabs[idx + i].run_head = uint8_t(idx);
+    ss->slabs[idx + i].cls = uint8_t(cls);
+  }
+  s->run_len = uint8_t(k);
+  char* start = slab_data_start(ss, idx);
+  char* limit = reinterpret_cast<char*>(ss) + size_t(idx + k) * kSlabSize;
+  size_t size = class_to_size(cls);
+  s->capacity = uint32_t(size_t(limit - start) / size);
+  s->end = start + size_t(s->capacity) * size;
+  slab_run_reset(s, owner);
+  region_map_set(reinterpret_cast<char*>(ss) + size_t(idx) * kSlabSize, size_t(k) * kSlabSize, uint8_t(cls));
+  return s;
+}
+
+void slab_run_reset(Slab* s, ThreadHeap* owner) {
+  s->free = nullptr;
+  s->bump = slab_data_start(superslab_of_slab(s), slab_index_in_superslab(s));
+  s->next = s->prev = nullptr;
+  s->owner = owner;
+  s->remote.store(0, std::memory_order_relaxed);
+  s->pending_next = nullptr;
+  s->used = 0;
+  s->list = kListNone;
+}
+
+void slab_run_unassign(Slab* s) {
+  SuperSlab* ss = superslab_of_slab(s);
+  int idx = slab_index_in_superslab(s), k = s->run_len;
+  region_map_set(reinterpret_cast<char*>(ss) + size_t(idx) * kSlabSize, size_t(k) * kSlabSize, kRegionFreeSlab);
+  for (int i = 0; i < k; ++i) {
+    Slab& t = ss->slabs[idx + i];
+    t.cls = 0;
+    t.run_head = uint8_t(idx + i);
+  }
+  s->owner = nullptr;
+  s->free = nullptr;
+  s->bump = s->end = nullptr;
+  s->used = s->capacity = 0;
+  s->run_len = 0;
+  s->list = kListNone;
+}
+
+bool slab_is_valid(const Slab* s) {
+  if (s->cls == 0 || s->cls > kNumClasses) {
+    diag_print("invariant: slab %p has no class", static_cast<const void*>(s));
+    return false;
+  }
+  size_t size = class_to_size(s->cls);
+  const char* start = slab_data_start(superslab_of_slab(s), slab_index_in_superslab(s));
+  if (s->bump < start || s->bump > s->end || size_t(s->bump - start) % size != 0) {
+    diag_print("invariant: slab %p bump %p outside [%p, %p]", static_cast<const void*>(s),
+               static_cast<const void*>(s->bump), static_cast<const void*>(start),
+               static_cast<const void*>(s->end));
+    return false;
+  }
+  uint32_t uncarved = uint32_t(size_t(s->end - s->bump) / size);
+  uint32_t nfree = 0;
+  for (void* b = s->free; b != nullptr; b = *static_cast<void**>(b)) {
+    const char* c = static_cast<const char*>(b);
+    if (c < start || c >= s->bump || size_t(c - start) % size != 0 || ++nfree > s->capacity) {
+      diag_print("invariant: slab %p (class %u) free list holds bad block %p", static_cast<const void*>(s),
+                 unsigned(s->cls), b);
+      return false;
+    }
+  }
+  if (s->used + nfree + uncarved != s->capacity) {
+    diag_print("invariant: slab %p counters: used %u + free %u + uncarved %u != capacity %u",
+               static_cast<const void*>(s), s->used, nfree, uncarved, s->capacity);
+    return false;
+  }
+  return true;
+}
+
+bool superslab_is_valid(const SuperSlab* ss) {
+  if (ss->magic != kSuperSlabMagic) {
+    diag_print("invariant: SuperSlab %p bad magic", static_cast<const void*>(ss));
+    return false;
+  }
+  uint64_t st = ss->state.load(std::memory_order_acquire);
+  for (int i = 0; i < kSlabsPerSuperSlab;) {
+    const Slab& s = ss->slabs[i];
+    bool slot_free = (st >> i) & 1;
+    if (s.cls != 0 && s.run_head == i) {
+      if (slot_free) {
+        diag_print("invariant: SuperSlab %p slot %d is assigned but marked free", static_cast<const void*>(ss), i);
+        return false;
+      }
+      i += s.run_len ? s.run_len : 1;
+      continue;
+    }
+    ++i;
+  }
+  return true;
+}
+
+}  // namespace hak

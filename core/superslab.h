@@ -1,0 +1,131 @@
+// superslab.h — what a SuperSlab and a slab look like.
+//
+// A SuperSlab is a 2 MiB-aligned region of 32 slabs × 64 KiB. Its first 4 KiB hold this
+// header (the slab metadata of all 32 slabs); slab 0's blocks start after it. A slab run (one
+// slab for Tiny classes, up to four contiguous slabs for the largest Mid classes) holds blocks
+// of one size class; runs of *different* classes share a SuperSlab. The region map marks each
+// 64 KiB unit of a run with the run's class id, and each unassigned unit kRegionFreeSlab.
+//
+//   SuperSlab (2 MiB)
+//   ┌──────────┬──────────────┬──────────────┬─────┬──────────────┐
+//   │ header   │ slab 0 data  │ slab 1       │ ... │ slab 31      │
+//   │ 4 KiB    │ 60 KiB       │ 64 KiB       │     │ 64 KiB       │
+//   └──────────┴──────────────┴──────────────┴─────┴──────────────┘
+//
+// A block is in exactly one place: a thread's TLS list, its slab's free list (owner only), its
+// slab's remote queue (pushed by other threads, drained by the owner), never-carved space
+// (bump..end), or in use by the program. `used` counts blocks out of the slab (TLS lists,
+// remote queue, in use): used + free-list length + uncarved blocks == capacity.
+#ifndef HAKMEM_SUPERSLAB_H
+#define HAKMEM_SUPERSLAB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <atomic>
+
+#include "hakmem_build_flags.h"
+#include "region_map.h"
+#include "size_class.h"
+
+namespace hak {
+
+struct ThreadHeap;
+
+inline constexpr size_t kSuperSlabSize = 2 * 1024 * 1024;
+inline constexpr int kSlabsPerSuperSlab = 32;
+inline constexpr size_t kSuperSlabHeader = 4096;  // slab 0's data starts here
+inline constexpr uint64_t kSuperSlabMagic = 0x68616b6d53536c62ull;  // "hakmSSlb"
+inline constexpr uint64_t kAllSlotsFree = 0xFFFFFFFFull;
+inline constexpr uint64_t kRetiredBit = 1ull << 32;
+
+// Which list of its owner's heap a slab run is on.
+inline constexpr uintptr_t kRemoteNotified = 1;
+
+enum SlabList : uint8_t { kListNone = 0, kListAvail = 1, kListFull = 2 };
+
+// Metadata of one 64 KiB slab. Only the head slab of a run carries block state; the others
+// only point back to it (run_head).
+struct Slab {
+  void* free;                 // owner-only LIFO of returned blocks (link in the first word)
+  char* bump;                 // next never-carved block
+  char* end;                  // end of the carvable area: bump + k × size ≤ end
+  Slab* next;                 // owner's list, or the shared pool's empty-run stack
+  Slab* prev;
+  ThreadHeap* owner;          // heap that may carve and free locally; nullptr when unowned
+  // Blocks freed by other threads: an MPSC stack whose word also carries kRemoteNotified
+  // (bit 0): set while the run sits on its owner's pending list. Only the pending-list
+  // consumer clears it, so a run is on that list at most once.
+  std::atomic<uintptr_t> remote;
+  Slab* pending_next;         // link in the owner heap's pending list
+  uint32_t used;              // blocks out of the slab (owner-only)
+  uint32_t capacity;          // blocks in the run
+  uint8_t cls;                // size class id, 0 when unassigned
+  uint8_t run_len;            // slabs in the run (head only)
+  uint8_t run_head;           // index of the run's head slab (every slab of the run)
+  uint8_t list;               // SlabList
+};
+
+struct SuperSlab {
+  uint64_t magic;
+  // Low 32 bits: slot i is free (assignable) when bit i is set. kRetiredBit: decommitted and
+  // waiting in the pool's retired list; claims fail. Claimed and released with CAS.
+  std::atomic<uint64_t> state;
+  SuperSlab* next_partial;          // link in the shared pool's partial stack
+  std::atomic<bool> in_partial;     // on the partial stack (keeps it there at most once)
+  SuperSlab* next_retired;          // link in the retired list (under the pool lock)
+  SuperSlab* next_all;              // every SuperSlab ever mapped (never unlinked)
+  Slab slabs[kSlabsPerSuperSlab];
+};
+static_assert(sizeof(SuperSlab) <= kSuperSlabHeader, "SuperSlab header must fit its page");
+
+HAK_FAST_PATH SuperSlab* superslab_of(const void* p) {
+  return reinterpret_cast<SuperSlab*>(reinterpret_cast<uintptr_t>(p) & ~(uintptr_t(kSuperSlabSize) - 1));
+}
+HAK_FAST_PATH int slab_index_of(const void* p) {
+  return int((reinterpret_cast<uintptr_t>(p) >> 16) & (kSlabsPerSuperSlab - 1));
+}
+// The run head whose blocks include p (p must be inside an assigned run).
+HAK_FAST_PATH Slab* slab_of_block(const void* p) {
+  SuperSlab* ss = superslab_of(p);
+  return &ss->slabs[ss->slabs[slab_index_of(p)].run_head];
+}
+inline SuperSlab* superslab_of_slab(const Slab* s) { return superslab_of(s); }
+inline int slab_index_in_superslab(const Slab* s) { return int(s - superslab_of(s)->slabs); }
+
+// First byte of slab `idx`'s data.
+inline char* slab_data_start(SuperSlab* ss, int idx) {
+  return reinterpret_cast<char*>(ss) + (idx == 0 ? kSuperSlabHeader : size_t(idx) * kSlabSize);
+}
+
+// Maps a fresh SuperSlab (all slots free), registers it in the region map. nullptr on OOM.
+SuperSlab* superslab_create();
+// Re-arms a retired SuperSlab (its header survived; its data pages read as zero).
+void superslab_revive(SuperSlab* ss);
+// Decommits the data pages of a SuperSlab whose state was CASed to kRetiredBit.
+void superslab_decommit(SuperSlab* ss);
+
+// Claims `k` contiguous free slots; returns the first index or -1. Lock-free.
+int superslab_claim(SuperSlab* ss, int k);
+// Returns slots [idx, idx + k) to the free mask; returns the new state.
+uint64_t superslab_unclaim(SuperSlab* ss, int idx, int k);
+
+// Turns claimed slots [idx, idx+k) into an empty run of class `cls` owned by `owner`:
+// resets the metadata and points the region map at the class.
+Slab* slab_run_init(SuperSlab* ss, int idx, int cls, ThreadHeap* owner);
+// Re-arms an empty run of the same class for a new owner (blocks are carved anew).
+void slab_run_reset(Slab* s, ThreadHeap* owner);
+// Unassigns a run (region map → kRegionFreeSlab, metadata cleared). Slots stay claimed.
+void slab_run_unassign(Slab* s);
+
+// Debug checker: the counters of an owned run reconcile. Returns false (and reports what is
+// wrong) if not. Walks the free list: call it from the owner.
+bool slab_is_valid(const Slab* s);
+bool superslab_is_valid(const SuperSlab* ss);
+
+// Every SuperSlab ever mapped, newest first (for statistics and trim).
+SuperSlab* superslab_list_head();
+
+}  // namespace hak
+
+#endif  // HAKMEM_SUPERSLAB_H

@@ -1,0 +1,19 @@
+// tiny_free_fast_v2.inc.h — host: hakmem.cpp. The free fast path of the Tiny/Mid tiers:
+// push the block on this thread's list of its class, whatever thread's slab it came from.
+//
+//   tiny_free_fast(p, cls) → t_cache[cls] push   2 loads, 3 stores
+//                          → count > cap?        1 predicted branch
+//                            yes: tiny_cache_overflow (cold call: flush half the list to
+//                                 the owning runs, local or remote; or set the thread up)
+// No atomics, no lock, no call on the fast path. The class comes from the region map
+// (hak_free_api.inc.h), so a block needs no header.
+#ifndef HAK_IN_HAKMEM_CPP
+#error "tiny_free_fast_v2.inc.h is part of hakmem.cpp"
+#endif
+
+HAK_FAST_PATH void tiny_free_fast(void* p, int cls) {
+  TlsCache& tc = t_cache[cls];
+  *static_cast<void**>(p) = tc.head;
+  tc.head = p;
+  if (HAK_UNLIKELY(++tc.count > tc.cap)) tiny_cache_overflow(cls);
+}

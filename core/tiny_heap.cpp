@@ -1,0 +1,385 @@
+// tiny_heap.cpp — refill, flush, remote queues and thread lifetime of the Tiny/Mid tiers.
+// See tiny_heap.h for the picture; the hot pops and pushes are in tiny_alloc_fast.inc.h and
+// tiny_free_fast_v2.inc.h.
+#include "tiny_heap.h"
+
+#include <errno.h>
+#include <pthread.h>
+
+#include "diag.h"
+#include "os.h"
+#include "shared_pool.h"
+
+namespace hak {
+
+HAK_TLS TlsCache t_cache[kNumClasses + 1];
+
+namespace {
+
+HAK_TLS ThreadHeap* t_heap;
+HAK_TLS bool t_key_set;
+
+pthread_key_t g_key;
+pthread_mutex_t g_heap_lock = PTHREAD_MUTEX_INITIALIZER;
+ThreadHeap* g_heaps_all = nullptr;     // under g_heap_lock
+ThreadHeap* g_heaps_cached = nullptr;  // under g_heap_lock
+uint64_t g_heaps_live = 0, g_heaps_cached_count = 0;
+// Heap metadata comes from page-sized chunks that are never returned (heaps are reused).
+char* g_meta_cur = nullptr;
+size_t g_meta_left = 0;
+
+void thread_key_destructor(void*) { tiny_thread_exit(); }
+
+// Sets this thread's caps and registers the exit hook.
+void thread_setup() {
+  for (int c = 1; c <= kNumClasses; ++c) t_cache[c].cap = class_cache_cap(c);
+  if (!t_key_set) {
+    t_key_set = true;  // first: pthread_setspecific may allocate (keys ≥ 32)
+    pthread_setspecific(g_key, reinterpret_cast<void*>(1));
+  }
+}
+
+ThreadHeap* heap_new_locked() {
+  size_t need = (sizeof(ThreadHeap) + 63) & ~size_t(63);
+  if (g_meta_left < need) {
+    size_t chunk = 64 * 1024;
+    void* m = os_map(chunk);
+    if (m == nullptr) return nullptr;
+    g_meta_cur = static_cast<char*>(m);
+    g_meta_left = chunk;
+  }
+  auto* h = reinterpret_cast<ThreadHeap*>(g_meta_cur);  // zeroed by the OS
+  g_meta_cur += need;
+  g_meta_left -= need;
+  h->next_all = g_heaps_all;
+  g_heaps_all = h;
+  return h;
+}
+
+ThreadHeap* heap_get() {
+  if (HAK_LIKELY(t_heap != nullptr)) return t_heap;
+  pthread_mutex_lock(&g_heap_lock);
+  ThreadHeap* h = g_heaps_cached;
+  if (h != nullptr) {
+    g_heaps_cached = h->next_cached;
+    --g_heaps_cached_count;
+  } else {
+    h = heap_new_locked();
+  }
+  if (h != nullptr) {
+    h->live = true;
+    ++g_heaps_live;
+  }
+  pthread_mutex_unlock(&g_heap_lock);
+  t_heap = h;
+  return h;
+}
+
+size_t uncarved_of(const Slab* s) { return size_t(s->end - s->bump) / class_to_size(s->cls); }
+bool run_exhausted(const Slab* s) { return s->free == nullptr && s->bump == s->end; }
+
+// Splices a chain of remote blocks onto the run's free list; returns how many.
+uint32_t splice_remote(Slab* s, uintptr_t chain) {
+  void* first = reinterpret_cast<void*>(chain & ~kRemoteNotified);
+  if (first == nullptr) return 0;
+  uint32_t n = 1;
+  void* last = first;
+  while (void* nx = *static_cast<void**>(last)) {
+    last = nx;
+    ++n;
+  }
+  *static_cast<void**>(last) = s->free;
+  s->free = first;
+  HAK_ASSERT(s->used >= n);
+  s->used -= n;
+  return n;
+}
+
+// Takes the run's remote blocks without touching its notified bit (the run may be on the
+// pending list; only the pending-list consumer clears the bit).
+uint32_t drain_remote_keep_flag(Slab* s) {
+  uintptr_t v = s->remote.load(std::memory_order_relaxed);
+  if ((v & ~kRemoteNotified) == 0) return 0;
+  while (!s->remote.compare_exchange_weak(v, v & kRemoteNotified, std::memory_order_acquire, std::memory_order_relaxed)) {
+  }
+  return splice_remote(s, v);
+}
+
+// A run whose `used` reached 0. Keeps it if it is its class's only available run (so a
+// class at steady state does not bounce runs through the pool); otherwise the pool takes it.
+void run_became_empty(ThreadHeap* h, Slab* s, bool keep_last) {
+  if (s->remote.load(std::memory_order_acquire) & kRemoteNotified) return;  // pending list owns it
+  SlabRunList& avail = h->avail[s->cls];
+  if (keep_last && s->list == kListAvail && avail.head == s && s->next == nullptr) return;
+  if (s->list == kListAvail) avail.remove(s);
+  else if (s->list == kListFull) h->full[s->cls].remove(s);
+  shared_pool_release(s);
+}
+
+// After blocks came back to a run: full → avail, and empty runs go back.
+void run_gained_blocks(ThreadHeap* h, Slab* s, bool keep_last) {
+  if (s->list == kListFull && !run_exhausted(s)) {
+    h->full[s->cls].remove(s);
+    h->avail[s->cls].push_front(s, kListAvail);
+  }
+  if (s->used == 0) run_became_empty(h, s, keep_last);
+}
+
+// Consumes the heap's pending list: every run on it gets its remote blocks back.
+void drain_pending(ThreadHeap* h, bool keep_last) {
+  Slab* s = h->pending.exchange(nullptr, std::memory_order_acquire);
+  while (s != nullptr) {
+    Slab* next = s->pending_next;  // read before the run can be pushed again
+    uintptr_t v = s->remote.exchange(0, std::memory_order_acquire);
+    splice_remote(s, v);
+    run_gained_blocks(h, s, keep_last);
+    s = next;
+  }
+}
+
+// Drains everything the heap has pending and releases every empty run.
+bool heap_collect(ThreadHeap* h) {
+  uint64_t before = shared_pool_stats().runs_assigned + shared_pool_stats().empty_runs_cached;
+  drain_pending(h, false);
+  for (int c = 1; c <= kNumClasses; ++c) {
+    for (SlabRunList* list : {&h->avail[c], &h->full[c]}) {
+      for (Slab* s = list->head; s != nullptr;) {
+        Slab* next = s->next;
+        drain_remote_keep_flag(s);
+        run_gained_blocks(h, s, false);
+        s = next;
+      }
+    }
+  }
+  uint64_t after = shared_pool_stats().runs_assigned + shared_pool_stats().empty_runs_cached;
+  return after != before;
+}
+
+// Takes up to `want` blocks from run s into the (empty) TLS list of its class.
+uint32_t take_batch(Slab* s, TlsCache& tc, uint32_t want) {
+  HAK_ASSERT(tc.head == nullptr && tc.count == 0);
+  size_t size = class_to_size(s->cls);
+  uint32_t uncarved = uint32_t(uncarved_of(s));
+  uint32_t nfree = s->capacity - s->used - uncarved;
+  void* head = nullptr;
+  uint32_t got = 0;
+  if (nfree != 0) {
+    if (nfree <= want) {  // the whole free list, in O(1)
+      head = s->free;
+      s->free = nullptr;
+      got = nfree;
+    } else {
+      void* tail = s->free;
+      for (uint32_t i = 1; i < want; ++i) tail = *static_cast<void**>(tail);
+      head = s->free;
+      s->free = *static_cast<void**>(tail);
+      *static_cast<void**>(tail) = nullptr;
+      got = want;
+    }
+  }
+  if (got < want && uncarved != 0) {
+    uint32_t n = want - got < uncarved ? want - got : uncarved;
+    // Link the new blocks so they pop in address order, in front of what we already took.
+    char* base = s->bump;
+    for (uint32_t i = n; i-- > 0;) {
+      void* b = base + size_t(i) * size;
+      *static_cast<void**>(b) = head;
+      head = b;
+    }
+    s->bump = base + size_t(n) * size;
+    got += n;
+  }
+  s->used += got;
+  tc.head = head;
+  tc.count = got;
+  if constexpr (kDebug) {
+    if (!slab_is_valid(s)) hak_fatal("corrupted slab %p after refill", static_cast<void*>(s));
+  }
+  return got;
+}
+
+// A run with blocks to hand out for class cls, or nullptr (out of memory).
+Slab* find_run(ThreadHeap* h, int cls) {
+  drain_pending(h, true);
+  if (Slab* s = h->avail[cls].head) return s;
+  Slab* s = shared_pool_acquire(cls, h);
+  if (s != nullptr) h->avail[cls].push_front(s, kListAvail);
+  return s;
+}
+
+// Pushes the chain first..last (one run's blocks) onto the run's remote queue. The first
+// pusher to find the run un-notified puts it on the owner's pending list — before its blocks
+// become visible, so the owner cannot see the run empty and release it meanwhile.
+void remote_push(Slab* s, void* first, void* last) {
+  uintptr_t old = s->remote.load(std::memory_order_relaxed);
+  for (;;) {
+    if (!(old & kRemoteNotified)) {
+      if (!s->remote.compare_exchange_weak(old, old | kRemoteNotified, std::memory_order_acq_rel,
+                                           std::memory_order_relaxed))
+        continue;
+      ThreadHeap* owner = s->owner;
+      Slab* head = owner->pending.load(std::memory_order_relaxed);
+      do {
+        s->pending_next = head;
+      } while (!owner->pending.compare_exchange_weak(head, s, std::memory_order_release, std::memory_order_relaxed));
+      old |= kRemoteNotified;
+    }
+    *static_cast<void**>(last) = reinterpret_cast<void*>(old & ~kRemoteNotified);
+    if (s->remote.compare_exchange_weak(old, reinterpret_cast<uintptr_t>(first) | kRemoteNotified,
+                                        std::memory_order_release, std::memory_order_relaxed))
+      return;
+  }
+}
+
+}  // namespace
+
+void SlabRunList::push_front(Slab* s, uint8_t which) {
+  s->prev = nullptr;
+  s->next = head;
+  if (head != nullptr) head->prev = s;
+  head = s;
+  s->list = which;
+}
+
+void SlabRunList::remove(Slab* s) {
+  if (s->prev != nullptr) s->prev->next = s->next;
+  else head = s->next;
+  if (s->next != nullptr) s->next->prev = s->prev;
+  s->next = s->prev = nullptr;
+  s->list = kListNone;
+}
+
+void* tiny_refill(int cls) {
+  TlsCache& tc = t_cache[cls];
+  if (HAK_UNLIKELY(tc.cap == 0)) thread_setup();
+  if (tc.head != nullptr) {  // set-up may have allocated and left blocks behind
+    void* p = tc.head;
+    tc.head = *static_cast<void**>(p);
+    --tc.count;
+    return p;
+  }
+  ThreadHeap* h = heap_get();
+  if (h == nullptr) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  uint32_t want = tc.cap / 2 ? tc.cap / 2 : 1;
+  for (;;) {
+    Slab* s = h->avail[cls].head;
+    if (s == nullptr && (s = find_run(h, cls)) == nullptr) {
+      errno = ENOMEM;
+      return nullptr;
+    }
+    if (run_exhausted(s)) drain_remote_keep_flag(s);
+    uint32_t got = run_exhausted(s) ? 0 : take_batch(s, tc, want);
+    if (run_exhausted(s)) {
+      h->avail[cls].remove(s);
+      h->full[cls].push_front(s, kListFull);
+    }
+    if (got != 0) break;
+  }
+  void* p = tc.head;
+  tc.head = *static_cast<void**>(p);
+  --tc.count;
+  return p;
+}
+
+void tiny_flush(int cls, uint32_t n) {
+  TlsCache& tc = t_cache[cls];
+  ThreadHeap* h = t_heap;
+  void* b = tc.head;
+  Slab* chain_slab = nullptr;
+  void *chain_first = nullptr, *chain_last = nullptr;
+  uint32_t i = 0;
+  for (; i < n && b != nullptr; ++i) {
+    void* next = *static_cast<void**>(b);
+    Slab* s = slab_of_block(b);
+    HAK_ASSERT(s->cls == cls);
+    if (h != nullptr && s->owner == h) {
+      *static_cast<void**>(b) = s->free;
+      s->free = b;
+      HAK_ASSERT(s->used > 0);
+      --s->used;
+      run_gained_blocks(h, s, true);
+    } else if (s == chain_slab) {
+      *static_cast<void**>(chain_last) = b;
+      chain_last = b;
+    } else {
+      if (chain_slab != nullptr) remote_push(chain_slab, chain_first, chain_last);
+      chain_slab = s;
+      chain_first = chain_last = b;
+    }
+    b = next;
+  }
+  if (chain_slab != nullptr) remote_push(chain_slab, chain_first, chain_last);
+  tc.head = b;
+  tc.count -= i;
+}
+
+void tiny_cache_overflow(int cls) {
+  TlsCache& tc = t_cache[cls];
+  if (tc.cap == 0) thread_setup();
+  if (tc.count > tc.cap) tiny_flush(cls, tc.count - tc.cap / 2);
+}
+
+bool tiny_trim_current_thread() {
+  for (int c = 1; c <= kNumClasses; ++c) {
+    if (t_cache[c].count != 0) tiny_flush(c, t_cache[c].count);
+  }
+  return t_heap != nullptr && heap_collect(t_heap);
+}
+
+bool tiny_trim_cached_heaps() {
+  bool released = false;
+  pthread_mutex_lock(&g_heap_lock);
+  for (ThreadHeap* h = g_heaps_cached; h != nullptr; h = h->next_cached) released |= heap_collect(h);
+  pthread_mutex_unlock(&g_heap_lock);
+  return released;
+}
+
+void tiny_thread_exit() {
+  for (int c = 1; c <= kNumClasses; ++c) {
+    if (t_cache[c].count != 0) tiny_flush(c, t_cache[c].count);
+    t_cache[c].cap = 0;  // a later free (another key's destructor) sets the thread up again
+  }
+  t_key_set = false;
+  ThreadHeap* h = t_heap;
+  if (h == nullptr) return;
+  heap_collect(h);
+  t_heap = nullptr;
+  pthread_mutex_lock(&g_heap_lock);
+  h->live = false;
+  --g_heaps_live;
+  h->next_cached = g_heaps_cached;
+  g_heaps_cached = h;
+  ++g_heaps_cached_count;
+  pthread_mutex_unlock(&g_heap_lock);
+}
+
+void tiny_init_thread_key() { pthread_key_create(&g_key, thread_key_destructor); }
+
+void tiny_lock() { pthread_mutex_lock(&g_heap_lock); }
+void tiny_unlock() { pthread_mutex_unlock(&g_heap_lock); }
+void tiny_reinit_after_fork() { pthread_mutex_init(&g_heap_lock, nullptr); }
+
+TinyStats tiny_stats() {
+  pthread_mutex_lock(&g_heap_lock);
+  TinyStats st{g_heaps_live, g_heaps_cached_count};
+  pthread_mutex_unlock(&g_heap_lock);
+  return st;
+}
+
+bool tiny_heap_is_valid() {
+  ThreadHeap* h = t_heap;
+  if (h == nullptr) return true;
+  for (int c = 1; c <= kNumClasses; ++c) {
+    for (SlabRunList* list : {&h->avail[c], &h->full[c]}) {
+      for (Slab* s = list->head; s != nullptr; s = s->next) {
+        if (s->owner != h || s->cls != c || !slab_is_valid(s)) return false;
+      }
+    }
+  }
+  return true;
+}
+
+}  // namespace hak

@@ -1,0 +1,93 @@
+// tiny_heap.h — per-thread state of the Tiny and Mid tiers: TLS free lists and thread heaps.
+//
+// TLS free lists (t_cache[class id]): malloc pops, free pushes; no atomics, no locks, no
+// calls on a hit. A list may hold blocks of any thread's slabs (a block freed here is reused
+// here). Misses go to tiny_refill, overflows to tiny_flush:
+//
+//   tiny_refill(cls)  ── heap avail list: take a batch from a run (free list, then carve)
+//                     ── heap full list: drain runs' remote queues
+//                     ── shared_pool_acquire (staged; shared_pool.h)
+//   tiny_flush(cls,n) ── block of a run this thread owns: push on the run's free list
+//                     ── another thread's run: push the chain on the run's remote queue (CAS)
+//
+// A ThreadHeap owns runs (lists per class). When its thread exits, the TLS lists are
+// flushed, emptied runs go back to the pool, and the heap with its part-used runs is kept
+// for the next new thread (remote frees to those runs keep arriving in their queues).
+#ifndef HAKMEM_TINY_HEAP_H
+#define HAKMEM_TINY_HEAP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <atomic>
+
+#include "hakmem_build_flags.h"
+#include "size_class.h"
+#include "superslab.h"
+
+namespace hak {
+
+struct TlsCache {
+  void* head;      // LIFO of free blocks, linked through their first word
+  uint32_t count;  // blocks on the list
+  uint32_t cap;    // flush when count exceeds it; 0 until the thread is set up
+};
+
+// Indexed by class id (entry 0 unused). Zero-initialised: an untouched thread misses in
+// malloc (head == nullptr) and overflows in free (cap == 0), which sets it up.
+extern HAK_TLS TlsCache t_cache[kNumClasses + 1];
+
+struct SlabRunList {
+  Slab* head;
+  void push_front(Slab* s, uint8_t which);
+  void remove(Slab* s);
+};
+
+struct ThreadHeap {
+  SlabRunList avail[kNumClasses + 1];  // runs with free or uncarved blocks
+  SlabRunList full[kNumClasses + 1];   // runs with none (maybe remote frees pending)
+  // Runs whose remote queue went from "not notified" to "notified": pushed by other threads,
+  // taken whole by the owner (no ABA: the consumer never pops single nodes).
+  std::atomic<Slab*> pending;
+  ThreadHeap* next_all;                // every heap (never unlinked)
+  ThreadHeap* next_cached;             // cache of exited threads' heaps
+  bool live;                           // a thread is using it
+};
+
+// Refills t_cache[cls] and returns one block, or nullptr (errno ENOMEM) when out of memory.
+void* tiny_refill(int cls);
+
+// Called when a push made t_cache[cls] exceed its cap (or the thread is not set up yet).
+void tiny_cache_overflow(int cls);
+
+// Moves the first n blocks of t_cache[cls] back to their runs.
+void tiny_flush(int cls, uint32_t n);
+
+// Flushes this thread's TLS lists, drains its runs' remote queues and releases its empty
+// runs (malloc_trim). Returns true if a run was released.
+bool tiny_trim_current_thread();
+// Drains and releases what the heaps of exited threads hold. Returns true if a run was released.
+bool tiny_trim_cached_heaps();
+
+// Thread exit (pthread key destructor): flush everything, hand the heap back.
+void tiny_thread_exit();
+
+// Sets up the pthread key used for thread exit. Called once by hak_init.
+void tiny_init_thread_key();
+
+// Fork handling (the heap list lock).
+void tiny_lock();
+void tiny_unlock();
+void tiny_reinit_after_fork();
+
+struct TinyStats {
+  uint64_t heaps_live, heaps_cached;
+};
+TinyStats tiny_stats();
+
+// Debug checker: every run of the calling thread's heap reconciles.
+bool tiny_heap_is_valid();
+
+}  // namespace hak
+
+#endif  // HAKMEM_TINY_HEAP_H
