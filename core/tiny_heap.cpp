@@ -18,6 +18,7 @@ namespace {
 
 HAK_TLS ThreadHeap* t_heap;
 HAK_TLS bool t_key_set;
+HAK_TLS bool t_exited;  // tiny_thread_exit ran: frees go straight back, nothing is cached
 
 pthread_key_t g_key;
 pthread_mutex_t g_heap_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -32,6 +33,7 @@ void thread_key_destructor(void*) { tiny_thread_exit(); }
 
 // Sets this thread's caps and registers the exit hook.
 void thread_setup() {
+  t_exited = false;
   for (int c = 1; c <= kNumClasses; ++c) t_cache[c].cap = class_cache_cap(c);
   if (!t_key_set) {
     t_key_set = true;  // first: pthread_setspecific may allocate (keys ≥ 32)
@@ -318,7 +320,15 @@ void tiny_flush(int cls, uint32_t n) {
 
 void tiny_cache_overflow(int cls) {
   TlsCache& tc = t_cache[cls];
-  if (tc.cap == 0) thread_setup();
+  if (tc.cap == 0) {
+    // After this thread's exit hook ran (glibc frees its own thread data later), cache
+    // nothing: a block left here would be lost with the thread.
+    if (t_exited) {
+      tiny_flush(cls, tc.count);
+      return;
+    }
+    thread_setup();
+  }
   if (tc.count > tc.cap) tiny_flush(cls, tc.count - tc.cap / 2);
 }
 
@@ -343,6 +353,7 @@ void tiny_thread_exit() {
     t_cache[c].cap = 0;  // a later free (another key's destructor) sets the thread up again
   }
   t_key_set = false;
+  t_exited = true;
   ThreadHeap* h = t_heap;
   if (h == nullptr) return;
   heap_collect(h);
