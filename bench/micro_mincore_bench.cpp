@@ -152,8 +152,11 @@ int main(int argc, char** argv) {
   for (uint8_t* p : ptrs) {
     unsigned char vec = 0;
     uintptr_t pg = (reinterpret_cast<uintptr_t>(p) - 1) & ~(uintptr_t{page} - 1);
-    if (mincore(reinterpret_cast<void*>(pg), 1, &vec) != 0 || (vec & 1) == 0)
-      wrong("mincore", p, vec & 1, 1);
+    // Our heap's pages are all touched, so mincore must see them. For malloc's blocks the
+    // page before may be unmapped or not resident (a block at the start of a fresh mapping):
+    // any answer is right there, and the methods then read no header.
+    const bool resident = mincore(reinterpret_cast<void*>(pg), 1, &vec) == 0 && (vec & 1) != 0;
+    if (heap_id(p) != 0 && !resident) wrong("mincore", p, 0, 1);
     if (region_map != nullptr && region_map[reinterpret_cast<uintptr_t>(p) >> kRegionShift] !=
                                      heap_id(p))
       wrong("region map", p, region_map[reinterpret_cast<uintptr_t>(p) >> kRegionShift],

@@ -50,6 +50,9 @@ for v in $variants; do
     case "$t" in *"$filter"*) ;; *) continue ;; esac
     if [ $valgrind -eq 1 ]; then
       case "$t" in test_*) ;; *) continue ;; esac
+      # Unit tests only: the API tests (tests/api) run GiB-sized and thousand-thread
+      # workloads that take far too long under memcheck.
+      [ -f "tests/unit/$t.cpp" ] || continue
       run_one "$v/valgrind/$t" valgrind --error-exitcode=99 --trace-children=yes --quiet \
           --suppressions="$root/tests/valgrind.supp" "$out/tests/$t" --jobs=1 --timeout 600
     else

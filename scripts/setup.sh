@@ -10,7 +10,7 @@ want() { for p in "$@"; do have_pkg "$p" || need+=("$p"); done; }
 
 want g++ make bc libcriterion-dev valgrind python3 git
 if [ "${1:-}" = "--bench" ]; then
-  want libmimalloc2.0 libjemalloc2 libgoogle-perftools4 libtcmalloc-minimal4 gnuplot-nox linux-perf
+  want libmimalloc2.0 libjemalloc2 libgoogle-perftools4 libtcmalloc-minimal4 gnuplot-nox linux-perf time
 fi
 [ ${#need[@]} -eq 0 ] && exit 0
 

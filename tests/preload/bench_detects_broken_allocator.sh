@@ -53,7 +53,7 @@ for c in "${cases[@]}"; do
     fails=$((fails+1))
   elif ! grep -q "MEMORY CHECK FAILED" "$tmp/err"; then
     echo "FAIL: $name $* under overlap_malloc.so: exit $rc without 'MEMORY CHECK FAILED':"
-    tail -5 "$tmp/err"; fails=$((fails+1))
+    tail -n 5 "$tmp/err"; fails=$((fails+1))
   elif grep -q "Throughput" "$tmp/out"; then
     echo "FAIL: $name $* under overlap_malloc.so printed a throughput line"; fails=$((fails+1))
   else
@@ -64,7 +64,7 @@ for c in "${cases[@]}"; do
     preload=""; [ $alloc = hakmem ] && preload="$lib"
     run $alloc "$preload" "$name" "$@"
     if [ $rc -ne 0 ] || ! grep -q "^Throughput = " "$tmp/out"; then
-      echo "FAIL: $name $* under $alloc: exit $rc"; tail -5 "$tmp/err"; fails=$((fails+1))
+      echo "FAIL: $name $* under $alloc: exit $rc"; tail -n 5 "$tmp/err"; fails=$((fails+1))
     else
       echo "ok: $name $* under $alloc: $(grep '^Throughput' "$tmp/out")"
     fi

@@ -53,7 +53,7 @@ check() {  # label, command...
   timeout 60 "$@" >"$tmp/out" 2>"$tmp/err"
   local rc=$?
   if [ $rc -ne 0 ] || ! grep -q "^Throughput = [0-9]* ops/s" "$tmp/out"; then
-    echo "FAIL: $label: exit $rc"; tail -5 "$tmp/out" "$tmp/err"; fails=$((fails+1))
+    echo "FAIL: $label: exit $rc"; tail -n 5 "$tmp/out" "$tmp/err"; fails=$((fails+1))
   else
     echo "ok: $label ($((SECONDS-t0)) s): $(grep '^Throughput' "$tmp/out")"
   fi
