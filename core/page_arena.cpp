@@ -143,15 +143,22 @@ void arena_free(void* span, size_t bytes) {
   c->dirty_pages += pages;
   g_used_pages -= pages;
   g_dirty_pages += pages;
-  if (c->used_pages == 0 && g_chunks != c) {
-    // Empty and not the newest chunk: give it back whole.
-    chunk_unlink(c);
-    chunk_destroy(c);
-  } else if (g_dirty_pages * kArenaPage > kArenaDirtyMax) {
-    // Too much resident free memory: decommit, oldest chunks first, down to half the limit.
-    ArenaChunk* tail = g_chunks;
-    while (tail && tail->next) tail = tail->next;
-    for (ArenaChunk* t = tail; t && g_dirty_pages * kArenaPage > kArenaDirtyMax / 2; t = t->prev) chunk_purge(t);
+  size_t limit = kArenaDirtyMin + g_used_pages * kArenaPage / 4;
+  if (g_dirty_pages * kArenaPage > limit) {
+    // Too much resident free memory: oldest chunks first, unmap empty ones (never the
+    // newest) and decommit the others' free pages, down to half the limit.
+    ArenaChunk* t = g_chunks;
+    while (t && t->next) t = t->next;
+    while (t != nullptr && g_dirty_pages * kArenaPage > limit / 2) {
+      ArenaChunk* prev = t->prev;
+      if (t->used_pages == 0 && t != g_chunks) {
+        chunk_unlink(t);
+        chunk_destroy(t);
+      } else {
+        chunk_purge(t);
+      }
+      t = prev;
+    }
   }
   pthread_mutex_unlock(&g_lock);
 }

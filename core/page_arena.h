@@ -4,9 +4,11 @@
 //
 // A chunk is 2 MiB-aligned; its first 4 KiB page holds the header (page bitmaps); spans are
 // runs of 4 KiB pages found first-fit in the bitmap, under one lock. Freed pages stay
-// resident ("dirty") for reuse until the arena holds more than kArenaDirtyMax of them; then
-// the oldest chunks' dirty pages are decommitted (MADV_DONTNEED) down to half of that.
-// A chunk with no live span is unmapped, except the newest such one (hysteresis).
+// resident ("dirty") for reuse — empty chunks stay mapped too — until the arena holds more
+// dirty bytes than kArenaDirtyMin (32 MiB) + a quarter of the bytes in live spans; then, oldest chunks
+// first, empty chunks are unmapped and the others' dirty pages decommitted (MADV_DONTNEED),
+// down to half of that limit. Re-faulting freshly unmapped pages is what made a span churn
+// slow (bench/mid_large_mix: 4× the page faults of glibc before this policy).
 // The region map marks every chunk kRegionSpan; spans carry the 16-byte header (span.h).
 #ifndef HAKMEM_PAGE_ARENA_H
 #define HAKMEM_PAGE_ARENA_H
@@ -20,7 +22,7 @@ inline constexpr size_t kArenaChunkSize = 2 * 1024 * 1024;
 inline constexpr size_t kArenaPage = 4096;
 inline constexpr size_t kArenaPagesPerChunk = kArenaChunkSize / kArenaPage;  // 512, page 0 = header
 inline constexpr size_t kArenaMaxSpan = 1024 * 1024;                         // largest span (bytes)
-inline constexpr size_t kArenaDirtyMax = 16 * 1024 * 1024;                  // resident free pages kept
+inline constexpr size_t kArenaDirtyMin = 32 * 1024 * 1024;
 
 // A span of `bytes` (a multiple of kArenaPage, ≤ kArenaMaxSpan). nullptr when out of memory.
 void* arena_alloc(size_t bytes);

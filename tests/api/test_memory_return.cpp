@@ -16,7 +16,8 @@ struct Phase { size_t start, peak, freed, trimmed; };
 static void report(const char* what, const Phase& ph) {
   char line[512];
   snprintf(line, sizeof line,
-           "%s: RSS start %zu MiB, peak %zu MiB, after free %zu MiB, after malloc_trim(0) %zu MiB",
+           "%s: RSS start %zu MiB, peak %zu MiB, after free %zu MiB, after malloc_trim(0) (or the "
+           "wait) %zu MiB",
            what, ph.start / MiB, ph.peak / MiB, ph.freed / MiB, ph.trimmed / MiB);
   cr_log_info("%s", line);
   fprintf(stderr, "%s\n", line);
@@ -112,6 +113,48 @@ Test(memory_return, half_GiB_of_large_blocks, .timeout = 240) {
   Phase ph = churn(total, 4096, [&](size_t) { return (size_t)rng.range(MiB, 8 * MiB); });
   report("512 MiB in 1-8 MiB blocks", ph);
   check_returned("512 MiB in 1-8 MiB blocks", ph, total);
+}
+
+// Without malloc_trim: DESIGN.md says empty SuperSlabs and Large spans go back to the OS
+// "after a short delay". Free 256 MiB of small blocks and 256 MiB of large ones, then keep the
+// process lightly active (a small malloc/free every millisecond) for up to 5 seconds.
+Test(memory_return, released_after_a_delay_without_trim, .timeout = 120) {
+  free(malloc(16));
+  malloc_trim(0);
+  const size_t start = rss_bytes();
+  enum { SMALL = (256u << 20) / 128, LARGE = 64 };
+  void** arr = (void**)mmap(nullptr, (SMALL + LARGE) * sizeof(void*), PROT_READ | PROT_WRITE,
+                            MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  cr_assert_neq(arr, MAP_FAILED);
+  for (size_t i = 0; i < SMALL; i++) {
+    arr[i] = malloc(128);
+    cr_assert_not_null(arr[i]);
+    memset(arr[i], 0x11, 128);
+  }
+  for (size_t i = SMALL; i < SMALL + LARGE; i++) {
+    arr[i] = malloc(4u << 20);
+    cr_assert_not_null(arr[i]);
+    memset(arr[i], 0x22, 4u << 20);
+  }
+  const size_t peak = rss_bytes();
+  for (size_t i = 0; i < SMALL + LARGE; i++) free(arr[i]);
+  munmap(arr, (SMALL + LARGE) * sizeof(void*));
+  const size_t freed = rss_bytes();
+  const size_t slack = start / 10 > 16 * MiB ? start / 10 : 16 * MiB;
+  size_t now = freed;
+  int ms = 0;
+  for (; ms < 5000 && now > start + slack; ms++) {
+    usleep(1000);
+    void* p = malloc(64);
+    escape(p);
+    free(p);
+    if (ms % 10 == 0) now = rss_bytes();
+  }
+  cr_log_info("no trim: %d ms of light activity after the free", ms);
+  report("no trim", Phase{start, peak, freed, now});
+  cr_assert_leq(now, start + slack, "512 MiB freed, no malloc_trim: RSS still %zu MiB after "
+                "%d ms (start %zu MiB); empty SuperSlabs/Large spans are not released after a "
+                "delay", now / MiB, ms, start / MiB);
 }
 
 // Blocks of a few sizes interleaved, most freed, a few survivors scattered over the heap:
