@@ -35,6 +35,7 @@ void span_free(void* p) {
   h->magic = kSpanMagicFreed;
   if (bytes <= kArenaMaxSpan) arena_free(start, bytes);
   else large_free(start, bytes);
+  decay_tick();
 }
 
 void hak_free_slow(void* p, uint8_t id) {

@@ -23,6 +23,7 @@
 #include <atomic>
 #include <new>
 
+#include "decay.h"
 #include "diag.h"
 #include "hakmem.h"
 #include "hakmem_build_flags.h"
@@ -130,6 +131,7 @@ HAK_SLOW_PATH void* span_alloc(size_t n, size_t align, bool zero) {
   h->offset = uint32_t(block - start);
   h->span_bytes = bytes;
   if (zero && !fresh) memset(block, 0, n);
+  decay_tick();
   return block;
 }
 

@@ -13,12 +13,14 @@ struct CacheEntry {
   void* base;
   size_t bytes;
   uint64_t freed_at;
+  bool resident;  // false: decommitted, reads as zero
 };
 
 pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 CacheEntry g_cache[kLargeCacheEntries];
 int g_cached = 0;
 size_t g_cached_bytes = 0;
+size_t g_cached_resident = 0;
 uint64_t g_live = 0, g_live_bytes = 0;
 
 void unmap_mapping(void* base, size_t bytes) {
@@ -28,6 +30,7 @@ void unmap_mapping(void* base, size_t bytes) {
 
 void remove_entry_locked(int i) {
   g_cached_bytes -= g_cache[i].bytes;
+  if (g_cache[i].resident) g_cached_resident -= g_cache[i].bytes;
   g_cache[i] = g_cache[--g_cached];
 }
 
@@ -51,6 +54,7 @@ void* large_alloc(size_t bytes, bool* fresh) {
   CacheEntry expired[kLargeCacheEntries + 1];
   int nexp = 0;
   void* hit = nullptr;
+  bool hit_zero = false;
   pthread_mutex_lock(&g_lock);
   if (g_cached != 0) {
     int best = -1;
@@ -58,15 +62,13 @@ void* large_alloc(size_t bytes, bool* fresh) {
       size_t b = g_cache[i].bytes;
       if (b >= bytes && b - bytes <= bytes / 4 && (best < 0 || b < g_cache[best].bytes)) best = i;
     }
-    if (best >= 0 && g_cache[best].bytes == bytes) {
-      hit = g_cache[best].base;
-      remove_entry_locked(best);
-    } else if (best >= 0) {
-      // Cached mapping a little bigger: return its tail so accounting stays exact.
+    if (best >= 0) {
       CacheEntry e = g_cache[best];
       remove_entry_locked(best);
       hit = e.base;
-      expired[nexp++] = {static_cast<char*>(e.base) + bytes, e.bytes - bytes, 0};
+      hit_zero = !e.resident;
+      // A little bigger: return its tail so accounting stays exact.
+      if (e.bytes != bytes) expired[nexp++] = {static_cast<char*>(e.base) + bytes, e.bytes - bytes, 0, false};
     }
     nexp += take_expired_locked(os_now_ns(), expired + nexp);
   }
@@ -77,7 +79,7 @@ void* large_alloc(size_t bytes, bool* fresh) {
   pthread_mutex_unlock(&g_lock);
   for (int i = 0; i < nexp; ++i) unmap_mapping(expired[i].base, expired[i].bytes);
   if (hit != nullptr) {
-    *fresh = false;
+    *fresh = hit_zero;
     return hit;
   }
   void* m = os_map_aligned(bytes, kLargeAlign);
@@ -102,22 +104,51 @@ void large_free(void* base, size_t bytes) {
   --g_live;
   g_live_bytes -= bytes;
   nout = take_expired_locked(now, out);
-  if (bytes <= kLargeCacheMaxEntry) {
-    // Make room: evict the oldest entries until this one fits.
-    while (g_cached != 0 && (g_cached == kLargeCacheEntries || g_cached_bytes + bytes > kLargeCacheBytes)) {
-      int oldest = 0;
-      for (int i = 1; i < g_cached; ++i)
-        if (g_cache[i].freed_at < g_cache[oldest].freed_at) oldest = i;
-      out[nout++] = g_cache[oldest];
-      remove_entry_locked(oldest);
-    }
-    g_cache[g_cached++] = {base, bytes, now};
-    g_cached_bytes += bytes;
-  } else {
-    out[nout++] = {base, bytes, now};
+  if (bytes > kLargeCacheMaxEntry) {
+    out[nout++] = {base, bytes, now, false};
+    pthread_mutex_unlock(&g_lock);
+    for (int i = 0; i < nout; ++i) unmap_mapping(out[i].base, out[i].bytes);
+    return;
+  }
+  // Make room: evict the oldest entries until this one fits.
+  while (g_cached != 0 && (g_cached == kLargeCacheEntries || g_cached_bytes + bytes > kLargeCacheBytes)) {
+    int oldest = 0;
+    for (int i = 1; i < g_cached; ++i)
+      if (g_cache[i].freed_at < g_cache[oldest].freed_at) oldest = i;
+    out[nout++] = g_cache[oldest];
+    remove_entry_locked(oldest);
+  }
+  g_cache[g_cached++] = {base, bytes, now, true};
+  g_cached_bytes += bytes;
+  g_cached_resident += bytes;
+  // Too much resident: take the oldest resident entries out, decommit them outside the lock
+  // (nobody can reuse them meanwhile), and put them back as zero pages.
+  CacheEntry dec[kLargeCacheEntries];
+  int ndec = 0;
+  while (g_cached_resident > kLargeCacheResident) {
+    int oldest = -1;
+    for (int i = 0; i < g_cached; ++i)
+      if (g_cache[i].resident && (oldest < 0 || g_cache[i].freed_at < g_cache[oldest].freed_at)) oldest = i;
+    dec[ndec++] = g_cache[oldest];
+    remove_entry_locked(oldest);
   }
   pthread_mutex_unlock(&g_lock);
   for (int i = 0; i < nout; ++i) unmap_mapping(out[i].base, out[i].bytes);
+  if (ndec == 0) return;
+  for (int i = 0; i < ndec; ++i) os_decommit(dec[i].base, dec[i].bytes);
+  pthread_mutex_lock(&g_lock);
+  int nback = 0;
+  for (int i = 0; i < ndec; ++i) {
+    if (g_cached < kLargeCacheEntries && g_cached_bytes + dec[i].bytes <= kLargeCacheBytes) {
+      dec[i].resident = false;
+      g_cache[g_cached++] = dec[i];
+      g_cached_bytes += dec[i].bytes;
+    } else {
+      dec[nback++] = dec[i];
+    }
+  }
+  pthread_mutex_unlock(&g_lock);
+  for (int i = 0; i < nback; ++i) unmap_mapping(dec[i].base, dec[i].bytes);
 }
 
 bool large_trim() {
@@ -127,6 +158,16 @@ bool large_trim() {
   for (int i = 0; i < n; ++i) out[i] = g_cache[i];
   g_cached = 0;
   g_cached_bytes = 0;
+  g_cached_resident = 0;
+  pthread_mutex_unlock(&g_lock);
+  for (int i = 0; i < n; ++i) unmap_mapping(out[i].base, out[i].bytes);
+  return n != 0;
+}
+
+bool large_decay(uint64_t now_ns) {
+  CacheEntry out[kLargeCacheEntries];
+  pthread_mutex_lock(&g_lock);
+  int n = take_expired_locked(now_ns, out);
   pthread_mutex_unlock(&g_lock);
   for (int i = 0; i < n; ++i) unmap_mapping(out[i].base, out[i].bytes);
   return n != 0;

@@ -101,7 +101,35 @@ void* take_span(ArenaChunk* c, size_t first, size_t pages) {
   return reinterpret_cast<char*>(c) + first * kArenaPage;
 }
 
+// Oldest chunks first: unmap empty ones (never the newest) and decommit the others' free
+// pages, until at most `target` bytes of free pages are resident.
+bool release_dirty_locked(size_t target) {
+  bool released = false;
+  ArenaChunk* t = g_chunks;
+  while (t && t->next) t = t->next;
+  while (t != nullptr && g_dirty_pages * kArenaPage > target) {
+    ArenaChunk* prev = t->prev;
+    if (t->used_pages == 0 && t != g_chunks) {
+      chunk_unlink(t);
+      chunk_destroy(t);
+      released = true;
+    } else if (t->dirty_pages != 0) {
+      chunk_purge(t);
+      released = true;
+    }
+    t = prev;
+  }
+  return released;
+}
+
 }  // namespace
+
+bool arena_decay() {
+  pthread_mutex_lock(&g_lock);
+  bool released = g_dirty_pages * kArenaPage > kArenaDirtyMin / 4 && release_dirty_locked(kArenaDirtyMin / 4);
+  pthread_mutex_unlock(&g_lock);
+  return released;
+}
 
 void* arena_alloc(size_t bytes) {
   size_t pages = bytes / kArenaPage;
@@ -144,22 +172,7 @@ void arena_free(void* span, size_t bytes) {
   g_used_pages -= pages;
   g_dirty_pages += pages;
   size_t limit = kArenaDirtyMin + g_used_pages * kArenaPage / 4;
-  if (g_dirty_pages * kArenaPage > limit) {
-    // Too much resident free memory: oldest chunks first, unmap empty ones (never the
-    // newest) and decommit the others' free pages, down to half the limit.
-    ArenaChunk* t = g_chunks;
-    while (t && t->next) t = t->next;
-    while (t != nullptr && g_dirty_pages * kArenaPage > limit / 2) {
-      ArenaChunk* prev = t->prev;
-      if (t->used_pages == 0 && t != g_chunks) {
-        chunk_unlink(t);
-        chunk_destroy(t);
-      } else {
-        chunk_purge(t);
-      }
-      t = prev;
-    }
-  }
+  if (g_dirty_pages * kArenaPage > limit) release_dirty_locked(limit / 2);
   pthread_mutex_unlock(&g_lock);
 }
 

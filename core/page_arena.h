@@ -30,6 +30,9 @@ void* arena_alloc(size_t bytes);
 void arena_free(void* span, size_t bytes);
 // Decommits every free page and unmaps every empty chunk. Returns true if anything was released.
 bool arena_trim();
+// Decay: if more than kArenaDirtyMin / 4 of free pages are resident, decommit (oldest chunks
+// first) down to that. Returns true if anything was released.
+bool arena_decay();
 
 struct ArenaStats {
   uint64_t chunks, mapped_bytes, used_bytes, dirty_bytes;

@@ -85,13 +85,9 @@ bool try_retire(SuperSlab* ss) {
   return true;
 }
 
-// A run's slots go back to its SuperSlab.
-void release_slots(Slab* s) {
-  SuperSlab* ss = superslab_of_slab(s);
-  int idx = slab_index_in_superslab(s), k = s->run_len;
-  slab_run_unassign(s);
-  g_runs.fetch_sub(1, std::memory_order_relaxed);
-  uint64_t st = superslab_unclaim(ss, idx, k);
+// Slots went back to ss (new state st): hysteresis for an all-free SuperSlab, else keep it
+// findable for stage 2.
+void slots_returned(SuperSlab* ss, uint64_t st) {
   if ((st & kAllSlotsFree) == kAllSlotsFree) {
     // All free: keep the newest empty SuperSlab mapped, retire the one it replaces.
     SuperSlab* prev = g_hot_empty.exchange(ss, std::memory_order_acq_rel);
@@ -99,6 +95,17 @@ void release_slots(Slab* s) {
   } else if (ss != g_current.load(std::memory_order_relaxed)) {
     partial_push(ss);
   }
+}
+
+// A run's slots go back to its SuperSlab.
+void release_slots(Slab* s) {
+  SuperSlab* ss = superslab_of_slab(s);
+  int idx = slab_index_in_superslab(s), k = s->run_len;
+  slab_run_unassign(s);
+  g_runs.fetch_sub(1, std::memory_order_relaxed);
+  uint32_t bits = (k >= 32 ? 0xFFFFFFFFu : ((1u << k) - 1)) << idx;
+  ss->dirty_free.fetch_or(bits, std::memory_order_relaxed);
+  slots_returned(ss, superslab_unclaim(ss, idx, k));
 }
 
 }  // namespace
@@ -132,6 +139,21 @@ void shared_pool_release(Slab* s) {
   release_slots(s);
 }
 
+bool shared_pool_decommit_free_slots() {
+  bool released = false;
+  for (SuperSlab* ss = superslab_list_head(); ss != nullptr; ss = ss->next_all) {
+    if (ss->dirty_free.load(std::memory_order_relaxed) == 0) continue;
+    uint32_t dirty = ss->dirty_free.exchange(0, std::memory_order_acq_rel);
+    // Claim them first, so no thread carves a slot while its pages are being dropped.
+    uint32_t mine = superslab_claim_bits(ss, dirty);
+    if (mine == 0) continue;
+    superslab_decommit_slots(ss, mine);
+    slots_returned(ss, superslab_unclaim_bits(ss, mine));
+    released = true;
+  }
+  return released;
+}
+
 bool shared_pool_trim() {
   bool released = false;
   for (int c = 1; c <= kNumClasses; ++c) {
@@ -141,6 +163,7 @@ bool shared_pool_trim() {
       released = true;
     }
   }
+  released |= shared_pool_decommit_free_slots();
   for (SuperSlab* ss = superslab_list_head(); ss != nullptr; ss = ss->next_all) {
     if (try_retire(ss)) released = true;
   }

@@ -27,9 +27,13 @@ Slab* shared_pool_acquire(int cls, ThreadHeap* owner);
 // Takes back an empty run (used == 0, on no heap list).
 void shared_pool_release(Slab* s);
 
-// Releases everything releasable: the cached empty runs, and every SuperSlab with all slots
-// free (decommitted). Returns true if anything was released.
+// Releases everything releasable: the cached empty runs, every SuperSlab with all slots free
+// (retired), and the pages of free slots in live SuperSlabs (decommitted). Returns true if
+// anything was released.
 bool shared_pool_trim();
+
+// Decommits the pages of slots released since the last call (decay; see hak_decay_tick).
+bool shared_pool_decommit_free_slots();
 
 // Runs per class kept in stage 1.
 inline constexpr int kEmptyRunsPerClass = 2;

@@ -43,6 +43,7 @@ void superslab_revive(SuperSlab* ss) {
     s.run_head = uint8_t(i);
     s.list = kListNone;
   }
+  ss->dirty_free.store(0, std::memory_order_relaxed);
   ss->state.store(kAllSlotsFree, std::memory_order_release);
 }
 
@@ -79,6 +80,37 @@ int superslab_claim(SuperSlab* ss, int k) {
 uint64_t superslab_unclaim(SuperSlab* ss, int idx, int k) {
   uint64_t run = ((k >= 32) ? kAllSlotsFree : ((1ull << k) - 1)) << idx;
   return ss->state.fetch_or(run, std::memory_order_acq_rel) | run;
+}
+
+uint32_t superslab_claim_bits(SuperSlab* ss, uint32_t mask) {
+  uint64_t st = ss->state.load(std::memory_order_acquire);
+  for (;;) {
+    if (st & kRetiredBit) return 0;
+    uint32_t take = uint32_t(st) & mask;
+    if (take == 0) return 0;
+    if (ss->state.compare_exchange_weak(st, st & ~uint64_t(take), std::memory_order_acq_rel, std::memory_order_acquire))
+      return take;
+  }
+}
+
+uint64_t superslab_unclaim_bits(SuperSlab* ss, uint32_t bits) {
+  return ss->state.fetch_or(bits, std::memory_order_acq_rel) | bits;
+}
+
+void superslab_decommit_slots(SuperSlab* ss, uint32_t bits) {
+  size_t page = os_page_size();
+  char* base = reinterpret_cast<char*>(ss);
+  while (bits != 0) {
+    int first = __builtin_ctz(bits);
+    int last = first;
+    while (last + 1 < kSlabsPerSuperSlab && ((bits >> (last + 1)) & 1)) ++last;
+    uintptr_t lo = uintptr_t(slab_data_start(ss, first));
+    uintptr_t hi = uintptr_t(base + size_t(last + 1) * kSlabSize);
+    lo = (lo + page - 1) & ~(uintptr_t(page) - 1);
+    if (lo < hi) os_decommit(reinterpret_cast<void*>(lo), size_t(hi - lo));
+    uint32_t run = (last - first + 1 == 32) ? 0xFFFFFFFFu : (((1u << (last - first + 1)) - 1) << first);
+    bits &= ~run;
+  }
 }
 
 Slab* slab_run_init(SuperSlab* ss, int idx, int cls, ThreadHeap* owner) {

@@ -75,6 +75,8 @@ struct SuperSlab {
   std::atomic<bool> in_partial;     // on the partial stack (keeps it there at most once)
   SuperSlab* next_retired;          // link in the retired list (under the pool lock)
   SuperSlab* next_all;              // every SuperSlab ever mapped (never unlinked)
+  // Slots released since their pages were last decommitted (resident but free).
+  std::atomic<uint32_t> dirty_free;
   Slab slabs[kSlabsPerSuperSlab];
 };
 static_assert(sizeof(SuperSlab) <= kSuperSlabHeader, "SuperSlab header must fit its page");
@@ -109,6 +111,12 @@ void superslab_decommit(SuperSlab* ss);
 int superslab_claim(SuperSlab* ss, int k);
 // Returns slots [idx, idx + k) to the free mask; returns the new state.
 uint64_t superslab_unclaim(SuperSlab* ss, int idx, int k);
+// Claims whichever slots of `mask` are free; returns the claimed bits. Lock-free.
+uint32_t superslab_claim_bits(SuperSlab* ss, uint32_t mask);
+// Returns claimed slots `bits` to the free mask; returns the new state.
+uint64_t superslab_unclaim_bits(SuperSlab* ss, uint32_t bits);
+// Decommits the data pages of the (claimed, unassigned) slots in `bits`.
+void superslab_decommit_slots(SuperSlab* ss, uint32_t bits);
 
 // Turns claimed slots [idx, idx+k) into an empty run of class `cls` owned by `owner`:
 // resets the metadata and points the region map at the class.

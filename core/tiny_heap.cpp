@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <pthread.h>
 
+#include "decay.h"
 #include "diag.h"
 #include "os.h"
 #include "shared_pool.h"
@@ -265,6 +266,7 @@ void* tiny_refill(int cls) {
     errno = ENOMEM;
     return nullptr;
   }
+  decay_tick();
   uint32_t want = tc.cap / 2 ? tc.cap / 2 : 1;
   for (;;) {
     Slab* s = h->avail[cls].head;
@@ -329,7 +331,10 @@ void tiny_cache_overflow(int cls) {
     }
     thread_setup();
   }
-  if (tc.count > tc.cap) tiny_flush(cls, tc.count - tc.cap / 2);
+  if (tc.count > tc.cap) {
+    tiny_flush(cls, tc.count - tc.cap / 2);
+    decay_tick();
+  }
 }
 
 bool tiny_trim_current_thread() {

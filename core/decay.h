@@ -1,0 +1,38 @@
+// decay.h — memory goes back to the OS without malloc_trim.
+//
+// decay_tick() is called from the allocator's slow paths (TLS refill and flush, span
+// allocation and free). About once per kDecayPeriodNs, the thread that finds the period
+// elapsed does the decay work: Large mappings cached for longer than their age limit are
+// unmapped, the pages of SuperSlab slots released since the previous pass are decommitted,
+// and the page arena's resident free pages are cut to a quarter of their normal limit.
+// Whole SuperSlabs and arena chunks are returned as they empty (shared_pool.h, page_arena.h).
+//
+// Decay advances with allocator activity that reaches a slow path; a process that only hits
+// the TLS lists (or sleeps) keeps what it has until then or until malloc_trim(0).
+#ifndef HAKMEM_DECAY_H
+#define HAKMEM_DECAY_H
+
+#include <stdint.h>
+
+#include "hakmem_build_flags.h"
+
+namespace hak {
+
+inline constexpr uint64_t kDecayPeriodNs = 1000000000ull;  // 1 s
+
+namespace detail {
+extern HAK_TLS uint32_t t_decay_calls;
+void decay_check_clock();
+}  // namespace detail
+
+// Cheap: reads the clock once every 16 slow-path calls of a thread.
+inline void decay_tick() {
+  if (HAK_UNLIKELY((++detail::t_decay_calls & 15) == 0)) detail::decay_check_clock();
+}
+
+// Does one decay pass now. Returns true if anything was released.
+bool decay_run(uint64_t now_ns);
+
+}  // namespace hak
+
+#endif  // HAKMEM_DECAY_H
