@@ -54,7 +54,7 @@ size_t diag_vformat(char* buf, size_t cap, const char* fmt, va_list ap) {
       }
       case 'd': {
         int64_t v = longs ? va_arg(ap, long) : size_t_mod ? va_arg(ap, ssize_t) : va_arg(ap, int);
-        o.num(v < 0 ? uint64_t(-v) : uint64_t(v), 10, v < 0);
+        o.num(v < 0 ? uint64_t(0) - uint64_t(v) : uint64_t(v), 10, v < 0);
         break;
       }
       case 'u':

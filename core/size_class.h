@@ -56,7 +56,8 @@ constexpr Tables make_tables() {
     uint32_t s = class_size_of(id);
     t.size[id] = s;
     if (id == 0) continue;
-    // At least 8 blocks per run: a run is ceil(8 × size / 64 KiB) slabs, at least one.
+    // About 8 blocks per run at least: a run is ceil(8 × size / 64 KiB) slabs, at least one
+    // (a run starting at slot 0 loses the 4 KiB SuperSlab header: 7 blocks of 8 or 32 KiB).
     uint32_t runs = (8 * s + uint32_t(kSlabSize) - 1) / uint32_t(kSlabSize);
     t.run_slabs[id] = uint8_t(runs < 1 ? 1 : runs);
     // Cache up to ~128 KiB of a class per thread, between 8 and 256 blocks.

@@ -1,0 +1,224 @@
+// test_page_arena.cpp — the page arena (page_arena.h): spans of 4 KiB pages carved first-fit
+// from 2 MiB chunks, reuse, the dirty-page limit, chunk release with hysteresis, arena_trim,
+// the statistics and the arena_is_valid checker.
+#include <criterion/criterion.h>
+#include <criterion/redirect.h>
+
+#include <signal.h>
+#include <string.h>
+
+#include "os.h"
+#include "page_arena.h"
+#include "region_map.h"
+
+using namespace hak;
+
+namespace {
+
+constexpr size_t kPage = kArenaPage;
+char* chunk_of(void* p) { return reinterpret_cast<char*>(uintptr_t(p) & ~(uintptr_t(kArenaChunkSize) - 1)); }
+
+char* alloc(size_t pages) {
+  char* p = static_cast<char*>(arena_alloc(pages * kPage));
+  cr_assert_not_null(p, "arena_alloc(%zu pages) failed", pages);
+  cr_assert_eq(uintptr_t(p) % kPage, 0u);
+  return p;
+}
+
+void* g_fill[64];
+int g_nfill;
+
+// Allocates largest spans until a new chunk is made; returns the span that opened it
+// (at page 1 of the new chunk). The others stay in g_fill.
+char* open_new_chunk() {
+  uint64_t chunks0 = arena_stats().chunks;
+  g_nfill = 0;
+  for (;;) {
+    cr_assert_lt(g_nfill, 64);
+    char* p = alloc(kArenaMaxSpan / kPage);
+    g_fill[g_nfill++] = p;
+    if (arena_stats().chunks > chunks0) return p;
+  }
+}
+
+}  // namespace
+
+Test(page_arena, spans_come_from_registered_chunks_and_are_counted) {
+  arena_trim();
+  ArenaStats st0 = arena_stats();
+  char* p = alloc(1);
+  char* q = alloc(7);
+  ArenaStats st1 = arena_stats();
+  cr_assert_eq(st1.used_bytes, st0.used_bytes + 8 * kPage);
+  cr_assert_geq(st1.chunks, 1u);
+  cr_assert_eq(st1.mapped_bytes, st1.chunks * kArenaChunkSize);
+  cr_assert_neq(chunk_of(p), p, "page 0 of a chunk is its header, never a span");
+  cr_assert_eq(region_map_lookup(p), kRegionSpan);
+  cr_assert_eq(region_map_lookup(q + 7 * kPage - 1), kRegionSpan);
+  memset(p, 1, kPage);
+  memset(q, 2, 7 * kPage);  // writable, and the two spans do not overlap
+  cr_assert_eq(p[kPage - 1], 1);
+  cr_assert(q + 7 * kPage <= p || p + kPage <= q, "spans overlap");
+  cr_assert(arena_is_valid());
+  arena_free(q, 7 * kPage);
+  arena_free(p, kPage);
+  ArenaStats st2 = arena_stats();
+  cr_assert_eq(st2.used_bytes, st0.used_bytes);
+  cr_assert_geq(st2.dirty_bytes, 8 * kPage, "freed pages stay resident (dirty) for reuse");
+  cr_assert(arena_is_valid());
+}
+
+Test(page_arena, first_fit_reuses_the_lowest_hole) {
+  char* opener = open_new_chunk();
+  char* c = chunk_of(opener);
+  cr_assert_eq(opener, c + kPage, "a new chunk is carved from page 1");
+  // The newest chunk is searched first: these follow the opener.
+  char* a = alloc(3);
+  char* b = alloc(2);
+  char* d = alloc(1);
+  cr_assert_eq(a, opener + kArenaMaxSpan);
+  cr_assert_eq(b, a + 3 * kPage);
+  cr_assert_eq(d, b + 2 * kPage);
+  arena_free(a, 3 * kPage);
+  cr_assert_eq(alloc(2), a, "a 2-page span fits the 3-page hole first");
+  cr_assert_eq(alloc(4), d + kPage, "4 pages do not fit the 1-page remainder");
+  cr_assert_eq(alloc(1), a + 2 * kPage, "the remainder of the hole is used next");
+  // Freed neighbours merge: free b and the hole's pages around it → one 6-page hole at a.
+  arena_free(a, 2 * kPage);
+  arena_free(a + 2 * kPage, kPage);
+  arena_free(b, 2 * kPage);
+  cr_assert_eq(alloc(5), a, "adjacent free spans form one hole");
+  cr_assert(arena_is_valid());
+}
+
+Test(page_arena, reuse_takes_dirty_pages_out_of_the_dirty_count) {
+  open_new_chunk();
+  char* a = alloc(10);
+  ArenaStats st0 = arena_stats();
+  arena_free(a, 10 * kPage);
+  cr_assert_eq(arena_stats().dirty_bytes, st0.dirty_bytes + 10 * kPage);
+  cr_assert_eq(alloc(10), a);
+  cr_assert_eq(arena_stats().dirty_bytes, st0.dirty_bytes);
+  cr_assert(arena_is_valid());
+}
+
+Test(page_arena, empty_chunks_stay_mapped_until_trim) {
+  arena_trim();
+  char* first = open_new_chunk();
+  char* older = chunk_of(first);
+  char* x = alloc(4);  // in the same (newest) chunk
+  cr_assert_eq(chunk_of(x), older);
+  char* second = open_new_chunk();
+  char* newest = chunk_of(second);
+  cr_assert_neq(newest, older);
+  ArenaStats st0 = arena_stats();
+  arena_free(first, kArenaMaxSpan);
+  arena_free(x, 4 * kPage);
+  // Well under the dirty limit: the empty chunk stays mapped for reuse.
+  cr_assert_eq(arena_stats().chunks, st0.chunks, "an empty chunk is kept while under the dirty limit");
+  cr_assert_eq(region_map_lookup(older + kPage), kRegionSpan);
+  cr_assert(arena_is_valid());
+  for (int i = 0; i < g_nfill; ++i) arena_free(g_fill[i], kArenaMaxSpan);
+  cr_assert(arena_trim(), "trim has empty chunks to release");
+  cr_assert_eq(region_map_lookup(older + kPage), kRegionNone, "trim unmaps empty chunks and clears their entries");
+  cr_assert_eq(region_map_lookup(newest + kPage), kRegionNone, "trim unmaps the newest empty chunk too");
+  cr_assert_eq(arena_stats().dirty_bytes, 0u, "trim decommits every free page");
+  cr_assert(arena_is_valid());
+}
+
+Test(page_arena, over_the_dirty_limit_empty_chunks_are_unmapped_oldest_first) {
+  arena_trim();
+  const int n = int(2 * kArenaDirtyMin / kArenaChunkSize) + 4;  // about 2 MiB per round
+  static char* spans[512];
+  static char* opened[256];  // chunks this test made, oldest first
+  int nspans = 0, nopened = 0;
+  for (int i = 0; i < 2 * n; ++i) {
+    uint64_t before = arena_stats().chunks;
+    char* a = alloc(i % 2 ? kArenaMaxSpan / kPage - 1 : kArenaMaxSpan / kPage);
+    if (arena_stats().chunks > before) opened[nopened++] = chunk_of(a);
+    spans[nspans++] = a;
+  }
+  cr_assert_geq(nopened, n - 2, "the spans needed new chunks (%d of %d)", nopened, n);
+  char* newest = opened[nopened - 1];
+  uint64_t unmaps0 = os_counters().munmap_calls;
+  uint64_t chunks0 = arena_stats().chunks;
+  for (int i = 0; i < nspans; ++i) {
+    arena_free(spans[i], size_t(i % 2 ? kArenaMaxSpan - kPage : kArenaMaxSpan));
+    ArenaStats st = arena_stats();
+    size_t limit = kArenaDirtyMin + st.used_bytes / 4;
+    cr_assert_leq(st.dirty_bytes, limit, "after free %d: %lu dirty bytes > limit %zu", i,
+                  (unsigned long)st.dirty_bytes, limit);
+  }
+  cr_assert_gt(os_counters().munmap_calls, unmaps0, "going over the limit unmapped empty chunks");
+  cr_assert_lt(arena_stats().chunks, chunks0, "some empty chunks went back");
+  cr_assert_eq(region_map_lookup(opened[0] + kPage), kRegionNone, "the oldest empty chunk went first");
+  cr_assert_eq(region_map_lookup(newest + kPage), kRegionSpan, "the newest chunk is never unmapped this way");
+  cr_assert(arena_is_valid());
+}
+
+Test(page_arena, trim_decommits_free_pages_of_live_chunks) {
+  char* keep = alloc(1);
+  char* a = alloc(16);
+  memset(a, 0x77, 16 * kPage);
+  arena_free(a, 16 * kPage);
+  cr_assert_geq(arena_stats().dirty_bytes, 16 * kPage);
+  uint64_t madv0 = os_counters().madvise_calls;
+  cr_assert(arena_trim());
+  cr_assert_eq(arena_stats().dirty_bytes, 0u);
+  cr_assert_gt(os_counters().madvise_calls, madv0);
+  cr_assert_eq(region_map_lookup(keep), kRegionSpan, "a chunk with a live span stays");
+  char* b = alloc(16);
+  cr_assert_eq(b[0], 0, "decommitted pages read as zero when reused");  // (if b reuses a's pages)
+  cr_assert_not(arena_trim() && arena_stats().dirty_bytes != 0);
+  cr_assert(arena_is_valid());
+}
+
+Test(page_arena, dirty_pages_of_live_chunks_are_decommitted_over_the_limit) {
+  arena_trim();
+  const size_t span_pages = (kArenaPagesPerChunk - 2) / 2;  // 255: two per chunk, + 1 page
+  const int chunks = int(2 * kArenaDirtyMin / kArenaChunkSize) + 4;
+  static char* spans[256];
+  static char* pins[128];
+  cr_assert_leq(chunks, 128);
+  int n = 0;
+  for (int i = 0; i < chunks; ++i) {
+    spans[n++] = alloc(span_pages);
+    spans[n++] = alloc(span_pages);
+    pins[i] = alloc(1);  // keeps each chunk alive once its big spans are freed
+  }
+  uint64_t madv0 = os_counters().madvise_calls;
+  uint64_t chunks0 = arena_stats().chunks;
+  for (int i = 0; i < n; ++i) {
+    arena_free(spans[i], span_pages * kPage);
+    ArenaStats st = arena_stats();
+    size_t limit = kArenaDirtyMin + st.used_bytes / 4;
+    cr_assert_leq(st.dirty_bytes, limit, "after free %d: %lu dirty bytes > limit %zu", i,
+                  (unsigned long)st.dirty_bytes, limit);
+  }
+  cr_assert_gt(os_counters().madvise_calls, madv0, "going over the limit decommits");
+  cr_assert_eq(arena_stats().chunks, chunks0, "chunks with a live span stay mapped");
+  cr_assert(arena_is_valid());
+  for (int i = 0; i < chunks; ++i) arena_free(pins[i], kPage);
+  cr_assert(arena_is_valid());
+}
+
+Test(page_arena, largest_span_and_many_small_ones) {
+  char* big = alloc(kArenaMaxSpan / kPage);
+  memset(big, 0x11, kArenaMaxSpan);
+  static char* small[600];
+  for (char*& s : small) s = alloc(1);  // more than one chunk's worth
+  for (size_t i = 0; i < 600; ++i)
+    for (size_t j = i + 1; j < 600 && j < i + 4; ++j) cr_assert_neq(small[i], small[j]);
+  cr_assert(arena_is_valid());
+  for (char* s : small) arena_free(s, kPage);
+  arena_free(big, kArenaMaxSpan);
+  cr_assert(arena_is_valid());
+}
+
+#if !HAKMEM_BUILD_RELEASE
+Test(page_arena, double_free_of_a_span_is_fatal_in_debug, .signal = SIGABRT, .init = cr_redirect_stderr) {
+  char* p = alloc(2);
+  arena_free(p, 2 * kPage);
+  arena_free(p, 2 * kPage);
+}
+#endif

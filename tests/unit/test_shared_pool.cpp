@@ -1,0 +1,316 @@
+// test_shared_pool.cpp — the shared pool (shared_pool.h): every acquire stage, the release
+// mirror, SuperSlab retirement with hysteresis, revival, trim and the statistics.
+//
+// The tests acquire runs for fake owners (ThreadHeap objects no thread uses) of classes the
+// test process hardly uses otherwise (768 B and 640 B blocks), and start with
+// shared_pool_trim() so that the stage-1 stacks are empty. Pointer arrays are static, so the
+// tests themselves do not allocate between the steps they check.
+#include <criterion/criterion.h>
+
+#include <pthread.h>
+#include <string.h>
+
+#include <atomic>
+
+#include "shared_pool.h"
+#include "tiny_heap.h"
+
+using namespace hak;
+
+namespace {
+
+ThreadHeap g_owner_a, g_owner_b;
+
+const int kC = size_to_class(768);  // single-slab Tiny classes
+const int kD = size_to_class(640);
+
+int class_with_run(int k) {
+  for (int c = 1; c <= kNumClasses; ++c)
+    if (class_run_slabs(c) == k) return c;
+  return 0;
+}
+
+Slab* acq(int cls, ThreadHeap* owner) {
+  Slab* s = shared_pool_acquire(cls, owner);
+  cr_assert_not_null(s, "shared_pool_acquire(%d) failed", cls);
+  cr_assert_eq(s->cls, cls);
+  cr_assert_eq(s->owner, owner);
+  cr_assert_eq(s->used, 0u);
+  cr_assert_null(s->free);
+  cr_assert_eq(s->bump, slab_data_start(superslab_of_slab(s), slab_index_in_superslab(s)), "a run starts uncarved");
+  cr_assert_eq(s->list, kListNone);
+  cr_assert_eq(region_map_lookup(s->bump), cls);
+  return s;
+}
+
+SharedPoolStats stats() { return shared_pool_stats(); }
+int slot(Slab* s) { return slab_index_in_superslab(s); }
+uint64_t free_mask(SuperSlab* ss) { return ss->state.load() & kAllSlotsFree; }
+
+// Acquires runs of cls into `out` until `new_superslabs` more SuperSlabs have been mapped.
+// Returns how many runs it took.
+int fill_until_mapped(int cls, Slab** out, int cap, uint64_t new_superslabs) {
+  uint64_t target = stats().superslabs_mapped + new_superslabs;
+  int n = 0;
+  while (stats().superslabs_mapped < target) {
+    cr_assert_lt(n, cap, "no new SuperSlab after %d runs", n);
+    out[n++] = acq(cls, &g_owner_a);
+  }
+  return n;
+}
+
+// Indices into runs[0..n) of the runs that lie in ss.
+int runs_in(SuperSlab* ss, Slab** runs, int n, int* idx) {
+  int k = 0;
+  for (int i = 0; i < n; ++i)
+    if (runs[i] != nullptr && superslab_of_slab(runs[i]) == ss) idx[k++] = i;
+  return k;
+}
+
+Slab* g_runs[4 * kSlabsPerSuperSlab + 8];
+
+// Fills cls's stage-1 stack (empty after a trim) with fresh runs, so that later releases of
+// that class give their slots back to the SuperSlab.
+void fill_stage1(int cls) {
+  Slab* r[kEmptyRunsPerClass];
+  for (auto& s : r) s = acq(cls, &g_owner_a);
+  for (auto& s : r) shared_pool_release(s);
+  cr_assert_eq(stats().empty_runs_cached, uint64_t(kEmptyRunsPerClass));
+}
+
+}  // namespace
+
+Test(shared_pool, stage1_release_then_acquire_returns_the_same_run) {
+  shared_pool_trim();
+  SharedPoolStats st0 = stats();
+  cr_assert_eq(st0.empty_runs_cached, 0u, "trim empties the stage-1 stacks");
+  Slab* s = acq(kC, &g_owner_a);
+  cr_assert_eq(stats().runs_assigned, st0.runs_assigned + 1);
+  // Carve a few blocks and give them back, as a heap would before releasing the run.
+  size_t size = class_to_size(kC);
+  for (int i = 0; i < 3; ++i) {
+    void* b = s->bump;
+    s->bump += size;
+    *static_cast<void**>(b) = s->free;
+    s->free = b;
+  }
+  cr_assert(slab_is_valid(s));
+  shared_pool_release(s);
+  cr_assert_eq(stats().empty_runs_cached, st0.empty_runs_cached + 1);
+  cr_assert_eq(stats().runs_assigned, st0.runs_assigned + 1, "a cached empty run stays assigned");
+  cr_assert_null(s->owner, "a cached run has no owner");
+  cr_assert_eq(region_map_lookup(slab_data_start(superslab_of_slab(s), slot(s))), kC, "still mapped to its class");
+  Slab* again = acq(kC, &g_owner_b);  // checks: new owner, blocks to be carved anew
+  cr_assert_eq(again, s, "stage 1 hands back the run just released");
+  cr_assert_eq(stats().empty_runs_cached, st0.empty_runs_cached);
+  cr_assert_eq(stats().runs_assigned, st0.runs_assigned + 1);
+  cr_assert(shared_pool_is_valid());
+}
+
+Test(shared_pool, stage1_is_per_class_and_capped) {
+  shared_pool_trim();
+  SharedPoolStats st0 = stats();
+  Slab* runs[kEmptyRunsPerClass + 1];
+  for (auto& r : runs) r = acq(kC, &g_owner_a);
+  cr_assert_eq(stats().runs_assigned, st0.runs_assigned + kEmptyRunsPerClass + 1);
+  for (auto& r : runs) shared_pool_release(r);
+  cr_assert_eq(stats().empty_runs_cached, uint64_t(kEmptyRunsPerClass), "stage 1 keeps kEmptyRunsPerClass runs");
+  cr_assert_eq(stats().runs_assigned, st0.runs_assigned + kEmptyRunsPerClass, "the extra run gave its slots back");
+  Slab* last = runs[kEmptyRunsPerClass];
+  SuperSlab* ss = superslab_of_slab(last);
+  cr_assert_eq(region_map_lookup(slab_data_start(ss, slot(last))), kRegionFreeSlab, "its slot is unassigned");
+  cr_assert((free_mask(ss) >> slot(last)) & 1, "its slot is free again");
+  // Another class does not see the cached runs (it may reuse the slot given back).
+  Slab* d = acq(kD, &g_owner_a);
+  for (int i = 0; i < kEmptyRunsPerClass; ++i)
+    cr_assert_neq(d, runs[i], "a run of class %d came from class %d's stack", kD, kC);
+  cr_assert_eq(stats().empty_runs_cached, uint64_t(kEmptyRunsPerClass));
+  // The same class gets them back, most recent first.
+  cr_assert_eq(acq(kC, &g_owner_b), runs[kEmptyRunsPerClass - 1]);
+  cr_assert_eq(acq(kC, &g_owner_b), runs[kEmptyRunsPerClass - 2]);
+  cr_assert_eq(stats().empty_runs_cached, uint64_t(kEmptyRunsPerClass - 2));
+  cr_assert(shared_pool_is_valid());
+}
+
+Test(shared_pool, stage3_claims_consecutive_slots_of_the_current_superslab_and_stage4_maps) {
+  shared_pool_trim();
+  uint64_t mmaps0 = stats().superslabs_mapped;
+  int n = fill_until_mapped(kC, g_runs, int(sizeof g_runs / sizeof g_runs[0]), 1);
+  cr_assert_eq(stats().superslabs_mapped, mmaps0 + 1, "stage 4 maps one SuperSlab");
+  Slab* first = g_runs[n - 1];
+  SuperSlab* ss = superslab_of_slab(first);
+  cr_assert_eq(superslab_list_head(), ss, "the run that needed a new SuperSlab lives in it");
+  cr_assert_eq(slot(first), 0, "a fresh SuperSlab is claimed from slot 0");
+  for (int i = 1; i <= 6; ++i) {
+    Slab* s = acq(kC, &g_owner_a);
+    cr_assert_eq(superslab_of_slab(s), ss, "stage 3 keeps using the current SuperSlab");
+    cr_assert_eq(slot(s), i, "slots are claimed in order");
+  }
+  cr_assert_eq(stats().superslabs_mapped, mmaps0 + 1, "no mapping while the current one has room");
+  // A multi-slab class claims contiguous slots of the same SuperSlab.
+  int m = class_with_run(3);
+  Slab* big = acq(m, &g_owner_a);
+  cr_assert_eq(superslab_of_slab(big), ss);
+  cr_assert_eq(slot(big), 7);
+  cr_assert_eq(big->run_len, 3);
+  cr_assert_eq(acq(kC, &g_owner_a), &ss->slabs[10]);
+  cr_assert(shared_pool_is_valid());
+}
+
+Test(shared_pool, stage2_reuses_released_slots_of_an_older_superslab) {
+  shared_pool_trim();
+  int n = fill_until_mapped(kC, g_runs, int(sizeof g_runs / sizeof g_runs[0]), 2);
+  SuperSlab* b = superslab_of_slab(g_runs[n - 1]);  // current
+  SuperSlab* a = b->next_all;                         // the one mapped before: all ours
+  int idx[kSlabsPerSuperSlab];
+  cr_assert_eq(runs_in(a, g_runs, n, idx), kSlabsPerSuperSlab, "the older new SuperSlab is entirely ours");
+  cr_assert_eq(free_mask(a), 0u);
+  // Fill stage 1 with runs of b, so that the releases below give slots back.
+  fill_stage1(kC);
+  uint64_t runs0 = stats().runs_assigned;
+  Slab* by_slot[kSlabsPerSuperSlab];
+  for (int i = 0; i < kSlabsPerSuperSlab; ++i) by_slot[slot(g_runs[idx[i]])] = g_runs[idx[i]];
+  for (int s : {5, 9, 10}) shared_pool_release(by_slot[s]);
+  cr_assert_eq(stats().runs_assigned, runs0 - 3);
+  cr_assert_eq(free_mask(a), (1ull << 5) | (1ull << 9) | (1ull << 10));
+  uint64_t mapped0 = stats().superslabs_mapped;
+  // Another class (its stage 1 is empty) is served from a's free slots, first fit.
+  Slab* d1 = acq(kD, &g_owner_b);
+  cr_assert_eq(superslab_of_slab(d1), a, "stage 2 takes the SuperSlab with released slots");
+  cr_assert_eq(slot(d1), 5);
+  int m2 = class_with_run(2);
+  Slab* d2 = acq(m2, &g_owner_b);
+  cr_assert_eq(superslab_of_slab(d2), a, "a stays on the partial stack while it has free slots");
+  cr_assert_eq(slot(d2), 9, "a two-slab run fits slots 9..10");
+  cr_assert_eq(free_mask(a), 0u);
+  Slab* d3 = acq(kD, &g_owner_b);
+  cr_assert_eq(superslab_of_slab(d3), b, "a full SuperSlab leaves the partial stack; stage 3 serves");
+  cr_assert_eq(stats().superslabs_mapped, mapped0);
+  cr_assert(shared_pool_is_valid());
+}
+
+Test(shared_pool, empty_superslab_hysteresis_retirement_trim_and_revival) {
+  shared_pool_trim();
+  int n = fill_until_mapped(kC, g_runs, int(sizeof g_runs / sizeof g_runs[0]), 3);
+  SuperSlab* c = superslab_of_slab(g_runs[n - 1]);
+  SuperSlab* b = c->next_all;
+  SuperSlab* a = b->next_all;
+  int ia[kSlabsPerSuperSlab], ib[kSlabsPerSuperSlab];
+  cr_assert_eq(runs_in(a, g_runs, n, ia), kSlabsPerSuperSlab);
+  cr_assert_eq(runs_in(b, g_runs, n, ib), kSlabsPerSuperSlab);
+  // Stage 1 full (runs of c), so releases below give slots back.
+  fill_stage1(kC);
+  // Mark one block of a and of b: they must read zero once decommitted.
+  char* pa = g_runs[ia[3]]->bump;
+  char* pb = g_runs[ib[3]]->bump;
+  memset(pa, 0x5A, 64);
+  memset(pb, 0x5A, 64);
+  SharedPoolStats st0 = stats();
+
+  for (int i : ia) shared_pool_release(g_runs[i]);
+  cr_assert_eq(free_mask(a), kAllSlotsFree);
+  cr_assert_eq(a->state.load(), kAllSlotsFree, "the newest empty SuperSlab stays mapped (hysteresis)");
+  cr_assert_eq(stats().superslabs_retired, st0.superslabs_retired);
+  cr_assert_eq(stats().runs_assigned, st0.runs_assigned - kSlabsPerSuperSlab);
+  cr_assert_eq(pa[0], 0x5A, "not decommitted yet");
+
+  for (int i : ib) shared_pool_release(g_runs[i]);
+  cr_assert_eq(b->state.load(), kAllSlotsFree, "b is now the hot empty SuperSlab");
+  cr_assert_eq(a->state.load(), kRetiredBit, "a second empty SuperSlab retires the first");
+  cr_assert_eq(stats().superslabs_retired, st0.superslabs_retired + 1);
+  cr_assert_eq(stats().superslabs_mapped, st0.superslabs_mapped, "retired SuperSlabs stay mapped (headers)");
+  cr_assert_eq(a->magic, kSuperSlabMagic);
+  cr_assert_eq(pa[0], 0, "a's data pages were decommitted");
+  cr_assert_eq(pb[0], 0x5A);
+
+  cr_assert(shared_pool_trim(), "trim has empty runs and an empty SuperSlab to release");
+  cr_assert_eq(b->state.load(), kRetiredBit, "trim retires the hot empty SuperSlab too");
+  cr_assert_eq(pb[0], 0);
+  cr_assert_eq(stats().superslabs_retired, st0.superslabs_retired + 2);
+  cr_assert_eq(stats().empty_runs_cached, 0u);
+  cr_assert_eq(stats().runs_assigned, st0.runs_assigned - 2 * kSlabsPerSuperSlab - kEmptyRunsPerClass);
+  cr_assert(shared_pool_is_valid());
+
+  // Revival: once the current SuperSlab is full, stage 4 takes a retired one, maps nothing.
+  SharedPoolStats st1 = stats();
+  Slab* s = nullptr;
+  for (int i = 0; i < 2 * kSlabsPerSuperSlab; ++i) {
+    s = acq(kC, &g_owner_b);
+    if (superslab_of_slab(s) == a || superslab_of_slab(s) == b) break;
+    s = nullptr;
+  }
+  cr_assert_not_null(s, "no retired SuperSlab was revived");
+  SuperSlab* r = superslab_of_slab(s);
+  cr_assert_eq(stats().superslabs_mapped, st1.superslabs_mapped, "revival maps nothing");
+  cr_assert_eq(stats().superslabs_retired, st1.superslabs_retired - 1);
+  cr_assert_eq(r->state.load() & kRetiredBit, 0u);
+  cr_assert_eq(slot(s), 0);
+  cr_assert_eq(free_mask(r), kAllSlotsFree & ~1ull, "a revived SuperSlab has all other slots free");
+  cr_assert_eq(s->bump[0], 0, "revived memory reads as zero");
+  cr_assert(shared_pool_is_valid());
+}
+
+Test(shared_pool, trim_with_nothing_to_release_reports_false) {
+  shared_pool_trim();
+  cr_assert_not(shared_pool_trim(), "a second trim has nothing left to release");
+}
+
+// Several threads acquire and release runs of two classes at once (stages 1–3 lock-free,
+// stage 4 locked). Every run must be handed to one owner at a time, whole.
+namespace {
+constexpr int kThreads = 4, kIters = 3000, kHeld = 12;
+ThreadHeap g_thread_owner[kThreads];
+std::atomic<int> g_errors{0};
+char g_error_msg[256];
+
+void* churn(void* arg) {
+  int t = int(reinterpret_cast<intptr_t>(arg));
+  ThreadHeap* me = &g_thread_owner[t];
+  Slab* held[kHeld] = {};
+  uint64_t rng = 0x9E3779B97F4A7C15ull * uint64_t(t + 1);
+  for (int i = 0; i < kIters && g_errors.load() == 0; ++i) {
+    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+    int k = int(rng % kHeld);
+    if (held[k] != nullptr) {
+      Slab* s = held[k];
+      uint64_t stamp = *reinterpret_cast<uint64_t*>(s->bump - 16);
+      if (s->owner != me || stamp != uint64_t(t) << 32 ||
+          region_map_lookup(s->bump - 16) != s->cls) {
+        if (g_errors.fetch_add(1) == 0)
+          snprintf(g_error_msg, sizeof g_error_msg, "thread %d: run %p changed hands (owner %p, stamp %lx)", t,
+                   static_cast<void*>(s), static_cast<void*>(s->owner), (unsigned long)stamp);
+        break;
+      }
+      s->bump -= 16;  // back to empty
+      shared_pool_release(s);
+      held[k] = nullptr;
+    } else {
+      int cls = (rng >> 20) & 1 ? kC : kD;
+      Slab* s = shared_pool_acquire(cls, me);
+      if (s == nullptr || s->used != 0 || s->owner != me) {
+        g_errors.fetch_add(1);
+        break;
+      }
+      // Use the run's first 16 bytes (not a real block carve; the test only stamps them).
+      *reinterpret_cast<uint64_t*>(s->bump) = uint64_t(t) << 32;
+      s->bump += 16;
+      held[k] = s;
+    }
+  }
+  for (Slab*& s : held)
+    if (s != nullptr) {
+      s->bump -= 16;
+      shared_pool_release(s);
+    }
+  return nullptr;
+}
+}  // namespace
+
+Test(shared_pool, concurrent_acquire_and_release_never_share_a_run) {
+  pthread_t th[kThreads];
+  for (int t = 0; t < kThreads; ++t)
+    cr_assert_eq(pthread_create(&th[t], nullptr, churn, reinterpret_cast<void*>(intptr_t(t))), 0);
+  for (pthread_t& t : th) pthread_join(t, nullptr);
+  cr_assert_eq(g_errors.load(), 0, "%s", g_error_msg);
+  cr_assert(shared_pool_is_valid());
+}

@@ -1,0 +1,70 @@
+// test_size_class.cpp — size classes (size_class.h): the request → class table, class sizes,
+// alignment of the power-of-two classes, run lengths and TLS caps.
+#include <criterion/criterion.h>
+
+#include "size_class.h"
+
+using namespace hak;
+
+Test(size_class, boundaries_map_to_the_documented_classes) {
+  struct { size_t n; int id; size_t size; } cases[] = {
+      {0, 1, 8},       {1, 1, 8},       {8, 1, 8},          {9, 2, 16},        {16, 2, 16},
+      {17, 3, 32},     {128, 9, 128},   {129, 10, 160},     {160, 10, 160},    {161, 11, 192},
+      {1024, 21, 1024}, {1025, 22, 1280}, {1280, 22, 1280}, {1281, 23, 1536},  {32767, 41, 32768},
+      {kMidMax, kNumClasses, kMidMax},
+  };
+  for (auto& c : cases) {
+    cr_assert_eq(size_to_class(c.n), c.id, "size_to_class(%zu) = %d, want %d", c.n, size_to_class(c.n), c.id);
+    cr_assert_eq(class_to_size(c.id), c.size, "class_to_size(%d) = %zu, want %zu", c.id, class_to_size(c.id), c.size);
+  }
+  cr_assert_eq(class_to_size(0), 0u, "id 0 is not a class");
+}
+
+Test(size_class, every_request_gets_the_smallest_class_that_fits) {
+  int prev = 1;
+  for (size_t n = 0; n <= kMidMax; ++n) {
+    int c = size_to_class(n);
+    cr_assert(c >= 1 && c <= kNumClasses, "size_to_class(%zu) = %d out of range", n, c);
+    cr_assert_geq(class_to_size(c), n, "class %d (%zu B) too small for %zu", c, class_to_size(c), n);
+    cr_assert(c == 1 || class_to_size(c - 1) < n, "size %zu: class %d is not the smallest fitting one", n, c);
+    cr_assert_geq(c, prev, "size_to_class is not monotonic at %zu", n);
+    cr_assert_eq(class_is_mid(c), n > kTinyMax, "class_is_mid(%d) wrong for %zu", c, n);
+    // Worst-case internal fragmentation is 25% above 128 bytes.
+    if (n > 128) cr_assert_leq(class_to_size(c) * 4, n * 5, "size %zu -> %zu B wastes more than 25%%", n, class_to_size(c));
+    prev = c;
+  }
+}
+
+Test(size_class, sizes_increase_and_keep_16_byte_alignment) {
+  cr_assert_eq(class_to_size(1), 8u);
+  for (int c = 2; c <= kNumClasses; ++c) {
+    cr_assert_gt(class_to_size(c), class_to_size(c - 1), "class sizes must increase (%d)", c);
+    cr_assert_eq(class_to_size(c) % 16, 0u, "class %d (%zu B) is not a multiple of 16", c, class_to_size(c));
+  }
+  cr_assert_eq(class_to_size(kFirstMidClass - 1), kTinyMax, "last Tiny class is kTinyMax");
+  cr_assert(class_is_mid(kFirstMidClass) && !class_is_mid(kFirstMidClass - 1));
+  cr_assert_eq(class_to_size(kNumClasses), kMidMax);
+}
+
+Test(size_class, power_of_two_sizes_up_to_4k_are_classes) {
+  // The aligned-allocation path relies on a class whose size is a multiple of the alignment.
+  for (size_t a = 16; a <= 4096; a *= 2) {
+    int c = size_to_class(a);
+    cr_assert_eq(class_to_size(c), a, "power of two %zu is not a class size (got %zu)", a, class_to_size(c));
+  }
+}
+
+Test(size_class, runs_hold_enough_blocks_and_caps_are_bounded) {
+  for (int c = 1; c <= kNumClasses; ++c) {
+    size_t size = class_to_size(c);
+    int k = class_run_slabs(c);
+    cr_assert(k >= 1 && k <= 4, "class %d: run of %d slabs (1..4 allowed)", c, k);
+    // A run that does not start in slot 0 holds at least 8 blocks, and one slab fewer would not.
+    cr_assert_geq(size_t(k) * kSlabSize / size, 8u, "class %d: fewer than 8 blocks per run", c);
+    if (k > 1) cr_assert_lt(size_t(k - 1) * kSlabSize / size, 8u, "class %d: run longer than needed", c);
+    cr_assert_eq(class_is_mid(c) ? true : k == 1, true, "Tiny class %d must use one slab", c);
+    uint32_t cap = class_cache_cap(c);
+    cr_assert(cap >= 8 && cap <= 256, "class %d: cache cap %u out of [8, 256]", c, cap);
+    if (cap > 8 && cap < 256) cr_assert_leq(size_t(cap) * size, 131072u, "class %d caches more than 128 KiB", c);
+  }
+}

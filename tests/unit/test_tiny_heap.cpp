@@ -1,0 +1,198 @@
+// test_tiny_heap.cpp — TLS free lists (tiny_heap.h): refill in batches of half the cap,
+// pops without refill, pushes up to the cap, overflow flushing down to half, tiny_flush back
+// to the owning runs, thread exit, and the tiny_heap_is_valid checker.
+//
+// Each test empties the calling thread's list of its class first (tiny_flush), so it starts
+// from a known list whatever Criterion's start-up allocated.
+#include <criterion/criterion.h>
+#include <criterion/redirect.h>
+
+#include <pthread.h>
+
+#include "hakmem.h"
+#include "tiny_heap.h"
+
+using namespace hak;
+
+namespace {
+
+// Classes with different caps: small Tiny (cap 256), large Tiny, Mid.
+const size_t kSizes[] = {48, 880, 5000};
+
+void empty_list(int cls) {
+  tiny_flush(cls, t_cache[cls].count);
+  cr_assert_eq(t_cache[cls].count, 0u);
+  cr_assert_null(t_cache[cls].head);
+}
+
+bool exhausted(const Slab* s) { return s->free == nullptr && s->bump == s->end; }
+
+uint32_t list_length(void* head) {
+  uint32_t n = 0;
+  for (void* b = head; b != nullptr; b = *static_cast<void**>(b)) ++n;
+  return n;
+}
+
+bool on_free_list(const Slab* s, const void* b) {
+  for (void* f = s->free; f != nullptr; f = *static_cast<void**>(f))
+    if (f == b) return true;
+  return false;
+}
+
+void* g_blocks[1024];
+
+}  // namespace
+
+Test(tiny_heap, refill_takes_a_batch_of_half_the_cap_from_one_run) {
+  for (size_t n : kSizes) {
+    int cls = size_to_class(n);
+    hak_free(hak_malloc(n));  // the thread is set up for this class
+    empty_list(cls);
+    uint32_t cap = t_cache[cls].cap;
+    cr_assert_eq(cap, class_cache_cap(cls), "class %d: cap %u", cls, cap);
+    void* p = hak_malloc(n);
+    cr_assert_not_null(p);
+    cr_assert_eq(region_map_lookup(p), cls);
+    Slab* s = slab_of_block(p);
+    cr_assert_eq(s->cls, cls);
+    cr_assert_not_null(s->owner, "the run is owned by this thread's heap");
+    uint32_t got = t_cache[cls].count + 1;
+    uint32_t want = cap / 2;
+    if (exhausted(s)) cr_assert_leq(got, want, "class %d: batch %u > %u", cls, got, want);
+    else cr_assert_eq(got, want, "class %d: batch of %u blocks from a run with room, want cap/2 = %u", cls, got, want);
+    cr_assert_eq(list_length(t_cache[cls].head), t_cache[cls].count, "count matches the list");
+    cr_assert_geq(s->used, got, "blocks in the TLS list count as used");
+    for (void* b = t_cache[cls].head; b != nullptr; b = *static_cast<void**>(b)) {
+      cr_assert_eq(slab_of_block(b), s, "a batch comes from one run");
+      cr_assert_neq(b, p);
+      size_t off = size_t(static_cast<char*>(b) - slab_data_start(superslab_of_slab(s), slab_index_in_superslab(s)));
+      cr_assert_eq(off % class_to_size(cls), 0u, "block on a block boundary");
+    }
+    // Pops: the list's blocks, in list order, with no refill (the run's count does not move).
+    uint32_t used = s->used, left = t_cache[cls].count;
+    for (uint32_t i = 0; i < left; ++i) {
+      void* expect = t_cache[cls].head;
+      void* q = hak_malloc(n);
+      cr_assert_eq(q, expect, "malloc pops the list head");
+      cr_assert_eq(t_cache[cls].count, left - i - 1);
+      g_blocks[i] = q;
+    }
+    cr_assert_eq(s->used, used, "pops do not touch the run");
+    cr_assert_null(t_cache[cls].head);
+    // The next malloc refills again.
+    void* r = hak_malloc(n);
+    cr_assert_not_null(r);
+    cr_assert_gt(t_cache[cls].count + 1, 0u);
+    cr_assert(tiny_heap_is_valid());
+    hak_free(r);
+    for (uint32_t i = 0; i < left; ++i) hak_free(g_blocks[i]);
+    hak_free(p);
+    cr_assert(tiny_heap_is_valid());
+  }
+}
+
+Test(tiny_heap, free_pushes_until_the_cap_then_flushes_down_to_half) {
+  for (size_t n : kSizes) {
+    int cls = size_to_class(n);
+    hak_free(hak_malloc(n));
+    uint32_t cap = t_cache[cls].cap;
+    cr_assert_lt(cap + 1, sizeof g_blocks / sizeof g_blocks[0]);
+    for (uint32_t i = 0; i <= cap; ++i) cr_assert_not_null(g_blocks[i] = hak_malloc(n));
+    empty_list(cls);
+    for (uint32_t i = 0; i < cap; ++i) {
+      hak_free(g_blocks[i]);
+      cr_assert_eq(t_cache[cls].count, i + 1, "class %d: free %u is a plain push", cls, i);
+      cr_assert_eq(t_cache[cls].head, g_blocks[i]);
+    }
+    hak_free(g_blocks[cap]);  // count cap + 1 > cap: flush
+    cr_assert_eq(t_cache[cls].count, cap / 2, "class %d: overflow flushes down to cap/2, count %u", cls,
+                 t_cache[cls].count);
+    // The most recently freed blocks went back to their runs; the oldest stay cached.
+    cr_assert_eq(t_cache[cls].head, g_blocks[cap / 2 - 1]);
+    cr_assert_eq(list_length(t_cache[cls].head), cap / 2);
+    for (uint32_t i = cap / 2; i <= cap; ++i) {
+      Slab* s = slab_of_block(g_blocks[i]);
+      cr_assert(on_free_list(s, g_blocks[i]) || s->owner == nullptr,
+                "class %d: flushed block %u is neither on its run's free list nor in a released run", cls, i);
+    }
+    cr_assert(tiny_heap_is_valid());
+  }
+}
+
+Test(tiny_heap, flush_moves_blocks_back_to_their_runs) {
+  int cls = size_to_class(200);
+  empty_list(cls);
+  void* p = hak_malloc(200);  // refill; p keeps the run in use
+  Slab* s = slab_of_block(p);
+  uint32_t count = t_cache[cls].count;
+  cr_assert_geq(count, 6u, "a refill of class %d should bring more than 6 blocks", cls);
+  uint32_t used = s->used;
+  void* first = t_cache[cls].head;
+  tiny_flush(cls, 5);
+  cr_assert_eq(t_cache[cls].count, count - 5);
+  cr_assert_eq(s->used, used - 5, "used drops by the blocks flushed");
+  cr_assert(on_free_list(s, first), "the list head went to the run's free list");
+  cr_assert(slab_is_valid(s));
+  tiny_flush(cls, 100000);  // more than the list holds: flushes all
+  cr_assert_eq(t_cache[cls].count, 0u);
+  cr_assert_null(t_cache[cls].head);
+  cr_assert_eq(s->used, used - count, "only p is still out of the run");
+  cr_assert(tiny_heap_is_valid());
+  // The next malloc takes the flushed blocks back from the run's free list.
+  void* q = hak_malloc(200);
+  cr_assert_eq(slab_of_block(q), s);
+  cr_assert(tiny_heap_is_valid());
+  hak_free(q);
+  hak_free(p);
+}
+
+Test(tiny_heap, checker_catches_a_miscounted_run, .init = cr_redirect_stderr) {
+  void* p = hak_malloc(64);
+  Slab* s = slab_of_block(p);
+  cr_assert(tiny_heap_is_valid());
+  s->used += 1;
+  cr_assert_not(tiny_heap_is_valid(), "used + free + uncarved != capacity must be caught");
+  s->used -= 1;
+  int cls = s->cls;
+  s->cls = uint8_t(cls == 1 ? 2 : 1);
+  cr_assert_not(tiny_heap_is_valid(), "a run on the wrong class list must be caught");
+  s->cls = uint8_t(cls);
+  cr_assert(tiny_heap_is_valid());
+  hak_free(p);
+}
+
+namespace {
+struct ThreadResult {
+  uint32_t count_before_exit;
+  void* block;
+};
+void* alloc_free_exit(void* arg) {
+  auto* r = static_cast<ThreadResult*>(arg);
+  int cls = size_to_class(96);
+  for (int i = 0; i < 100; ++i) g_blocks[i] = hak_malloc(96);
+  for (int i = 0; i < 100; ++i) hak_free(g_blocks[i]);
+  r->count_before_exit = t_cache[cls].count;
+  r->block = g_blocks[0];
+  return nullptr;
+}
+}  // namespace
+
+Test(tiny_heap, thread_exit_flushes_the_lists_and_hands_the_heap_back) {
+  hak_free(hak_malloc(8));
+  TinyStats st0 = tiny_stats();
+  ThreadResult r{};
+  pthread_t t;
+  cr_assert_eq(pthread_create(&t, nullptr, alloc_free_exit, &r), 0);
+  pthread_join(t, nullptr);
+  cr_assert_gt(r.count_before_exit, 0u, "the thread's list held blocks before it exited");
+  TinyStats st1 = tiny_stats();
+  cr_assert_eq(st1.heaps_live, st0.heaps_live, "the exited thread's heap is no longer live");
+  cr_assert_eq(st1.heaps_cached, st0.heaps_cached + 1, "and is kept for the next thread");
+  // Its blocks are back in the run, which is empty and no longer owned by a live heap's list.
+  Slab* s = slab_of_block(r.block);
+  cr_assert(s->cls == 0 || s->used == 0, "the exited thread's run still counts %u blocks out", s->used);
+  // A new thread takes the cached heap.
+  cr_assert_eq(pthread_create(&t, nullptr, alloc_free_exit, &r), 0);
+  pthread_join(t, nullptr);
+  cr_assert_eq(tiny_stats().heaps_cached, st1.heaps_cached, "a new thread reuses a cached heap");
+}
