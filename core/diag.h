@@ -12,7 +12,8 @@
 
 namespace hak {
 
-// Formats into buf (always NUL-terminated). Supports %s %d %u %ld %lu %zu %zx %x %lx %p %%.
+// Formats into buf (always NUL-terminated). Supports %s %d %u %ld %lu %zu %zx %x %lx %p %%,
+// with an optional '-' flag and width ("%-8s", "%12lu").
 size_t diag_vformat(char* buf, size_t cap, const char* fmt, va_list ap);
 size_t diag_format(char* buf, size_t cap, const char* fmt, ...) __attribute__((format(printf, 3, 4)));
 

@@ -34,6 +34,8 @@
 #include "shared_pool.h"
 #include "size_class.h"
 #include "span.h"
+#include "stats.h"
+#include "options.h"
 #include "superslab.h"
 #include "tiny_heap.h"
 
@@ -84,10 +86,12 @@ HAK_SLOW_PATH void hak_init_slow() {
   int expect = 0;
   if (g_init_state.compare_exchange_strong(expect, 1, std::memory_order_acq_rel)) {
     os_init();
+    options_init();
     if (!region_map_init()) hak_fatal("cannot reserve the region map");
     tiny_init_thread_key();
     g_init_state.store(2, std::memory_order_release);
     pthread_atfork(fork_prepare, fork_parent, fork_child);  // may allocate: we are ready
+    if (options().verbose) options_print();
     return;
   }
   while (g_init_state.load(std::memory_order_acquire) != 2) sched_yield();
@@ -218,32 +222,6 @@ bool hak_trim_impl() {
   released |= arena_trim();
   released |= large_trim();
   return released;
-}
-
-void stats_collect(hak_stats_t* out) {
-  memset(out, 0, sizeof(*out));
-  SharedPoolStats sp = shared_pool_stats();
-  ArenaStats ar = arena_stats();
-  LargeStats lg = large_stats();
-  TinyStats ti = tiny_stats();
-  OsCounters oc = os_counters();
-  out->tiny_mapped_bytes = sp.superslabs_mapped * kSuperSlabSize;
-  out->arena_mapped_bytes = ar.mapped_bytes;
-  out->large_mapped_bytes = lg.live_bytes + lg.cached_bytes;
-  out->large_cached_bytes = lg.cached_bytes;
-  out->mapped_bytes = out->tiny_mapped_bytes + out->arena_mapped_bytes + out->large_mapped_bytes;
-  out->superslabs_live = sp.superslabs_mapped - sp.superslabs_retired;
-  out->superslabs_retired = sp.superslabs_retired;
-  out->slabs_in_use = sp.runs_assigned;
-  out->arena_chunks = ar.chunks;
-  out->arena_used_bytes = ar.used_bytes;
-  out->large_live = lg.live;
-  out->large_live_bytes = lg.live_bytes;
-  out->threads_live = ti.heaps_live;
-  out->threads_cached = ti.heaps_cached;
-  out->madvise_calls = oc.madvise_calls;
-  out->mmap_calls = oc.mmap_calls;
-  out->munmap_calls = oc.munmap_calls;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -401,18 +379,13 @@ HAK_EXPORT void hak_stats_get(hak_stats_t* out) {
 }
 HAK_EXPORT void hak_stats_print(void) {
   ensure_init();
-  hak_stats_t s;
-  stats_collect(&s);
-  diag_print("stats: mapped %lu B (superslabs %lu B, arena %lu B, large %lu B, large cached %lu B)",
-             (unsigned long)s.mapped_bytes, (unsigned long)s.tiny_mapped_bytes, (unsigned long)s.arena_mapped_bytes,
-             (unsigned long)s.large_mapped_bytes, (unsigned long)s.large_cached_bytes);
-  diag_print("stats: superslabs live %lu retired %lu, slab runs %lu, arena chunks %lu (%lu B in spans), large %lu (%lu B)",
-             (unsigned long)s.superslabs_live, (unsigned long)s.superslabs_retired, (unsigned long)s.slabs_in_use,
-             (unsigned long)s.arena_chunks, (unsigned long)s.arena_used_bytes, (unsigned long)s.large_live,
-             (unsigned long)s.large_live_bytes);
-  diag_print("stats: threads live %lu cached %lu; mmap %lu munmap %lu madvise %lu", (unsigned long)s.threads_live,
-             (unsigned long)s.threads_cached, (unsigned long)s.mmap_calls, (unsigned long)s.munmap_calls,
-             (unsigned long)s.madvise_calls);
+  stats_print();
+}
+
+// HAKMEM_STATS=1: the table at exit (a destructor of the library, or of the program that
+// links it statically).
+__attribute__((destructor)) static void hak_print_stats_at_exit() {
+  if (g_init_state.load(std::memory_order_acquire) == 2 && options().stats) stats_print();
 }
 
 // ---------------------------------------------------------------------------------------

@@ -51,10 +51,16 @@ typedef struct hak_stats {
   uint64_t madvise_calls;       // decommits done (MADV_DONTNEED)
   uint64_t mmap_calls;          // mappings made
   uint64_t munmap_calls;        // mappings returned
+  uint64_t peak_mapped_bytes;   // high-water mark of mapped_bytes (heap and metadata mappings)
+  uint64_t tiny_in_use_bytes;   // Tiny blocks out of their slabs (in use or in thread caches)
+  uint64_t mid_in_use_bytes;    // Mid blocks out of their slabs (in use or in thread caches)
+  uint64_t remote_frees;        // blocks freed by a thread other than their slab's owner
+  uint64_t process_rss_bytes;   // resident set of the whole process (/proc/self/statm)
 } hak_stats_t;
 
 HAKMEM_API void   hak_stats_get(hak_stats_t* out);
-// Prints hak_stats_get's figures to stderr.
+// Prints hak_stats_get's figures and a per-size-class table to stderr (HAKMEM_STATS=1 does
+// this at exit).
 HAKMEM_API void   hak_stats_print(void);
 
 #ifdef __cplusplus

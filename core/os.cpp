@@ -2,6 +2,7 @@
 #include "os.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
@@ -19,6 +20,14 @@ size_t g_page_size = 4096;
 bool g_secure = false;
 bool g_os_ready = false;
 std::atomic<uint64_t> g_mmap_calls{0}, g_munmap_calls{0}, g_madvise_calls{0};
+std::atomic<uint64_t> g_mapped{0}, g_peak_mapped{0};
+
+void account_mapped(size_t bytes) {
+  uint64_t now = g_mapped.fetch_add(bytes, std::memory_order_relaxed) + bytes;
+  uint64_t peak = g_peak_mapped.load(std::memory_order_relaxed);
+  while (now > peak && !g_peak_mapped.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
+  }
+}
 // Fault injection (debug variant): the N-th and later mappings fail; 0 = off.
 std::atomic<uint64_t> g_fault_nth{0};
 
@@ -30,12 +39,6 @@ bool fault_injected() {
   return false;
 }
 
-uint64_t parse_u64(const char* s) {
-  uint64_t v = 0;
-  while (*s >= '0' && *s <= '9') v = v * 10 + uint64_t(*s++ - '0');
-  return v;
-}
-
 }  // namespace
 
 void os_init() {
@@ -43,9 +46,6 @@ void os_init() {
   long ps = sysconf(_SC_PAGESIZE);
   if (ps > 0) g_page_size = size_t(ps);
   g_secure = getauxval(AT_SECURE) != 0;
-  if constexpr (kDebug) {
-    if (const char* f = os_getenv("HAKMEM_FAULT_MMAP")) g_fault_nth.store(parse_u64(f));
-  }
   g_os_ready = true;
 }
 
@@ -56,7 +56,9 @@ void* os_map(size_t size) {
   if (fault_injected()) return nullptr;
   g_mmap_calls.fetch_add(1, std::memory_order_relaxed);
   void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  return p == MAP_FAILED ? nullptr : p;
+  if (p == MAP_FAILED) return nullptr;
+  account_mapped(size);
+  return p;
 }
 
 void* os_map_aligned(size_t size, size_t align) {
@@ -86,6 +88,7 @@ void* os_reserve(size_t size) {
 
 void os_unmap(void* p, size_t size) {
   g_munmap_calls.fetch_add(1, std::memory_order_relaxed);
+  g_mapped.fetch_sub(size, std::memory_order_relaxed);
   munmap(p, size);
 }
 
@@ -124,9 +127,31 @@ uint64_t os_now_ns() {
 
 OsCounters os_counters() {
   return {g_mmap_calls.load(std::memory_order_relaxed), g_munmap_calls.load(std::memory_order_relaxed),
-          g_madvise_calls.load(std::memory_order_relaxed)};
+          g_madvise_calls.load(std::memory_order_relaxed), g_mapped.load(std::memory_order_relaxed),
+          g_peak_mapped.load(std::memory_order_relaxed)};
 }
 
-void os_fault_injection_set(uint64_t nth) { g_fault_nth.store(nth, std::memory_order_relaxed); }
+uint64_t os_process_rss() {
+  int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  char buf[128];
+  ssize_t n = read(fd, buf, sizeof(buf) - 1);
+  close(fd);
+  if (n <= 0) return 0;
+  buf[n] = '\0';
+  const char* s = buf;
+  while (*s && *s != ' ') ++s;  // skip the size field
+  while (*s == ' ') ++s;
+  uint64_t pages = 0;
+  while (*s >= '0' && *s <= '9') pages = pages * 10 + uint64_t(*s++ - '0');
+  return pages * g_page_size;
+}
+
+void os_fault_injection_set(uint64_t nth) {
+  if constexpr (kDebug) {
+    // Count from now: the nth-next mapping and every later one fail.
+    g_fault_nth.store(nth == 0 ? 0 : g_mmap_calls.load(std::memory_order_relaxed) + nth, std::memory_order_relaxed);
+  }
+}
 
 }  // namespace hak

@@ -44,17 +44,22 @@ void os_write_stderr(const char* buf, size_t len);
 const char* os_getenv(const char* name);
 bool os_is_secure();
 
+// The process's resident set in bytes (/proc/self/statm), 0 if unreadable.
+uint64_t os_process_rss();
+
 // Monotonic clock in nanoseconds (vDSO, no syscall on Linux/x86-64).
 uint64_t os_now_ns();
 
 // Counters of the calls above (for hak_stats_get).
 struct OsCounters {
   uint64_t mmap_calls, munmap_calls, madvise_calls;
+  uint64_t mapped_bytes, peak_mapped_bytes;  // through os_map/os_map_aligned, net of os_unmap
 };
 OsCounters os_counters();
 
-// Debug variant only: from the N-th os_map/os_map_aligned call on (HAKMEM_FAULT_MMAP=N),
-// every mapping fails, until os_fault_injection_set(0). Used by the fault-injection tests.
+// Debug variant only (a no-op in release): from the N-th os_map/os_map_aligned call after
+// this one on, every mapping fails, until os_fault_injection_set(0). HAKMEM_FAULT_MMAP=N sets
+// it at start-up (options.h). Used by the fault-injection tests.
 void os_fault_injection_set(uint64_t nth);
 
 }  // namespace hak

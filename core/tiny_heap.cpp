@@ -10,6 +10,7 @@
 #include "diag.h"
 #include "os.h"
 #include "shared_pool.h"
+#include "stats.h"
 
 namespace hak {
 
@@ -294,7 +295,7 @@ void tiny_flush(int cls, uint32_t n) {
   void* b = tc.head;
   Slab* chain_slab = nullptr;
   void *chain_first = nullptr, *chain_last = nullptr;
-  uint32_t i = 0;
+  uint32_t i = 0, remote_blocks = 0;
   for (; i < n && b != nullptr; ++i) {
     void* next = *static_cast<void**>(b);
     Slab* s = slab_of_block(b);
@@ -308,7 +309,9 @@ void tiny_flush(int cls, uint32_t n) {
     } else if (s == chain_slab) {
       *static_cast<void**>(chain_last) = b;
       chain_last = b;
+      ++remote_blocks;
     } else {
+      ++remote_blocks;
       if (chain_slab != nullptr) remote_push(chain_slab, chain_first, chain_last);
       chain_slab = s;
       chain_first = chain_last = b;
@@ -316,6 +319,7 @@ void tiny_flush(int cls, uint32_t n) {
     b = next;
   }
   if (chain_slab != nullptr) remote_push(chain_slab, chain_first, chain_last);
+  if (remote_blocks != 0) stats_add_remote_frees(remote_blocks);
   tc.head = b;
   tc.count -= i;
 }

@@ -1,0 +1,61 @@
+// options.cpp — the option table (see options.h).
+#include "options.h"
+
+#include "diag.h"
+#include "hakmem_build_flags.h"
+#include "os.h"
+
+namespace hak {
+namespace {
+
+Options g_options{};
+bool g_ready = false;
+
+struct OptionInfo {
+  const char* name;
+  const char* description;
+  bool debug_only;
+  uint64_t* value;  // as read (0 when unset)
+};
+
+uint64_t g_raw[3];
+const OptionInfo kTable[] = {
+    {"HAKMEM_STATS", "print the statistics table at exit (1 = on)", false, &g_raw[0]},
+    {"HAKMEM_VERBOSE", "print the options and build flags at start-up (1 = on)", false, &g_raw[1]},
+    {"HAKMEM_FAULT_MMAP", "fault injection: the N-th and later mmaps fail (debug variant)", true, &g_raw[2]},
+};
+
+uint64_t parse(const char* s) {
+  uint64_t v = 0;
+  while (*s >= '0' && *s <= '9') v = v * 10 + uint64_t(*s++ - '0');
+  return v;
+}
+
+}  // namespace
+
+void options_init() {
+  if (g_ready) return;
+  for (const OptionInfo& o : kTable) {
+    const char* s = os_getenv(o.name);
+    *o.value = (s != nullptr && !(o.debug_only && kRelease)) ? parse(s) : 0;
+  }
+  g_options.stats = g_raw[0] != 0;
+  g_options.verbose = g_raw[1] != 0;
+  g_options.fault_mmap = g_raw[2];
+  if (g_options.fault_mmap != 0) os_fault_injection_set(g_options.fault_mmap);
+  g_ready = true;
+}
+
+const Options& options() { return g_options; }
+
+void options_print() {
+  diag_print("build: %s variant (HAKMEM_BUILD_RELEASE=%d), page size %zu, %s environment",
+             kRelease ? "release" : "debug", kRelease ? 1 : 0, os_page_size(),
+             os_is_secure() ? "secure (AT_SECURE: options ignored)" : "normal");
+  for (const OptionInfo& o : kTable) {
+    if (o.debug_only && kRelease) continue;
+    diag_print("option %s = %lu  (%s)", o.name, (unsigned long)*o.value, o.description);
+  }
+}
+
+}  // namespace hak

@@ -1,0 +1,27 @@
+// options.h — hakmem's few environment options, in one table, read once at start-up.
+//
+// Every option is listed in docs/TUNING.md. In setuid/setgid programs (AT_SECURE) the
+// environment is ignored and every option keeps its default. HAKMEM_VERBOSE=1 prints the
+// effective values and the build flags at start-up.
+#ifndef HAKMEM_OPTIONS_H
+#define HAKMEM_OPTIONS_H
+
+#include <stdint.h>
+
+namespace hak {
+
+struct Options {
+  bool stats;           // HAKMEM_STATS=1: print the statistics table at exit
+  bool verbose;         // HAKMEM_VERBOSE=1: print options and build flags at start-up
+  uint64_t fault_mmap;  // HAKMEM_FAULT_MMAP=N (debug variant): the N-th and later mmaps fail
+};
+
+// Reads the environment (os_init must have run). Idempotent.
+void options_init();
+const Options& options();
+// Prints the option table with effective values and the build flags to stderr.
+void options_print();
+
+}  // namespace hak
+
+#endif  // HAKMEM_OPTIONS_H

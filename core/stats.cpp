@@ -1,0 +1,102 @@
+// stats.cpp — statistics gathered on demand (see stats.h).
+#include "stats.h"
+
+#include <string.h>
+
+#include <atomic>
+
+#include "diag.h"
+#include "large.h"
+#include "os.h"
+#include "page_arena.h"
+#include "shared_pool.h"
+#include "superslab.h"
+#include "tiny_heap.h"
+
+namespace hak {
+namespace {
+std::atomic<uint64_t> g_remote_frees{0};
+}
+
+void stats_add_remote_frees(uint64_t n) { g_remote_frees.fetch_add(n, std::memory_order_relaxed); }
+
+void stats_classes(ClassStats out[kNumClasses + 1]) {
+  memset(out, 0, sizeof(ClassStats) * (kNumClasses + 1));
+  for (SuperSlab* ss = superslab_list_head(); ss != nullptr; ss = ss->next_all) {
+    if (ss->state.load(std::memory_order_acquire) & kRetiredBit) continue;
+    for (int i = 0; i < kSlabsPerSuperSlab; ++i) {
+      const Slab& s = ss->slabs[i];
+      uint8_t cls = __atomic_load_n(&s.cls, __ATOMIC_RELAXED);
+      if (cls == 0 || cls > kNumClasses || s.run_head != i) continue;
+      out[cls].runs += 1;
+      out[cls].blocks_out += __atomic_load_n(&s.used, __ATOMIC_RELAXED);
+      out[cls].capacity += __atomic_load_n(&s.capacity, __ATOMIC_RELAXED);
+    }
+  }
+}
+
+void stats_collect(hak_stats_t* out) {
+  memset(out, 0, sizeof(*out));
+  SharedPoolStats sp = shared_pool_stats();
+  ArenaStats ar = arena_stats();
+  LargeStats lg = large_stats();
+  TinyStats ti = tiny_stats();
+  OsCounters oc = os_counters();
+  ClassStats cs[kNumClasses + 1];
+  stats_classes(cs);
+  for (int c = 1; c <= kNumClasses; ++c) {
+    uint64_t bytes = cs[c].blocks_out * class_to_size(c);
+    if (class_is_mid(c)) out->mid_in_use_bytes += bytes;
+    else out->tiny_in_use_bytes += bytes;
+  }
+  out->tiny_mapped_bytes = sp.superslabs_mapped * kSuperSlabSize;
+  out->arena_mapped_bytes = ar.mapped_bytes;
+  out->large_mapped_bytes = lg.live_bytes + lg.cached_bytes;
+  out->large_cached_bytes = lg.cached_bytes;
+  out->mapped_bytes = out->tiny_mapped_bytes + out->arena_mapped_bytes + out->large_mapped_bytes;
+  out->superslabs_live = sp.superslabs_mapped - sp.superslabs_retired;
+  out->superslabs_retired = sp.superslabs_retired;
+  out->slabs_in_use = sp.runs_assigned;
+  out->arena_chunks = ar.chunks;
+  out->arena_used_bytes = ar.used_bytes;
+  out->large_live = lg.live;
+  out->large_live_bytes = lg.live_bytes;
+  out->threads_live = ti.heaps_live;
+  out->threads_cached = ti.heaps_cached;
+  out->madvise_calls = oc.madvise_calls;
+  out->mmap_calls = oc.mmap_calls;
+  out->munmap_calls = oc.munmap_calls;
+  out->peak_mapped_bytes = oc.peak_mapped_bytes;
+  out->remote_frees = g_remote_frees.load(std::memory_order_relaxed);
+  out->process_rss_bytes = os_process_rss();
+}
+
+void stats_print() {
+  hak_stats_t s;
+  stats_collect(&s);
+  ClassStats cs[kNumClasses + 1];
+  stats_classes(cs);
+  auto ul = [](uint64_t v) { return (unsigned long)v; };
+  diag_print("stats: tier   in use (B)    mapped (B)");
+  diag_print("stats: tiny   %12lu  %12lu  (SuperSlabs, shared with mid)", ul(s.tiny_in_use_bytes), ul(s.tiny_mapped_bytes));
+  diag_print("stats: mid    %12lu", ul(s.mid_in_use_bytes));
+  diag_print("stats: spans  %12lu  %12lu  (page arena, %lu chunks)", ul(s.arena_used_bytes), ul(s.arena_mapped_bytes),
+             ul(s.arena_chunks));
+  diag_print("stats: large  %12lu  %12lu  (%lu live, %lu B cached)", ul(s.large_live_bytes), ul(s.large_mapped_bytes),
+             ul(s.large_live), ul(s.large_cached_bytes));
+  diag_print("stats: mapped %lu B (peak %lu B), process resident %lu B", ul(s.mapped_bytes), ul(s.peak_mapped_bytes),
+             ul(s.process_rss_bytes));
+  diag_print("stats: superslabs live %lu retired %lu, slab runs %lu; threads live %lu cached %lu",
+             ul(s.superslabs_live), ul(s.superslabs_retired), ul(s.slabs_in_use), ul(s.threads_live),
+             ul(s.threads_cached));
+  diag_print("stats: remote frees %lu; mmap %lu munmap %lu madvise %lu", ul(s.remote_frees), ul(s.mmap_calls),
+             ul(s.munmap_calls), ul(s.madvise_calls));
+  diag_print("stats: class   size   runs   blocks out   bytes out    capacity");
+  for (int c = 1; c <= kNumClasses; ++c) {
+    if (cs[c].runs == 0) continue;
+    diag_print("stats: %5d %6lu %6lu %12lu %11lu %11lu", c, ul(class_to_size(c)), ul(cs[c].runs),
+               ul(cs[c].blocks_out), ul(cs[c].blocks_out * class_to_size(c)), ul(cs[c].capacity));
+  }
+}
+
+}  // namespace hak
