@@ -1,8 +1,9 @@
 // hak_free_api.inc.h — host: hakmem.cpp. Where does free go?
 //
-//   free(p) → id = region_map_lookup(p)            1 compare (p ≥ 2^47) + 2 loads
+//   free(p) → id = flat region map[p >> 16]        2 loads, 2 predicted branches (map present,
+//                                                  p < 2^47)
 //     1 ≤ id ≤ kNumClasses (Tiny/Mid block)  → tiny_free_fast(p, id)   [tiny_free_fast_v2.inc.h]
-//     otherwise → hak_free_slow(p, id) (cold):
+//     otherwise → hak_free_slow(p) (cold; looks p up again, in either form of the map):
 //       p == nullptr                          → nothing
 //       kRegionSpan  (page-arena span, Large) → span header at p-16: magic checked
 //                                               → arena_free / large_free
@@ -13,15 +14,20 @@
 #error "hak_free_api.inc.h is part of hakmem.cpp"
 #endif
 
-HAK_SLOW_PATH void hak_free_slow(void* p, uint8_t id);
+HAK_SLOW_PATH void hak_free_slow(void* p);
 
+// Every call here is a tail call, so the fast path needs no stack frame.
 HAK_FAST_PATH void hak_free_impl(void* p) {
-  uint8_t id = region_map_lookup(p);
-  if (HAK_LIKELY(unsigned(id) - 1u < unsigned(kNumClasses))) {
-    tiny_free_fast(p, id);
-    return;
+  uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  const uint8_t* flat = detail::g_region_flat;
+  if (HAK_LIKELY(flat != nullptr && (a >> kAddressBits) == 0)) {
+    uint8_t id = flat[a >> kRegionShift];
+    if (HAK_LIKELY(unsigned(id) - 1u < unsigned(kNumClasses))) {
+      tiny_free_fast(p, id);
+      return;
+    }
   }
-  hak_free_slow(p, id);
+  hak_free_slow(p);
 }
 
 void span_free(void* p) {
@@ -38,8 +44,13 @@ void span_free(void* p) {
   decay_tick();
 }
 
-void hak_free_slow(void* p, uint8_t id) {
+void hak_free_slow(void* p) {
   if (p == nullptr) return;
+  uint8_t id = region_map_lookup(p);
+  if (unsigned(id) - 1u < unsigned(kNumClasses)) {  // the two-level form of the map
+    tiny_free_fast(p, id);
+    return;
+  }
   if (id == kRegionSpan) {
     span_free(p);
   } else if (id == kRegionFreeSlab) {

@@ -16,6 +16,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -321,20 +322,22 @@ HAK_EXPORT void* pvalloc(size_t n) noexcept {
 HAK_EXPORT size_t malloc_usable_size(void* p) noexcept { return hak_usable_size_impl(p); }
 HAK_EXPORT int malloc_trim(size_t) noexcept { return hak_trim_impl() ? 1 : 0; }
 
+// glibc's fields, filled with hakmem's figures: arena = SuperSlabs + page arena mapped,
+// hblks/hblkhd = Large mappings, uordblks = bytes in blocks out of their slabs/spans (in use
+// or in thread caches), fordblks = the rest of arena, keepcost = Large cache.
 HAK_EXPORT struct mallinfo2 mallinfo2() noexcept {
   ensure_init();
   hak_stats_t st;
   stats_collect(&st);
   struct mallinfo2 mi;
   memset(&mi, 0, sizeof(mi));
-  size_t slab_bytes = size_t(st.slabs_in_use) * kSlabSize;
-  mi.arena = st.tiny_mapped_bytes + st.arena_mapped_bytes;
+  mi.arena = size_t(st.tiny_mapped_bytes + st.arena_mapped_bytes);
   mi.ordblks = size_t(st.slabs_in_use + st.arena_chunks);
   mi.hblks = size_t(st.large_live);
   mi.hblkhd = size_t(st.large_live_bytes);
-  mi.uordblks = slab_bytes + st.arena_used_bytes;
+  mi.uordblks = size_t(st.tiny_in_use_bytes + st.mid_in_use_bytes + st.arena_used_bytes);
   mi.fordblks = mi.arena > mi.uordblks ? mi.arena - mi.uordblks : 0;
-  mi.usmblks = 0;
+  mi.usmblks = size_t(st.peak_mapped_bytes);
   mi.keepcost = size_t(st.large_cached_bytes);
   return mi;
 }
@@ -357,6 +360,17 @@ HAK_EXPORT struct mallinfo mallinfo() noexcept {
 }
 
 HAK_EXPORT void malloc_stats() noexcept { hak_stats_print(); }
+
+// glibc's XML form. Runs outside every allocator lock, so stdio may allocate here.
+HAK_EXPORT int malloc_info(int opts, FILE* fp) noexcept {
+  if (opts != 0) {
+    errno = EINVAL;
+    return -1;
+  }
+  ensure_init();
+  stats_write_xml([](const char* line, void* ctx) { fputs(line, static_cast<FILE*>(ctx)); }, fp);
+  return 0;
+}
 
 // ---------------------------------------------------------------------------------------
 // The hak_* API (hakmem.h).

@@ -99,4 +99,50 @@ void stats_print() {
   }
 }
 
+void stats_write_xml(void (*emit)(const char* line, void* ctx), void* ctx) {
+  hak_stats_t s;
+  stats_collect(&s);
+  ClassStats cs[kNumClasses + 1];
+  stats_classes(cs);
+  char line[256];
+  auto ul = [](uint64_t v) { return (unsigned long)v; };
+  emit("<malloc version=\"1\">\n", ctx);
+  emit("<heap nr=\"0\">\n<sizes>\n", ctx);
+  // glibc lists its free chunks by size range; here: each class's free blocks (capacity of
+  // its runs minus the blocks out of them).
+  uint64_t free_count = 0, free_bytes = 0;
+  for (int c = 1; c <= kNumClasses; ++c) {
+    if (cs[c].runs == 0) continue;
+    uint64_t n = cs[c].capacity - cs[c].blocks_out, size = class_to_size(c);
+    diag_format(line, sizeof(line), "<size from=\"%lu\" to=\"%lu\" total=\"%lu\" count=\"%lu\"/>\n",
+                ul(c == 1 ? 1 : class_to_size(c - 1) + 1), ul(size), ul(n * size), ul(n));
+    emit(line, ctx);
+    free_count += n;
+    free_bytes += n * size;
+  }
+  emit("</sizes>\n", ctx);
+  diag_format(line, sizeof(line), "<total type=\"fast\" count=\"0\" size=\"0\"/>\n<total type=\"rest\" count=\"%lu\" size=\"%lu\"/>\n",
+              ul(free_count), ul(free_bytes));
+  emit(line, ctx);
+  uint64_t heap = s.tiny_mapped_bytes + s.arena_mapped_bytes;
+  diag_format(line, sizeof(line), "<system type=\"current\" size=\"%lu\"/>\n<system type=\"max\" size=\"%lu\"/>\n",
+              ul(heap), ul(s.peak_mapped_bytes));
+  emit(line, ctx);
+  diag_format(line, sizeof(line), "<aspace type=\"total\" size=\"%lu\"/>\n<aspace type=\"mprotect\" size=\"%lu\"/>\n</heap>\n",
+              ul(heap), ul(heap));
+  emit(line, ctx);
+  diag_format(line, sizeof(line), "<total type=\"fast\" count=\"0\" size=\"0\"/>\n<total type=\"rest\" count=\"%lu\" size=\"%lu\"/>\n",
+              ul(free_count), ul(free_bytes));
+  emit(line, ctx);
+  diag_format(line, sizeof(line), "<total type=\"mmap\" count=\"%lu\" size=\"%lu\"/>\n", ul(s.large_live),
+              ul(s.large_live_bytes));
+  emit(line, ctx);
+  diag_format(line, sizeof(line), "<system type=\"current\" size=\"%lu\"/>\n<system type=\"max\" size=\"%lu\"/>\n",
+              ul(s.mapped_bytes), ul(s.peak_mapped_bytes));
+  emit(line, ctx);
+  diag_format(line, sizeof(line), "<aspace type=\"total\" size=\"%lu\"/>\n<aspace type=\"mprotect\" size=\"%lu\"/>\n</malloc>\n",
+              ul(s.mapped_bytes), ul(s.mapped_bytes));
+  emit(line, ctx);
+}
+
 }  // namespace hak

@@ -26,6 +26,9 @@ void stats_collect(hak_stats_t* out);
 // Prints the summary and the per-class table to stderr.
 void stats_print();
 
+// Writes glibc's malloc_info XML form, one line per call of emit (each NUL-terminated).
+void stats_write_xml(void (*emit)(const char* line, void* ctx), void* ctx);
+
 // Counter bumped by the flush path (blocks pushed to another thread's remote queue).
 void stats_add_remote_frees(uint64_t n);
 
