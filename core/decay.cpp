@@ -7,6 +7,7 @@
 #include "os.h"
 #include "page_arena.h"
 #include "shared_pool.h"
+#include "tiny_heap.h"
 
 namespace hak {
 namespace detail {
@@ -28,6 +29,7 @@ void decay_check_clock() {
 
 bool decay_run(uint64_t now_ns) {
   bool released = large_decay(now_ns);
+  released |= tiny_decay();
   released |= shared_pool_decommit_free_slots();
   released |= arena_decay();
   return released;

@@ -81,10 +81,11 @@ void* os_map_aligned(size_t size, size_t align) {
 
 void* os_reserve(size_t size) {
   g_mmap_calls.fetch_add(1, std::memory_order_relaxed);
-  void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE,
-                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  void* p = mmap(nullptr, size, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   return p == MAP_FAILED ? nullptr : p;
 }
+
+bool os_make_writable(void* p, size_t size) { return mprotect(p, size, PROT_READ | PROT_WRITE) == 0; }
 
 void os_unmap(void* p, size_t size) {
   g_munmap_calls.fetch_add(1, std::memory_order_relaxed);

@@ -25,9 +25,13 @@ void* os_map(size_t size);
 // the page size): over-maps and trims the excess. nullptr on failure.
 void* os_map_aligned(size_t size, size_t align);
 
-// Reserves `size` bytes of address space that read as zero and commit lazily on write
-// (MAP_NORESERVE). nullptr when refused (strict overcommit, RLIMIT_AS).
+// Reserves `size` bytes of read-only address space that reads as zero (MAP_NORESERVE): it
+// costs no memory and, being read-only, no commit charge even under strict overcommit.
+// nullptr when refused (RLIMIT_AS).
 void* os_reserve(size_t size);
+
+// Makes [p, p+size) of a reservation writable (page-aligned). False when the OS refuses.
+bool os_make_writable(void* p, size_t size);
 
 // Returns a mapping made by one of the functions above (whole or a page-aligned part).
 void os_unmap(void* p, size_t size);

@@ -19,6 +19,23 @@ constexpr size_t kTopEntries = kEntries >> kLeafBits;                     // 2^1
 
 // Two-level form: null leaves read as "not ours".
 std::atomic<uint8_t*> g_top[kTopEntries];
+
+// Flat form: the reservation is read-only; each 4 KiB page of it becomes writable the first
+// time an entry in it is set (bit set here afterwards). A page covers 256 MiB of heap, so a
+// process touches few of them (and splits the reservation's mapping only that often).
+constexpr size_t kMapPage = 4096;
+std::atomic<uint64_t> g_writable[kEntries / kMapPage / 64];
+
+bool flat_make_writable(uintptr_t first, uintptr_t count) {
+  for (uintptr_t page = first / kMapPage; page <= (first + count - 1) / kMapPage; ++page) {
+    std::atomic<uint64_t>& word = g_writable[page / 64];
+    uint64_t bit = uint64_t(1) << (page % 64);
+    if (word.load(std::memory_order_acquire) & bit) continue;
+    if (!os_make_writable(detail::g_region_flat + page * kMapPage, kMapPage)) return false;
+    word.fetch_or(bit, std::memory_order_release);
+  }
+  return true;
+}
 bool g_force_two_level = false;
 bool g_ready = false;
 
@@ -59,6 +76,8 @@ bool region_map_set(const void* start, size_t bytes, uint8_t id) {
   uintptr_t first = reinterpret_cast<uintptr_t>(start) >> kRegionShift;
   uintptr_t count = bytes >> kRegionShift;
   if (uint8_t* flat = detail::g_region_flat) {
+    if (count == 0) return true;
+    if (!flat_make_writable(first, count)) return false;
     for (uintptr_t i = 0; i < count; ++i) __atomic_store_n(&flat[first + i], id, __ATOMIC_RELEASE);
     return true;
   }

@@ -7,8 +7,9 @@
 //   kRegionSpan          a page-arena span or Large mapping: a 16-byte header precedes the block
 //
 // Primary form: a flat array of 2^31 bytes covering the 47-bit user address space, reserved
-// with MAP_NORESERVE — untouched pages read as zero and cost nothing; each 4 KiB page of the
-// map covers 256 MiB of heap. Where the reservation is refused (vm.overcommit_memory=2,
+// read-only with MAP_NORESERVE — untouched pages read as zero and cost nothing, not even
+// commit charge; each 4 KiB page of the map covers 256 MiB of heap and is made writable the
+// first time hakmem registers memory there. Where the reservation is refused (vm.overcommit_memory=2,
 // RLIMIT_AS), a two-level map (2^15 leaves of 64 KiB, mapped on first use) takes its place
 // behind the same interface.
 //

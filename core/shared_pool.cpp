@@ -38,7 +38,9 @@ Slab* claim_in(SuperSlab* ss, int cls, ThreadHeap* owner) {
 Slab* acquire_partial(int cls, ThreadHeap* owner) {
   SuperSlab* ss = g_partial.pop();
   if (ss == nullptr) return nullptr;
-  ss->in_partial.store(false, std::memory_order_release);
+  // An RMW, not a store: the state load below must not pass it (a releaser that still saw
+  // in_partial == true relies on us to see its freed slots and push ss again).
+  ss->in_partial.exchange(false, std::memory_order_seq_cst);
   Slab* s = claim_in(ss, cls, owner);
   uint64_t st = ss->state.load(std::memory_order_acquire);
   // Still has free slots (or the claim needed more contiguous ones than it had): keep it listed.
@@ -47,21 +49,26 @@ Slab* acquire_partial(int cls, ThreadHeap* owner) {
   return s;
 }
 
-// Stage 4: a SuperSlab from the retired list or the OS; becomes the current one.
+// Stage 4: a SuperSlab from the retired list or the OS; becomes the current one. It is
+// published with the caller's run already claimed (slots 0..k-1), so a concurrent trim or
+// hot-empty retire cannot take it away between publication and claim.
 Slab* acquire_new(int cls, ThreadHeap* owner) {
+  int k = class_run_slabs(cls);
+  uint32_t first_run = k >= 32 ? 0xFFFFFFFFu : ((1u << k) - 1);
   pthread_mutex_lock(&g_lock);
   SuperSlab* ss = g_retired;
   if (ss != nullptr) g_retired = ss->next_retired;
   pthread_mutex_unlock(&g_lock);
   if (ss != nullptr) {
     g_retired_count.fetch_sub(1, std::memory_order_relaxed);
-    superslab_revive(ss);
+    superslab_revive(ss, first_run);
   } else {
-    ss = superslab_create();  // syscall outside the lock
+    ss = superslab_create(first_run);  // syscall outside the lock
     if (ss == nullptr) return nullptr;
     g_mapped.fetch_add(1, std::memory_order_relaxed);
   }
-  Slab* s = claim_in(ss, cls, owner);
+  g_runs.fetch_add(1, std::memory_order_relaxed);
+  Slab* s = slab_run_init(ss, 0, cls, owner);
   SuperSlab* old = g_current.exchange(ss, std::memory_order_acq_rel);
   if (old != nullptr) {
     uint64_t st = old->state.load(std::memory_order_acquire);
@@ -92,7 +99,7 @@ void slots_returned(SuperSlab* ss, uint64_t st) {
     // All free: keep the newest empty SuperSlab mapped, retire the one it replaces.
     SuperSlab* prev = g_hot_empty.exchange(ss, std::memory_order_acq_rel);
     if (prev != nullptr && prev != ss) try_retire(prev);
-  } else if (ss != g_current.load(std::memory_order_relaxed)) {
+  } else if (ss != g_current.load(std::memory_order_seq_cst)) {
     partial_push(ss);
   }
 }
@@ -156,6 +163,7 @@ bool shared_pool_decommit_free_slots() {
 
 bool shared_pool_trim() {
   bool released = false;
+  g_hot_empty.store(nullptr, std::memory_order_release);  // everything all-free goes now
   for (int c = 1; c <= kNumClasses; ++c) {
     while (Slab* s = g_empty_runs[c].pop()) {
       g_empty_count[c].fetch_sub(1, std::memory_order_relaxed);
@@ -167,9 +175,6 @@ bool shared_pool_trim() {
   for (SuperSlab* ss = superslab_list_head(); ss != nullptr; ss = ss->next_all) {
     if (try_retire(ss)) released = true;
   }
-  SuperSlab* hot = g_hot_empty.load(std::memory_order_relaxed);
-  if (hot != nullptr && (hot->state.load(std::memory_order_relaxed) & kRetiredBit))
-    g_hot_empty.compare_exchange_strong(hot, nullptr);
   return released;
 }
 

@@ -1,7 +1,8 @@
 // shared_pool.inc.h — host: shared_pool.cpp. The lock-free stacks behind stages 1 and 2.
 //
-// TaggedStack: a Treiber stack whose head carries a 16-bit version in the top bits of the
-// pointer (user addresses use 47 bits), so a pop that raced with pop+push (ABA) fails its CAS.
+// TaggedStack: a Treiber stack whose head packs the node pointer (47-bit user address, 8-byte
+// aligned: 44 significant bits) with a 20-bit version, so a pop that raced with pop+push (ABA)
+// fails its CAS unless exactly 2^20 operations happened in between.
 // Nodes live in SuperSlab headers, which are never unmapped, so reading a stale node's link
 // never faults; a stale link is discarded by the failed CAS.
 #ifndef HAK_IN_SHARED_POOL_CPP
@@ -10,6 +11,8 @@
 
 template <class T, T* T::*Next>
 class TaggedStack {
+  static_assert(alignof(T) >= 8, "nodes are packed without their three low bits");
+
  public:
   void push(T* node) {
     uint64_t old = head_.load(std::memory_order_relaxed);
@@ -33,10 +36,11 @@ class TaggedStack {
   void reset() { head_.store(0, std::memory_order_relaxed); }
 
  private:
-  static constexpr uint64_t kPtrMask = (uint64_t(1) << 48) - 1;
-  static T* ptr(uint64_t v) { return reinterpret_cast<T*>(v & kPtrMask); }
+  static constexpr unsigned kTagShift = 44;
+  static constexpr uint64_t kPtrMask = (uint64_t(1) << kTagShift) - 1;
+  static T* ptr(uint64_t v) { return reinterpret_cast<T*>((v & kPtrMask) << 3); }
   static uint64_t pack(T* p, uint64_t old) {
-    return reinterpret_cast<uint64_t>(p) | (((old >> 48) + 1) << 48);
+    return (reinterpret_cast<uint64_t>(p) >> 3) | (((old >> kTagShift) + 1) << kTagShift);
   }
   std::atomic<uint64_t> head_{0};
 };

@@ -13,12 +13,12 @@ std::atomic<SuperSlab*> g_all{nullptr};
 
 SuperSlab* superslab_list_head() { return g_all.load(std::memory_order_acquire); }
 
-SuperSlab* superslab_create() {
+SuperSlab* superslab_create(uint32_t claimed) {
   void* mem = os_map_aligned(kSuperSlabSize, kSuperSlabSize);
   if (mem == nullptr) return nullptr;
   auto* ss = static_cast<SuperSlab*>(mem);  // zeroed by the OS
   ss->magic = kSuperSlabMagic;
-  ss->state.store(kAllSlotsFree, std::memory_order_relaxed);
+  ss->state.store(kAllSlotsFree & ~uint64_t(claimed), std::memory_order_relaxed);
   for (int i = 0; i < kSlabsPerSuperSlab; ++i) ss->slabs[i].run_head = uint8_t(i);
   if (!region_map_set(ss, kSuperSlabSize, kRegionFreeSlab)) {
     os_unmap(ss, kSuperSlabSize);
@@ -31,7 +31,7 @@ SuperSlab* superslab_create() {
   return ss;
 }
 
-void superslab_revive(SuperSlab* ss) {
+void superslab_revive(SuperSlab* ss, uint32_t claimed) {
   for (int i = 0; i < kSlabsPerSuperSlab; ++i) {
     Slab& s = ss->slabs[i];
     s.free = nullptr;
@@ -44,7 +44,7 @@ void superslab_revive(SuperSlab* ss) {
     s.list = kListNone;
   }
   ss->dirty_free.store(0, std::memory_order_relaxed);
-  ss->state.store(kAllSlotsFree, std::memory_order_release);
+  ss->state.store(kAllSlotsFree & ~uint64_t(claimed), std::memory_order_release);
 }
 
 void superslab_decommit(SuperSlab* ss) {

@@ -100,10 +100,13 @@ inline char* slab_data_start(SuperSlab* ss, int idx) {
   return reinterpret_cast<char*>(ss) + (idx == 0 ? kSuperSlabHeader : size_t(idx) * kSlabSize);
 }
 
-// Maps a fresh SuperSlab (all slots free), registers it in the region map. nullptr on OOM.
-SuperSlab* superslab_create();
-// Re-arms a retired SuperSlab (its header survived; its data pages read as zero).
-void superslab_revive(SuperSlab* ss);
+// Maps a fresh SuperSlab, registers it in the region map and publishes it with the slots in
+// `claimed` already taken (so the caller's first run cannot be lost to a concurrent retire).
+// nullptr on OOM.
+SuperSlab* superslab_create(uint32_t claimed = 0);
+// Re-arms a retired SuperSlab (its header survived; its data pages read as zero), with the
+// slots in `claimed` already taken.
+void superslab_revive(SuperSlab* ss, uint32_t claimed = 0);
 // Decommits the data pages of a SuperSlab whose state was CASed to kRetiredBit.
 void superslab_decommit(SuperSlab* ss);
 

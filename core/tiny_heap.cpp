@@ -35,7 +35,6 @@ void thread_key_destructor(void*) { tiny_thread_exit(); }
 
 // Sets this thread's caps and registers the exit hook.
 void thread_setup() {
-  t_exited = false;
   for (int c = 1; c <= kNumClasses; ++c) t_cache[c].cap = class_cache_cap(c);
   if (!t_key_set) {
     t_key_set = true;  // first: pthread_setspecific may allocate (keys ≥ 32)
@@ -253,8 +252,58 @@ void SlabRunList::remove(Slab* s) {
   s->list = kListNone;
 }
 
+namespace {
+
+// Parks heap h for the next new thread (its thread has exited).
+void heap_park(ThreadHeap* h) {
+  pthread_mutex_lock(&g_heap_lock);
+  h->live = false;
+  --g_heaps_live;
+  h->next_cached = g_heaps_cached;
+  g_heaps_cached = h;
+  ++g_heaps_cached_count;
+  pthread_mutex_unlock(&g_heap_lock);
+}
+
+// malloc on a thread whose exit hook already ran (another key's destructor, possibly in the
+// last round glibc runs): take one block from a parked heap and park it again at once, so
+// nothing stays cached in, or owned by, a thread that is about to vanish.
+void* alloc_after_exit(int cls) {
+  ThreadHeap* h = heap_get();
+  if (h == nullptr) return nullptr;
+  void* p = nullptr;
+  for (;;) {
+    Slab* s = h->avail[cls].head;
+    if (s == nullptr && (s = find_run(h, cls)) == nullptr) break;
+    if (run_exhausted(s)) drain_remote_keep_flag(s);
+    if (s->free != nullptr) {
+      p = s->free;
+      s->free = *static_cast<void**>(p);
+    } else if (s->bump != s->end) {
+      p = s->bump;
+      s->bump += class_to_size(cls);
+    }
+    if (p != nullptr) ++s->used;
+    if (run_exhausted(s)) {
+      h->avail[cls].remove(s);
+      h->full[cls].push_front(s, kListFull);
+    }
+    if (p != nullptr) break;
+  }
+  t_heap = nullptr;
+  heap_park(h);
+  return p;
+}
+
+}  // namespace
+
 void* tiny_refill(int cls) {
   TlsCache& tc = t_cache[cls];
+  if (HAK_UNLIKELY(t_exited)) {
+    void* p = alloc_after_exit(cls);
+    if (p == nullptr) errno = ENOMEM;
+    return p;
+  }
   if (HAK_UNLIKELY(tc.cap == 0)) thread_setup();
   if (tc.head != nullptr) {  // set-up may have allocated and left blocks behind
     void* p = tc.head;
@@ -348,6 +397,21 @@ bool tiny_trim_current_thread() {
   return t_heap != nullptr && heap_collect(t_heap);
 }
 
+bool tiny_decay() {
+  bool released = false;
+  if (ThreadHeap* h = t_heap) {
+    uint64_t before = shared_pool_stats().runs_assigned;
+    drain_pending(h, true);
+    released = shared_pool_stats().runs_assigned != before;
+  }
+  // Heaps of exited threads: their runs keep receiving remote frees that nobody drains.
+  if (pthread_mutex_trylock(&g_heap_lock) == 0) {
+    for (ThreadHeap* h = g_heaps_cached; h != nullptr; h = h->next_cached) released |= heap_collect(h);
+    pthread_mutex_unlock(&g_heap_lock);
+  }
+  return released;
+}
+
 bool tiny_trim_cached_heaps() {
   bool released = false;
   pthread_mutex_lock(&g_heap_lock);
@@ -359,7 +423,7 @@ bool tiny_trim_cached_heaps() {
 void tiny_thread_exit() {
   for (int c = 1; c <= kNumClasses; ++c) {
     if (t_cache[c].count != 0) tiny_flush(c, t_cache[c].count);
-    t_cache[c].cap = 0;  // a later free (another key's destructor) sets the thread up again
+    t_cache[c].cap = 0;  // later frees and mallocs (other keys' destructors) see t_exited
   }
   t_key_set = false;
   t_exited = true;
@@ -367,13 +431,7 @@ void tiny_thread_exit() {
   if (h == nullptr) return;
   heap_collect(h);
   t_heap = nullptr;
-  pthread_mutex_lock(&g_heap_lock);
-  h->live = false;
-  --g_heaps_live;
-  h->next_cached = g_heaps_cached;
-  g_heaps_cached = h;
-  ++g_heaps_cached_count;
-  pthread_mutex_unlock(&g_heap_lock);
+  heap_park(h);
 }
 
 void tiny_init_thread_key() { pthread_key_create(&g_key, thread_key_destructor); }

@@ -69,6 +69,10 @@ bool tiny_trim_current_thread();
 // Drains and releases what the heaps of exited threads hold. Returns true if a run was released.
 bool tiny_trim_cached_heaps();
 
+// Decay pass (decay.h): drains the calling thread's pending remote frees and collects the
+// heaps of exited threads (if their lock is free). Returns true if a run was released.
+bool tiny_decay();
+
 // Thread exit (pthread key destructor): flush everything, hand the heap back.
 void tiny_thread_exit();
 
