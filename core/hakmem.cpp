@@ -115,6 +115,7 @@ HAK_SLOW_PATH void* fail_nomem() {
 HAK_SLOW_PATH void* span_alloc(size_t n, size_t align, bool zero) {
   ensure_init();
   if (n > kMaxRequest || align > kMaxAlign) return fail_nomem();
+  if (n == 0) n = 1;  // the block must lie inside its span (aligned_alloc(2 MiB, 0))
   size_t lead = align <= 16 ? 16 : align;
   size_t total = n + lead;
   bool fresh = false;
