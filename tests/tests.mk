@@ -42,3 +42,6 @@ valgrind: setup
 	@$(MAKE) --no-print-directory -j$$(nproc) tests-debug
 	@scripts/run_tests.sh --valgrind
 ALL_EXTRA += tests-release tests-debug
+
+# The libFuzzer target (optional: used when clang++ and its fuzzer runtime are installed).
+-include tests/fuzz/fuzz.mk
