@@ -9,7 +9,9 @@
 //                                               → arena_free / large_free
 //       kRegionFreeSlab (inside a SuperSlab, no live run there) → fatal: invalid/double free
 //       kRegionNone  (not hakmem's)           → glibc's __libc_free
-// Budget on the fast path: about 10 instructions, 1 predicted branch besides the cap test.
+// Budget: 26 instructions from free's entry to ret on a Tiny hit (x86-64 release
+// libhakmem.so, objdump), no stack frame; 4 predicted branches (map present, address range,
+// class range, cap).
 #ifndef HAK_IN_HAKMEM_CPP
 #error "hak_free_api.inc.h is part of hakmem.cpp"
 #endif
