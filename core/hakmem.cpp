@@ -362,14 +362,36 @@ HAK_EXPORT struct mallinfo mallinfo() noexcept {
 
 HAK_EXPORT void malloc_stats() noexcept { hak_stats_print(); }
 
-// glibc's XML form. Runs outside every allocator lock, so stdio may allocate here.
+// glibc's XML form. Written with write(2) to the stream's file descriptor after flushing it
+// (stdio may allocate, and the allocator calls nothing that may); a stream without a file
+// descriptor (open_memstream, fmemopen) gets EBADF.
 HAK_EXPORT int malloc_info(int opts, FILE* fp) noexcept {
   if (opts != 0) {
     errno = EINVAL;
     return -1;
   }
+  int fd = fp != nullptr ? fileno(fp) : -1;
+  if (fd < 0) {
+    errno = EBADF;
+    return -1;
+  }
   ensure_init();
-  stats_write_xml([](const char* line, void* ctx) { fputs(line, static_cast<FILE*>(ctx)); }, fp);
+  fflush(fp);
+  stats_write_xml(
+      [](const char* line, void* ctx) {
+        int out = *static_cast<int*>(ctx);
+        size_t len = strlen(line);
+        while (len > 0) {
+          ssize_t n = write(out, line, len);
+          if (n < 0) {
+            if (errno == EINTR) continue;
+            return;
+          }
+          line += n;
+          len -= size_t(n);
+        }
+      },
+      &fd);
   return 0;
 }
 
