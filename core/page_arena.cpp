@@ -101,6 +101,19 @@ void* take_span(ArenaChunk* c, size_t first, size_t pages) {
   return reinterpret_cast<char*>(c) + first * kArenaPage;
 }
 
+// Gives back what chunk c holds that is free: the whole chunk if it is empty (and may be
+// unmapped), else its resident free pages. Returns true if anything was released.
+bool chunk_release_free(ArenaChunk* c, bool may_unmap) {
+  if (c->used_pages == 0 && may_unmap) {
+    chunk_unlink(c);
+    chunk_destroy(c);
+    return true;
+  }
+  if (c->dirty_pages == 0) return false;
+  chunk_purge(c);
+  return true;
+}
+
 // Oldest chunks first: unmap empty ones (never the newest) and decommit the others' free
 // pages, until at most `target` bytes of free pages are resident.
 bool release_dirty_locked(size_t target) {
@@ -109,14 +122,7 @@ bool release_dirty_locked(size_t target) {
   while (t && t->next) t = t->next;
   while (t != nullptr && g_dirty_pages * kArenaPage > target) {
     ArenaChunk* prev = t->prev;
-    if (t->used_pages == 0 && t != g_chunks) {
-      chunk_unlink(t);
-      chunk_destroy(t);
-      released = true;
-    } else if (t->dirty_pages != 0) {
-      chunk_purge(t);
-      released = true;
-    }
+    released |= chunk_release_free(t, t != g_chunks);
     t = prev;
   }
   return released;
@@ -181,14 +187,7 @@ bool arena_trim() {
   bool released = false;
   for (ArenaChunk* c = g_chunks; c != nullptr;) {
     ArenaChunk* next = c->next;
-    if (c->used_pages == 0) {
-      chunk_unlink(c);
-      chunk_destroy(c);
-      released = true;
-    } else if (c->dirty_pages != 0) {
-      chunk_purge(c);
-      released = true;
-    }
+    released |= chunk_release_free(c, true);
     c = next;
   }
   pthread_mutex_unlock(&g_lock);

@@ -20,7 +20,9 @@
 #ifndef HAKMEM_DIFF_MODEL_H
 #define HAKMEM_DIFF_MODEL_H
 
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Walloc-size-larger-than="  // overflow cases are deliberate
+#endif
 #include <errno.h>
 #include <malloc.h>
 #include <signal.h>
