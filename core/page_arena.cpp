@@ -22,6 +22,7 @@ struct ArenaChunk {
   ArenaChunk* prev;
   size_t used_pages;   // pages in live spans (page 0, the header, not counted)
   size_t dirty_pages;  // free pages that may be resident
+  size_t max_run;      // upper bound on the longest run of free pages (skips hopeless chunks)
   PageBitmap used;     // bit set: page in a live span (bit 0: the header)
   PageBitmap dirty;    // bit set: free page that was used since it was last decommitted
 };
@@ -84,17 +85,17 @@ ArenaChunk* chunk_create() {
   auto* c = static_cast<ArenaChunk*>(m);
   c->magic = kChunkMagic;
   c->used.assign(0, 1, true);  // the header page
+  c->max_run = kArenaPagesPerChunk - 1;
   return c;
 }
 
 void* take_span(ArenaChunk* c, size_t first, size_t pages) {
   c->used.assign(first, pages, true);
-  for (size_t i = first; i < first + pages; ++i) {
-    if (c->dirty.test(i)) {
-      c->dirty.assign(i, 1, false);
-      --c->dirty_pages;
-      --g_dirty_pages;
-    }
+  size_t dirty = c->dirty.count_range(first, pages);
+  if (dirty != 0) {
+    c->dirty.assign(first, pages, false);
+    c->dirty_pages -= dirty;
+    g_dirty_pages -= dirty;
   }
   c->used_pages += pages;
   g_used_pages += pages;
@@ -142,13 +143,14 @@ void* arena_alloc(size_t bytes) {
   HAK_ASSERT(bytes % kArenaPage == 0 && bytes <= kArenaMaxSpan && pages > 0);
   pthread_mutex_lock(&g_lock);
   for (ArenaChunk* c = g_chunks; c != nullptr; c = c->next) {
-    if (kArenaPagesPerChunk - 1 - c->used_pages < pages) continue;
+    if (c->max_run < pages) continue;
     size_t first = c->used.find_clear_run(pages);
     if (first < kArenaPagesPerChunk) {
       void* p = take_span(c, first, pages);
       pthread_mutex_unlock(&g_lock);
       return p;
     }
+    c->max_run = pages - 1;  // no run of `pages`: the longest is shorter
   }
   pthread_mutex_unlock(&g_lock);
   ArenaChunk* c = chunk_create();  // the syscall happens outside the lock
@@ -173,6 +175,13 @@ void arena_free(void* span, size_t bytes) {
   }
   c->used.assign(first, pages, false);
   c->dirty.assign(first, pages, true);
+  {
+    // The freed run merges with its free neighbours: that run may be the new longest.
+    size_t lo = first;
+    while (lo > 1 && !c->used.test(lo - 1)) --lo;
+    size_t hi = c->used.find(first + pages, true);
+    if (hi - lo > c->max_run) c->max_run = hi - lo;
+  }
   c->used_pages -= pages;
   c->dirty_pages += pages;
   g_used_pages -= pages;

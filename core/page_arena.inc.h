@@ -44,6 +44,19 @@ struct PageBitmap {
     return kArenaPagesPerChunk;
   }
 
+  // Number of set bits in [first, first + n).
+  size_t count_range(size_t first, size_t n) const {
+    size_t c = 0;
+    while (n > 0) {
+      size_t bit = first & 63, take = 64 - bit < n ? 64 - bit : n;
+      uint64_t mask = (take == 64 ? ~uint64_t(0) : ((uint64_t(1) << take) - 1)) << bit;
+      c += size_t(__builtin_popcountll(w[first >> 6] & mask));
+      first += take;
+      n -= take;
+    }
+    return c;
+  }
+
   size_t count() const {
     size_t c = 0;
     for (uint64_t x : w) c += size_t(__builtin_popcountll(x));
