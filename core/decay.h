@@ -3,7 +3,8 @@
 // decay_tick() is called from the allocator's slow paths (TLS refill and flush, span
 // allocation and free). About once per kDecayPeriodNs, the thread that finds the period
 // elapsed does the decay work: Large mappings cached for longer than their age limit are
-// unmapped, its own pending remote frees are drained and the heaps of exited threads
+// unmapped, its own TLS caches are flushed back to their runs, its own pending remote frees
+// are drained and the heaps of exited threads
 // collected (emptied runs go back to the pool), the pages of SuperSlab slots released since the previous pass are decommitted,
 // and the page arena's resident free pages are cut to a quarter of their normal limit.
 // Whole SuperSlabs and arena chunks are returned as they empty (shared_pool.h, page_arena.h).

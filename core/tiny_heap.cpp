@@ -399,6 +399,11 @@ bool tiny_trim_current_thread() {
 
 bool tiny_decay() {
   bool released = false;
+  // A few hundred cached blocks can pin as many otherwise empty runs (blocks freed in an
+  // order that spreads them over runs): once per period, this thread's caches go back.
+  for (int c = 1; c <= kNumClasses; ++c) {
+    if (t_cache[c].count != 0) tiny_flush(c, t_cache[c].count);
+  }
   if (ThreadHeap* h = t_heap) {
     uint64_t before = shared_pool_stats().runs_assigned;
     drain_pending(h, true);
