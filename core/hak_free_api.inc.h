@@ -25,6 +25,7 @@ HAK_FAST_PATH void hak_free_impl(void* p) {
   if (HAK_LIKELY(flat != nullptr && (a >> kAddressBits) == 0)) {
     uint8_t id = flat[a >> kRegionShift];
     if (HAK_LIKELY(unsigned(id) - 1u < unsigned(kNumClasses))) {
+      if constexpr (kDebug) tiny_debug_check_free(p, id);
       tiny_free_fast(p, id);
       return;
     }
@@ -50,6 +51,7 @@ void hak_free_slow(void* p) {
   if (p == nullptr) return;
   uint8_t id = region_map_lookup(p);
   if (unsigned(id) - 1u < unsigned(kNumClasses)) {  // the two-level form of the map
+    if constexpr (kDebug) tiny_debug_check_free(p, id);
     tiny_free_fast(p, id);
     return;
   }

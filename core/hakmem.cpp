@@ -194,6 +194,9 @@ void* hak_realloc_impl(void* p, size_t n) {
   }
   uint8_t id = region_map_lookup(p);
   if (id == kRegionNone) return __libc_realloc(p, n);  // glibc's block stays glibc's
+  if (id == kRegionSpan && span_header_of(p)->magic != kSpanMagicLive)
+    hak_fatal("realloc(%p): invalid pointer (a freed span block, or not the start of one)", p);
+  if (id == kRegionFreeSlab) hak_fatal("realloc(%p): invalid pointer (inside a hakmem SuperSlab but in no live slab)", p);
   size_t old = hak_usable_size_impl(p);
   // Keep the block when the new size fits and wastes at most half of it.
   if (n <= old && n >= old / 2) return p;

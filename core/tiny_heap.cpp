@@ -452,6 +452,26 @@ TinyStats tiny_stats() {
   return st;
 }
 
+void tiny_debug_check_free(void* p, int cls) {
+  Slab* s = slab_of_block(p);
+  size_t size = class_to_size(cls);
+  if (s->cls != cls)
+    hak_fatal("free(%p): invalid pointer (slab metadata says class %u, the region map class %d)", p,
+              unsigned(s->cls), cls);
+  const char* start = slab_data_start(superslab_of_slab(s), slab_index_in_superslab(s));
+  const char* c = static_cast<const char*>(p);
+  if (c < start || size_t(c - start) % size != 0)
+    hak_fatal("free(%p): invalid pointer (inside a %zu-byte block of size class %d, not at its start)", p, size,
+              cls);
+  if (c >= s->bump)
+    hak_fatal("free(%p): invalid pointer (never handed out: beyond the carved part of its slab)", p);
+  // The most recent frees of this class on this thread (a bounded look: every free pays it).
+  int looked = 0;
+  for (void* b = t_cache[cls].head; b != nullptr && looked < 32; b = *static_cast<void**>(b), ++looked) {
+    if (b == p) hak_fatal("free(%p): double free (block of size class %d, %zu bytes)", p, cls, size);
+  }
+}
+
 bool tiny_heap_is_valid() {
   ThreadHeap* h = t_heap;
   if (h == nullptr) return true;

@@ -92,6 +92,11 @@ TinyStats tiny_stats();
 // Debug checker: every run of the calling thread's heap reconciles.
 bool tiny_heap_is_valid();
 
+// Debug variant, on every free of a Tiny/Mid block: aborts with an exact message if p is not
+// the start of a handed-out block of class cls, or is among the 32 blocks of its class this
+// thread freed last (a double free caught while the block is still in the TLS cache).
+void tiny_debug_check_free(void* p, int cls);
+
 }  // namespace hak
 
 #endif  // HAKMEM_TINY_HEAP_H
