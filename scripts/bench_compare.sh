@@ -58,6 +58,7 @@ BENCHES=(
   "larson_t8|larson|1 8 1000 5000 100 4141 8|3 8 1000 5000 100 4141 8|throughput"
   "random_mixed|bench_random_mixed|5000000 8192 1 16 1040|10000000 8192 1 16 1040|throughput"
   "mid_large_mix|mid_large_mix|200000 256 1 1024 1048576|1000000 256 1 1024 1048576|throughput"
+  "xthread_p1|xthread|1 1 500000 16 256 64|1 1 2000000 16 256 64|throughput"
   "xthread|xthread|2 2 500000 16 256 64|2 2 2000000 16 256 64|throughput"
   "fixed_16|fixed_size|10000000 16|50000000 16|throughput"
   "fixed_64|fixed_size|10000000 64|50000000 64|throughput"
@@ -228,6 +229,7 @@ about = {
     'larson_t8': 'Larson, 8 threads',
     'random_mixed': 'bench_random_mixed, 16-1040 B, 8192 slots (ops/s)',
     'mid_large_mix': 'mid_large_mix, 1 KiB-1 MiB log-uniform (ops/s)',
+    'xthread_p1': 'xthread, 1 producer -> 1 consumer, 16-256 B (blocks/s)',
     'xthread': 'xthread, 2 producers -> 2 consumers, 16-256 B (blocks/s)',
     'fixed_16': 'fixed_size 16 B malloc+free pairs/s', 'fixed_64': 'fixed_size 64 B pairs/s',
     'fixed_256': 'fixed_size 256 B pairs/s', 'fixed_1024': 'fixed_size 1024 B pairs/s',
