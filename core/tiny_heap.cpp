@@ -110,52 +110,55 @@ uint32_t drain_remote_keep_flag(Slab* s) {
 
 // A run whose `used` reached 0. Keeps it if it is its class's only available run (so a
 // class at steady state does not bounce runs through the pool); otherwise the pool takes it.
-void run_became_empty(ThreadHeap* h, Slab* s, bool keep_last) {
-  if (s->remote.load(std::memory_order_acquire) & kRemoteNotified) return;  // pending list owns it
+// Returns true if the run went back to the pool.
+bool run_became_empty(ThreadHeap* h, Slab* s, bool keep_last) {
+  if (s->remote.load(std::memory_order_acquire) & kRemoteNotified) return false;  // pending list owns it
   SlabRunList& avail = h->avail[s->cls];
-  if (keep_last && s->list == kListAvail && avail.head == s && s->next == nullptr) return;
+  if (keep_last && s->list == kListAvail && avail.head == s && s->next == nullptr) return false;
   if (s->list == kListAvail) avail.remove(s);
   else if (s->list == kListFull) h->full[s->cls].remove(s);
   shared_pool_release(s);
+  return true;
 }
 
-// After blocks came back to a run: full → avail, and empty runs go back.
-void run_gained_blocks(ThreadHeap* h, Slab* s, bool keep_last) {
+// After blocks came back to a run: full → avail, and empty runs go back (returns true then).
+bool run_gained_blocks(ThreadHeap* h, Slab* s, bool keep_last) {
   if (s->list == kListFull && !run_exhausted(s)) {
     h->full[s->cls].remove(s);
     h->avail[s->cls].push_front(s, kListAvail);
   }
-  if (s->used == 0) run_became_empty(h, s, keep_last);
+  return s->used == 0 && run_became_empty(h, s, keep_last);
 }
 
-// Consumes the heap's pending list: every run on it gets its remote blocks back.
-void drain_pending(ThreadHeap* h, bool keep_last) {
+// Consumes the heap's pending list: every run on it gets its remote blocks back. Returns true
+// if a run went back to the pool.
+bool drain_pending(ThreadHeap* h, bool keep_last) {
+  bool released = false;
   Slab* s = h->pending.exchange(nullptr, std::memory_order_acquire);
   while (s != nullptr) {
     Slab* next = s->pending_next;  // read before the run can be pushed again
     uintptr_t v = s->remote.exchange(0, std::memory_order_acquire);
     splice_remote(s, v);
-    run_gained_blocks(h, s, keep_last);
+    released |= run_gained_blocks(h, s, keep_last);
     s = next;
   }
+  return released;
 }
 
 // Drains everything the heap has pending and releases every empty run.
 bool heap_collect(ThreadHeap* h) {
-  uint64_t before = shared_pool_stats().runs_assigned + shared_pool_stats().empty_runs_cached;
-  drain_pending(h, false);
+  bool released = drain_pending(h, false);
   for (int c = 1; c <= kNumClasses; ++c) {
     for (SlabRunList* list : {&h->avail[c], &h->full[c]}) {
       for (Slab* s = list->head; s != nullptr;) {
         Slab* next = s->next;
         drain_remote_keep_flag(s);
-        run_gained_blocks(h, s, false);
+        released |= run_gained_blocks(h, s, false);
         s = next;
       }
     }
   }
-  uint64_t after = shared_pool_stats().runs_assigned + shared_pool_stats().empty_runs_cached;
-  return after != before;
+  return released;
 }
 
 // Takes up to `want` blocks from run s into the (empty) TLS list of its class.
@@ -404,11 +407,7 @@ bool tiny_decay() {
   for (int c = 1; c <= kNumClasses; ++c) {
     if (t_cache[c].count != 0) tiny_flush(c, t_cache[c].count);
   }
-  if (ThreadHeap* h = t_heap) {
-    uint64_t before = shared_pool_stats().runs_assigned;
-    drain_pending(h, true);
-    released = shared_pool_stats().runs_assigned != before;
-  }
+  if (ThreadHeap* h = t_heap) released = drain_pending(h, true);
   // Heaps of exited threads: their runs keep receiving remote frees that nobody drains.
   if (pthread_mutex_trylock(&g_heap_lock) == 0) {
     for (ThreadHeap* h = g_heaps_cached; h != nullptr; h = h->next_cached) released |= heap_collect(h);
