@@ -1,20 +1,23 @@
 # hakmem — top-level build.
 #
-#   make release | debug | all      libraries (+ benches, tests) for one or both variants
-#   make test                       build and run every test against both variants
+#   make release | debug | secure | all   libraries (+ benches, tests) for one or every variant
+#   make test                       build and run every test against every variant
 #   make bench                      build the benchmark binaries (both variants)
 #   make valgrind                   unit tests under memcheck (debug variant)
 #   make install PREFIX=/usr/local  library, header, pkg-config file
 #   make clean
 #
-# Variants: out/release (HAKMEM_BUILD_RELEASE=1, -O2, -g, frame pointers) and
-#           out/debug   (HAKMEM_BUILD_RELEASE=0, assertions, invariant checks, counters).
+# Variants: out/release (HAKMEM_BUILD_RELEASE=1, -O2, -g, frame pointers),
+#           out/debug   (HAKMEM_BUILD_RELEASE=0, assertions, invariant checks, counters,
+#                        freed-memory poisoning) and
+#           out/secure  (release + HAKMEM_SECURE=1: free-list links hardened on the fast
+#                        paths, core/free_link.h; about 4 % slower, docs/BENCHMARKS.md).
 
 SHELL      := /bin/bash
 CXX        ?= g++
 CC         ?= gcc
 PREFIX     ?= /usr/local
-VARIANTS   := release debug
+VARIANTS   := release debug secure
 
 CORE_SRCS  := $(sort $(wildcard core/*.cpp))
 CORE_HDRS  := $(wildcard core/*.h)
@@ -30,6 +33,7 @@ CORE_CXXFLAGS := -std=c++20 -fPIC -fno-exceptions -fno-rtti -fno-threadsafe-stat
                  -Wall -Wextra -Wno-unused-parameter -Icore -MMD -MP
 FLAGS_release := -O2 -g -fno-omit-frame-pointer -mno-omit-leaf-frame-pointer -DHAKMEM_BUILD_RELEASE=1 -DNDEBUG
 FLAGS_debug   := -O1 -g -fno-omit-frame-pointer -DHAKMEM_BUILD_RELEASE=0
+FLAGS_secure  := $(FLAGS_release) -DHAKMEM_SECURE=1
 
 # Test and bench programs may use the whole C++ runtime.
 PROG_CXXFLAGS := -std=c++20 -O2 -g -fno-omit-frame-pointer -Wall -Wextra -Wno-unused-parameter -Icore -MMD -MP -pthread

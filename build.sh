@@ -30,7 +30,7 @@ case "${1:-all}" in
     scripts/setup.sh
     t="$1"
     case "$t" in
-      release|debug|libs|clean|install) make -j"$jobs" "$t" ;;
+      release|debug|secure|libs|clean|install) make -j"$jobs" "$t" ;;
       *) make -j"$jobs" "out/release/$t" "out/debug/$t" ;;
     esac
     ;;

@@ -9,9 +9,10 @@
 //                                               → arena_free / large_free
 //       kRegionFreeSlab (inside a SuperSlab, no live run there) → fatal: invalid/double free
 //       kRegionNone  (not hakmem's)           → glibc's __libc_free
-// Budget: 26 instructions from free's entry to ret on a Tiny hit (x86-64 release
-// libhakmem.so, objdump), no stack frame; 4 predicted branches (map present, address range,
-// class range, cap).
+// Budget: 28 instructions from free's entry to ret on a Tiny hit (x86-64 release
+// libhakmem.so, objdump; 2 of them the double-free-in-a-row check), no stack frame; 5
+// predicted branches (map present, address range, class range, list head, cap). The secure
+// variant: 33 (the encoded link, free_link.h).
 #ifndef HAK_IN_HAKMEM_CPP
 #error "hak_free_api.inc.h is part of hakmem.cpp"
 #endif

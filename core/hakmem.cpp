@@ -87,6 +87,7 @@ HAK_SLOW_PATH void hak_init_slow() {
   int expect = 0;
   if (g_init_state.compare_exchange_strong(expect, 1, std::memory_order_acq_rel)) {
     os_init();
+    link_key_init();  // before the first block is linked
     options_init();
     if (!region_map_init()) hak_fatal("cannot reserve the region map");
     tiny_init_thread_key();
@@ -145,7 +146,11 @@ HAK_SLOW_PATH void* span_alloc(size_t n, size_t align, bool zero) {
 
 HAK_SLOW_PATH void* tiny_alloc_miss(int cls) {
   ensure_init();
-  return tiny_refill(cls);
+  void* p = tiny_refill(cls);
+  if constexpr (kDebug) {
+    if (p != nullptr) tiny_debug_check_alloc(p, cls);
+  }
+  return p;
 }
 
 // ---------------------------------------------------------------------------------------

@@ -2,9 +2,14 @@
 //
 // Variants (one place, as mimalloc's types.h does):
 //   HAKMEM_BUILD_RELEASE=1  out/release: optimised; every diagnostic, counter and invariant
-//                           check compiles out, except the messages of fatal errors.
+//                           check compiles out, except the misuse checks on the slow paths
+//                           (refill, flush, remote drain, span free) and their messages.
+//   + HAKMEM_SECURE=1       out/secure: release plus free-list links hardened on the fast
+//                           paths (free_link.h: encoded links, checked pops, the immediate
+//                           double free caught by free itself).
 //   HAKMEM_BUILD_RELEASE=0  out/debug: assertions, invariant checkers on every state change,
-//                           counters, and the fault-injection hook.
+//                           counters, the fault-injection hook, freed-memory poisoning, and
+//                           the secure variant's hardening.
 // Checks are written `if constexpr (kDebug)` rather than #ifdef, so disabled code still compiles.
 #ifndef HAKMEM_BUILD_FLAGS_H
 #define HAKMEM_BUILD_FLAGS_H
@@ -12,10 +17,16 @@
 #ifndef HAKMEM_BUILD_RELEASE
 #define HAKMEM_BUILD_RELEASE 0
 #endif
+#ifndef HAKMEM_SECURE
+#define HAKMEM_SECURE 0
+#endif
 
 namespace hak {
 inline constexpr bool kRelease = HAKMEM_BUILD_RELEASE != 0;
 inline constexpr bool kDebug = !kRelease;
+inline constexpr bool kSecure = HAKMEM_SECURE != 0;
+// Fast-path hardening of the free lists (free_link.h): the secure and the debug variants.
+inline constexpr bool kHardenLinks = kSecure || kDebug;
 }  // namespace hak
 
 // Fast paths are inlined into their callers; everything rare sits behind one cold call.

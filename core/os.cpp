@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -50,6 +51,21 @@ void os_init() {
 }
 
 size_t os_page_size() { return g_page_size; }
+
+uint64_t os_random_u64() {
+  uint64_t v = 0;
+  long got = syscall(SYS_getrandom, &v, sizeof v, 1 /* GRND_NONBLOCK */);
+  if (got == long(sizeof v)) return v;
+  // Early boot or a seccomp filter: the kernel's 16 AT_RANDOM bytes (glibc uses them for the
+  // stack guard and pointer guard, so they are mixed, never used as they are), the clock and
+  // where this library was loaded.
+  uint64_t h = 0x9e3779b97f4a7c15ull ^ os_now_ns() ^ reinterpret_cast<uintptr_t>(&g_page_size);
+  if (const auto* r = reinterpret_cast<const uint64_t*>(getauxval(AT_RANDOM))) h ^= r[0] * 0xff51afd7ed558ccdull ^ r[1];
+  h ^= h >> 33;
+  h *= 0xc4ceb9fe1a85ec53ull;
+  h ^= h >> 29;
+  return h;
+}
 bool os_is_secure() { return g_secure; }
 
 void* os_map(size_t size) {

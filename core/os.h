@@ -51,6 +51,10 @@ bool os_is_secure();
 // The process's resident set in bytes (/proc/self/statm), 0 if unreadable.
 uint64_t os_process_rss();
 
+// 64 random bits from the kernel (getrandom, non-blocking); if the kernel refuses, a mix of
+// the auxiliary vector's AT_RANDOM bytes, the clock and an address (never fails).
+uint64_t os_random_u64();
+
 // Monotonic clock in nanoseconds (vDSO, no syscall on Linux/x86-64).
 uint64_t os_now_ns();
 

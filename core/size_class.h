@@ -46,6 +46,7 @@ struct Tables {
   uint32_t size[kNumClasses + 1];
   uint8_t run_slabs[kNumClasses + 1];   // 64 KiB slabs per slab run (Mid classes use several)
   uint16_t cache_cap[kNumClasses + 1];  // TLS free-list cap (blocks)
+  uint64_t recip[kNumClasses + 1];      // ceil(2^40 / size): offset → block index (below)
   uint8_t small[kTinyMax / 8 + 1];      // (n + 7) >> 3 → class, n ≤ 1024
   uint8_t mid[kMidMax / 128 + 1];       // (n + 127) >> 7 → class, 1024 < n ≤ 32768
 };
@@ -63,6 +64,7 @@ constexpr Tables make_tables() {
     // Cache up to ~128 KiB of a class per thread, between 8 and 256 blocks.
     uint32_t cap = 131072 / s;
     t.cache_cap[id] = uint16_t(cap < 8 ? 8 : cap > 256 ? 256 : cap);
+    t.recip[id] = ((uint64_t(1) << 40) + s - 1) / s;
   }
   int id = 1;
   for (size_t i = 0; i <= kTinyMax / 8; ++i) {
@@ -94,6 +96,13 @@ HAK_FAST_PATH size_t class_to_size(int id) { return detail::kTables.size[id]; }
 inline int class_run_slabs(int id) { return detail::kTables.run_slabs[id]; }
 inline uint32_t class_cache_cap(int id) { return detail::kTables.cache_cap[id]; }
 inline bool class_is_mid(int id) { return id >= kFirstMidClass; }
+
+// off / class_to_size(id) without a division, exact for every offset inside a run (off <
+// 2^22; the error of the reciprocal is below 2^-18, less than 1/size for every class:
+// tests/unit/test_size_class.cpp checks every offset of every class).
+HAK_FAST_PATH uint32_t class_block_index(int id, size_t off) {
+  return uint32_t((uint64_t(off) * detail::kTables.recip[id]) >> 40);
+}
 
 }  // namespace hak
 

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "diag.h"
+#include "free_link.h"
 #include "os.h"
 
 namespace hak {
@@ -16,11 +17,18 @@ SuperSlab* superslab_list_head() { return g_all.load(std::memory_order_acquire);
 SuperSlab* superslab_create(uint32_t claimed) {
   void* mem = os_map_aligned(kSuperSlabSize, kSuperSlabSize);
   if (mem == nullptr) return nullptr;
+  auto* bits = static_cast<uint64_t*>(os_map(kOutBitsBytes));
+  if (bits == nullptr) {
+    os_unmap(mem, kSuperSlabSize);
+    return nullptr;
+  }
   auto* ss = static_cast<SuperSlab*>(mem);  // zeroed by the OS
   ss->magic = kSuperSlabMagic;
+  ss->out_bits = bits;
   ss->state.store(kAllSlotsFree & ~uint64_t(claimed), std::memory_order_relaxed);
   for (int i = 0; i < kSlabsPerSuperSlab; ++i) ss->slabs[i].run_head = uint8_t(i);
   if (!region_map_set(ss, kSuperSlabSize, kRegionFreeSlab)) {
+    os_unmap(bits, kOutBitsBytes);
     os_unmap(ss, kSuperSlabSize);
     return nullptr;
   }
@@ -51,6 +59,7 @@ void superslab_decommit(SuperSlab* ss) {
   size_t page = os_page_size();
   size_t start = (kSuperSlabHeader + page - 1) & ~(page - 1);
   os_decommit(reinterpret_cast<char*>(ss) + start, kSuperSlabSize - start);
+  os_decommit(ss->out_bits, kOutBitsBytes);  // all clear: every run was empty
 }
 
 int superslab_claim(SuperSlab* ss, int k) {
@@ -174,17 +183,41 @@ bool slab_is_valid(const Slab* s) {
   }
   uint32_t uncarved = uint32_t(size_t(s->end - s->bump) / size);
   uint32_t nfree = 0;
-  for (void* b = s->free; b != nullptr; b = *static_cast<void**>(b)) {
+  const uint64_t* bits = run_out_bits(s);
+  for (void* b = s->free; b != nullptr; b = link_load(b)) {
     const char* c = static_cast<const char*>(b);
-    if (c < start || c >= s->bump || size_t(c - start) % size != 0 || ++nfree > s->capacity) {
+    uint32_t i = run_block_index(s, b);
+    if (c >= s->bump || i == UINT32_MAX || ++nfree > s->capacity) {
       diag_print("invariant: slab %p (class %u) free list holds bad block %p", static_cast<const void*>(s),
                  unsigned(s->cls), b);
+      return false;
+    }
+    if ((bits[i >> 6] >> (i & 63)) & 1) {
+      diag_print("invariant: slab %p (class %u) block %p is on the free list but marked out",
+                 static_cast<const void*>(s), unsigned(s->cls), b);
       return false;
     }
   }
   if (s->used + nfree + uncarved != s->capacity) {
     diag_print("invariant: slab %p counters: used %u + free %u + uncarved %u != capacity %u",
                static_cast<const void*>(s), s->used, nfree, uncarved, s->capacity);
+    return false;
+  }
+  // The out-bitmap counts exactly the blocks out of the run, and no bit past the carved part.
+  uint32_t carved = s->capacity - uncarved, out = 0;
+  for (size_t w = 0; w < kRunBitsWords; ++w) {
+    uint64_t word = bits[w];
+    if (word == 0) continue;
+    out += uint32_t(__builtin_popcountll(word));
+    if (w * 64 + 64 - size_t(__builtin_clzll(word)) > carved) {
+      diag_print("invariant: slab %p (class %u) marks an uncarved block out", static_cast<const void*>(s),
+                 unsigned(s->cls));
+      return false;
+    }
+  }
+  if (out != s->used) {
+    diag_print("invariant: slab %p (class %u) out-bitmap has %u blocks out, used says %u",
+               static_cast<const void*>(s), unsigned(s->cls), out, s->used);
     return false;
   }
   return true;

@@ -39,6 +39,15 @@ inline constexpr uint64_t kSuperSlabMagic = 0x68616b6d53536c62ull;  // "hakmSSlb
 inline constexpr uint64_t kAllSlotsFree = 0xFFFFFFFFull;
 inline constexpr uint64_t kRetiredBit = 1ull << 32;
 
+// A run's out-bitmap: one bit per block, set while the block is out of the run (in a TLS
+// cache, on a remote chain, or in use), clear while it is on the run's free list or not yet
+// carved. Only the run's owner reads or writes it. It is how a release build catches a double
+// free or a corrupted link on the paths that move blocks between runs and caches (refill,
+// flush, remote drain) without touching the malloc/free fast paths. 8192 bits: a slab of
+// 8-byte blocks; a Mid run (up to 4 slabs of ≥ 1280-byte blocks) has far fewer.
+inline constexpr size_t kRunBitsWords = kSlabSize / 8 / 64;
+inline constexpr size_t kOutBitsBytes = kSlabsPerSuperSlab * kRunBitsWords * 8;  // 32 KiB
+
 // Which list of its owner's heap a slab run is on.
 inline constexpr uintptr_t kRemoteNotified = 1;
 
@@ -77,6 +86,8 @@ struct SuperSlab {
   SuperSlab* next_all;              // every SuperSlab ever mapped (never unlinked)
   // Slots released since their pages were last decommitted (resident but free).
   std::atomic<uint32_t> dirty_free;
+  // The out-bitmaps of the 32 slots (kRunBitsWords words each), in a mapping of their own.
+  uint64_t* out_bits;
   Slab slabs[kSlabsPerSuperSlab];
 };
 static_assert(sizeof(SuperSlab) <= kSuperSlabHeader, "SuperSlab header must fit its page");
@@ -98,6 +109,22 @@ inline int slab_index_in_superslab(const Slab* s) { return int(s - superslab_of(
 // First byte of slab `idx`'s data.
 inline char* slab_data_start(SuperSlab* ss, int idx) {
   return reinterpret_cast<char*>(ss) + (idx == 0 ? kSuperSlabHeader : size_t(idx) * kSlabSize);
+}
+// First block of run s (s is its head slab).
+inline char* run_data_start(const Slab* s) {
+  return slab_data_start(superslab_of_slab(s), slab_index_in_superslab(s));
+}
+inline uint64_t* run_out_bits(const Slab* s) {
+  return superslab_of_slab(s)->out_bits + size_t(slab_index_in_superslab(s)) * kRunBitsWords;
+}
+// Index of block b in run s, or UINT32_MAX when b is not the start of one of its blocks.
+inline uint32_t run_block_index(const Slab* s, const void* b) {
+  const char* start = run_data_start(s);
+  const char* c = static_cast<const char*>(b);
+  if (c < start || c >= s->end) return UINT32_MAX;
+  size_t off = size_t(c - start);
+  uint32_t i = class_block_index(s->cls, off);
+  return size_t(i) * class_to_size(s->cls) == off ? i : UINT32_MAX;
 }
 
 // Maps a fresh SuperSlab, registers it in the region map and publishes it with the slots in

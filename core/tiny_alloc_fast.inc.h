@@ -6,7 +6,8 @@
 //                                                 no call, no counter
 //                        miss: tiny_alloc_miss   cold call: init check, tiny_refill
 // Budget: 20 instructions from malloc's entry to ret on a Tiny hit (x86-64 release
-// libhakmem.so, objdump; 2 of them read the TLS offset from the GOT), no stack frame.
+// libhakmem.so, objdump; 2 of them read the TLS offset from the GOT), no stack frame. The
+// secure variant: 27 (decoding and checking the link, free_link.h).
 // scripts/callgrind.sh counts a whole malloc+free pair (docs/BENCHMARKS.md).
 #ifndef HAK_IN_HAKMEM_CPP
 #error "tiny_alloc_fast.inc.h is part of hakmem.cpp"
@@ -16,10 +17,9 @@ HAK_SLOW_PATH void* tiny_alloc_miss(int cls);
 
 HAK_FAST_PATH void* tiny_alloc_fast(int cls) {
   TlsCache& tc = t_cache[cls];
-  void* p = tc.head;
-  if (HAK_LIKELY(p != nullptr)) {
-    tc.head = *static_cast<void**>(p);
-    --tc.count;
+  if (HAK_LIKELY(tc.head != nullptr)) {
+    void* p = tiny_cache_pop(tc, cls);  // follows the link safely (free_link.h)
+    if constexpr (kDebug) tiny_debug_check_alloc(p, cls);
     return p;
   }
   return tiny_alloc_miss(cls);

@@ -1,7 +1,9 @@
 // tiny_free_fast_v2.inc.h — host: hakmem.cpp. The free fast path of the Tiny/Mid tiers:
 // push the block on this thread's list of its class, whatever thread's slab it came from.
 //
-//   tiny_free_fast(p, cls) → t_cache[cls] push   2 loads, 3 stores
+//   tiny_free_fast(p, cls) → p == list head?      double free in a row: cold report
+//                          → t_cache[cls] push   2 loads, 3 stores (secure/debug: the link
+//                                                 is encoded, free_link.h)
 //                          → count > cap?        1 predicted branch
 //                            yes: tiny_cache_overflow (cold call: flush half the list to
 //                                 the owning runs, local or remote; or set the thread up)
@@ -13,7 +15,9 @@
 
 HAK_FAST_PATH void tiny_free_fast(void* p, int cls) {
   TlsCache& tc = t_cache[cls];
-  *static_cast<void**>(p) = tc.head;
+  void* head = tc.head;
+  if (HAK_UNLIKELY(p == head)) tiny_double_free(p, cls);  // freed twice in a row
+  link_store(p, head);
   tc.head = p;
   if (HAK_UNLIKELY(++tc.count > tc.cap)) tiny_cache_overflow(cls);
 }

@@ -5,9 +5,11 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <string.h>
 
 #include "decay.h"
 #include "diag.h"
+#include "free_link.h"
 #include "os.h"
 #include "shared_pool.h"
 #include "stats.h"
@@ -15,6 +17,7 @@
 namespace hak {
 
 HAK_TLS TlsCache t_cache[kNumClasses + 1];
+alignas(64) uintptr_t g_link_key;  // read-mostly: its line holds nothing that is written
 
 namespace {
 
@@ -81,17 +84,48 @@ ThreadHeap* heap_get() {
 size_t uncarved_of(const Slab* s) { return size_t(s->end - s->bump) / class_to_size(s->cls); }
 bool run_exhausted(const Slab* s) { return s->free == nullptr && s->bump == s->end; }
 
-// Splices a chain of remote blocks onto the run's free list; returns how many.
+[[noreturn]] HAK_SLOW_PATH void report_bad_return(const Slab* s, const void* b) {
+  if (static_cast<const char*>(b) >= s->bump)
+    hak_fatal("free(%p): invalid pointer (never handed out: beyond the carved part of its slab)", b);
+  hak_fatal("free(%p): double free (block of size class %d, %zu bytes)", b, int(s->cls), class_to_size(s->cls));
+}
+
+// Block b (block i of run s) comes back to its run: it must be out (else: a double free, or
+// a block never handed out). Owner only.
+HAK_FAST_PATH void mark_returned(Slab* s, uint64_t* bits, const void* b, uint32_t i) {
+  uint64_t m = uint64_t(1) << (i & 63);
+  if (HAK_UNLIKELY(!(bits[i >> 6] & m))) report_bad_return(s, b);
+  bits[i >> 6] &= ~m;
+}
+
+// Block b leaves run s (refill): it must be a block of the run that is in it. `prev` is the
+// block whose link led here (for the report), nullptr for the list head.
+HAK_FAST_PATH void mark_out(Slab* s, uint64_t* bits, const void* prev, const void* b) {
+  uint32_t i = run_block_index(s, b);
+  if (HAK_UNLIKELY(i == UINT32_MAX || static_cast<const char*>(b) >= s->bump)) link_corrupted(prev, b, s->cls);
+  uint64_t m = uint64_t(1) << (i & 63);
+  if (HAK_UNLIKELY(bits[i >> 6] & m)) link_corrupted(prev, b, s->cls);
+  bits[i >> 6] |= m;
+}
+
+// Splices a chain of remote blocks onto the run's free list; returns how many. Every block
+// of the chain is checked: a block of this run (the pusher checked that too, but the links
+// between may have been overwritten since), out of it (else a double free).
 uint32_t splice_remote(Slab* s, uintptr_t chain) {
   void* first = reinterpret_cast<void*>(chain & ~kRemoteNotified);
   if (first == nullptr) return 0;
-  uint32_t n = 1;
-  void* last = first;
-  while (void* nx = *static_cast<void**>(last)) {
-    last = nx;
-    ++n;
-  }
-  *static_cast<void**>(last) = s->free;
+  uint64_t* bits = run_out_bits(s);
+  uint32_t n = 0;
+  void *last = nullptr, *b = first;
+  do {
+    uint32_t i = run_block_index(s, b);
+    if (HAK_UNLIKELY(i == UINT32_MAX)) link_corrupted(last, b, s->cls);
+    mark_returned(s, bits, b, i);
+    last = b;
+    b = link_load(b);
+    if (HAK_UNLIKELY(++n > s->used)) link_corrupted(last, b, s->cls);  // a cycle, or foreign blocks
+  } while (b != nullptr);
+  link_store(last, s->free);
   s->free = first;
   HAK_ASSERT(s->used >= n);
   s->used -= n;
@@ -167,31 +201,37 @@ uint32_t take_batch(Slab* s, TlsCache& tc, uint32_t want) {
   size_t size = class_to_size(s->cls);
   uint32_t uncarved = uint32_t(uncarved_of(s));
   uint32_t nfree = s->capacity - s->used - uncarved;
+  uint64_t* bits = run_out_bits(s);
   void* head = nullptr;
   uint32_t got = 0;
   if (nfree != 0) {
-    if (nfree <= want) {  // the whole free list, in O(1)
-      head = s->free;
-      s->free = nullptr;
-      got = nfree;
-    } else {
-      void* tail = s->free;
-      for (uint32_t i = 1; i < want; ++i) tail = *static_cast<void**>(tail);
-      head = s->free;
-      s->free = *static_cast<void**>(tail);
-      *static_cast<void**>(tail) = nullptr;
-      got = want;
+    // The first `take` blocks of the free list; each is checked and marked out.
+    uint32_t take = nfree < want ? nfree : want;
+    void *prev = nullptr, *b = s->free;
+    for (uint32_t i = 0; i < take; ++i) {
+      mark_out(s, bits, prev, b);
+      prev = b;
+      b = link_load(b);
+      if (HAK_UNLIKELY(!link_plausible(b))) link_corrupted(prev, b, s->cls);
     }
+    if (HAK_UNLIKELY(take == nfree && b != nullptr)) link_corrupted(prev, b, s->cls);  // longer than counted
+    head = s->free;
+    s->free = b;
+    if (b != nullptr) link_store(prev, nullptr);
+    got = take;
   }
   if (got < want && uncarved != 0) {
     uint32_t n = want - got < uncarved ? want - got : uncarved;
     // Link the new blocks so they pop in address order, in front of what we already took.
     char* base = s->bump;
+    uint32_t first = uint32_t(size_t(base - run_data_start(s)) / size);
     for (uint32_t i = n; i-- > 0;) {
       void* b = base + size_t(i) * size;
-      *static_cast<void**>(b) = head;
+      if constexpr (kDebug) tiny_debug_poison(b, s->cls);
+      link_store(b, head);
       head = b;
     }
+    for (uint32_t i = first; i < first + n; ++i) bits[i >> 6] |= uint64_t(1) << (i & 63);
     s->bump = base + size_t(n) * size;
     got += n;
   }
@@ -230,7 +270,7 @@ void remote_push(Slab* s, void* first, void* last) {
       } while (!owner->pending.compare_exchange_weak(head, s, std::memory_order_release, std::memory_order_relaxed));
       old |= kRemoteNotified;
     }
-    *static_cast<void**>(last) = reinterpret_cast<void*>(old & ~kRemoteNotified);
+    link_store(last, reinterpret_cast<void*>(old & ~kRemoteNotified));
     if (s->remote.compare_exchange_weak(old, reinterpret_cast<uintptr_t>(first) | kRemoteNotified,
                                         std::memory_order_release, std::memory_order_relaxed))
       return;
@@ -281,10 +321,14 @@ void* alloc_after_exit(int cls) {
     if (run_exhausted(s)) drain_remote_keep_flag(s);
     if (s->free != nullptr) {
       p = s->free;
-      s->free = *static_cast<void**>(p);
+      mark_out(s, run_out_bits(s), nullptr, p);
+      s->free = link_load(p);
     } else if (s->bump != s->end) {
       p = s->bump;
       s->bump += class_to_size(cls);
+      if constexpr (kDebug) tiny_debug_poison(p, cls);
+      uint32_t i = run_block_index(s, p);
+      run_out_bits(s)[i >> 6] |= uint64_t(1) << (i & 63);
     }
     if (p != nullptr) ++s->used;
     if (run_exhausted(s)) {
@@ -308,12 +352,7 @@ void* tiny_refill(int cls) {
     return p;
   }
   if (HAK_UNLIKELY(tc.cap == 0)) thread_setup();
-  if (tc.head != nullptr) {  // set-up may have allocated and left blocks behind
-    void* p = tc.head;
-    tc.head = *static_cast<void**>(p);
-    --tc.count;
-    return p;
-  }
+  if (tc.head != nullptr) return tiny_cache_pop(tc, cls);  // set-up allocated and left blocks behind
   ThreadHeap* h = heap_get();
   if (h == nullptr) {
     errno = ENOMEM;
@@ -335,10 +374,7 @@ void* tiny_refill(int cls) {
     }
     if (got != 0) break;
   }
-  void* p = tc.head;
-  tc.head = *static_cast<void**>(p);
-  --tc.count;
-  return p;
+  return tiny_cache_pop(tc, cls);
 }
 
 void tiny_flush(int cls, uint32_t n) {
@@ -348,18 +384,26 @@ void tiny_flush(int cls, uint32_t n) {
   Slab* chain_slab = nullptr;
   void *chain_first = nullptr, *chain_last = nullptr;
   uint32_t i = 0, remote_blocks = 0;
+  void* prev = nullptr;
   for (; i < n && b != nullptr; ++i) {
-    void* next = *static_cast<void**>(b);
+    // Every block here was pushed by free() after the region map vouched for its class; a
+    // block of another class (or none) means a link was overwritten since.
+    if (HAK_UNLIKELY(!link_plausible(b) || region_map_lookup(b) != cls)) link_corrupted(prev, b, cls);
     Slab* s = slab_of_block(b);
-    HAK_ASSERT(s->cls == cls);
+    uint32_t idx = run_block_index(s, b);
+    if (HAK_UNLIKELY(idx == UINT32_MAX))
+      hak_fatal("free(%p): invalid pointer (inside a %zu-byte block of size class %d, not at its start)", b,
+                class_to_size(cls), cls);
+    void* next = link_load(b);
     if (h != nullptr && s->owner == h) {
-      *static_cast<void**>(b) = s->free;
+      mark_returned(s, run_out_bits(s), b, idx);
+      link_store(b, s->free);
       s->free = b;
       HAK_ASSERT(s->used > 0);
       --s->used;
       run_gained_blocks(h, s, true);
     } else if (s == chain_slab) {
-      *static_cast<void**>(chain_last) = b;
+      link_store(chain_last, b);
       chain_last = b;
       ++remote_blocks;
     } else {
@@ -368,6 +412,7 @@ void tiny_flush(int cls, uint32_t n) {
       chain_slab = s;
       chain_first = chain_last = b;
     }
+    prev = b;
     b = next;
   }
   if (chain_slab != nullptr) remote_push(chain_slab, chain_first, chain_last);
@@ -466,9 +511,40 @@ void tiny_debug_check_free(void* p, int cls) {
     hak_fatal("free(%p): invalid pointer (never handed out: beyond the carved part of its slab)", p);
   // The most recent frees of this class on this thread (a bounded look: every free pays it).
   int looked = 0;
-  for (void* b = t_cache[cls].head; b != nullptr && looked < 32; b = *static_cast<void**>(b), ++looked) {
+  for (void* b = t_cache[cls].head; b != nullptr && looked < 32; b = link_load(b), ++looked) {
     if (b == p) hak_fatal("free(%p): double free (block of size class %d, %zu bytes)", p, cls, size);
   }
+  tiny_debug_poison(p, cls);
+}
+
+void tiny_debug_poison(void* p, int cls) {
+  size_t size = class_to_size(cls);
+  if (size > sizeof(void*)) memset(static_cast<char*>(p) + sizeof(void*), kFreePoison, size - sizeof(void*));
+}
+
+void tiny_debug_check_alloc(void* p, int cls) {
+  size_t size = class_to_size(cls);
+  const unsigned char* c = static_cast<const unsigned char*>(p);
+  for (size_t i = sizeof(void*); i < size; ++i) {
+    if (c[i] != kFreePoison)
+      hak_fatal("use after free: %zu-byte block %p (size class %d) was written after it was freed (byte %zu is 0x%x, not 0x%x)",
+                size, p, cls, i, unsigned(c[i]), unsigned(kFreePoison));
+  }
+}
+
+void tiny_double_free(void* p, int cls) {
+  hak_fatal("free(%p): double free (block of size class %d, %zu bytes)", p, cls, class_to_size(cls));
+}
+
+void link_key_init() {
+  if (g_link_key == 0) g_link_key = uintptr_t(os_random_u64());
+}
+
+void link_corrupted(const void* b, const void* next, int cls) {
+  if (b == nullptr)
+    hak_fatal("corrupted free list (size class %d): its first block %p is not a free block of that class", cls, next);
+  hak_fatal("corrupted free list (size class %d): the free block %p links to %p, not a free block of that class (written after free, or overflowed into?)",
+            cls, b, next);
 }
 
 bool tiny_heap_is_valid() {

@@ -21,6 +21,7 @@
 
 #include <atomic>
 
+#include "free_link.h"
 #include "hakmem_build_flags.h"
 #include "size_class.h"
 #include "superslab.h"
@@ -53,6 +54,21 @@ struct ThreadHeap {
   ThreadHeap* next_cached;             // cache of exited threads' heaps
   bool live;                           // a thread is using it
 };
+
+// Pops the first block of a non-empty TLS list, checking the link it follows.
+HAK_FAST_PATH void* tiny_cache_pop(TlsCache& tc, int cls) {
+  void* p = tc.head;
+  void* next = link_load(p);
+  if constexpr (kHardenLinks) {
+    if (HAK_UNLIKELY(!link_plausible(next))) link_corrupted(p, next, cls);
+  }
+  tc.head = next;
+  --tc.count;
+  return p;
+}
+
+// free(p) of the block at the head of its TLS list: the most common double free (aborts).
+[[noreturn]] HAK_SLOW_PATH void tiny_double_free(void* p, int cls);
 
 // Refills t_cache[cls] and returns one block, or nullptr (errno ENOMEM) when out of memory.
 void* tiny_refill(int cls);
@@ -95,7 +111,15 @@ bool tiny_heap_is_valid();
 // Debug variant, on every free of a Tiny/Mid block: aborts with an exact message if p is not
 // the start of a handed-out block of class cls, or is among the 32 blocks of its class this
 // thread freed last (a double free caught while the block is still in the TLS cache).
+// Then fills the block past its link word with kFreePoison.
 void tiny_debug_check_free(void* p, int cls);
+
+// Debug variant: freed and freshly carved blocks are filled with kFreePoison past their link
+// word; malloc checks the fill when it hands the block out and reports a use-after-free write
+// (the block's address, size class and the first changed byte).
+inline constexpr unsigned char kFreePoison = 0xDF;
+void tiny_debug_poison(void* p, int cls);
+void tiny_debug_check_alloc(void* p, int cls);
 
 }  // namespace hak
 

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Runs every test of both variants (or only what the options select) and prints a summary
+# Runs every test of every variant (or only what the options select) and prints a summary
 # line "N passed, N failed". Used by `make test` and `make valgrind`.
 #
-#   scripts/run_tests.sh [--valgrind] [--variant release|debug] [--filter SUBSTRING]
+#   scripts/run_tests.sh [--valgrind] [--variant release|debug|secure] [--filter SUBSTRING]
 #
 # Shell tests (tests/preload/*.sh) run with:
-#   HAKMEM_VARIANT  release | debug
+#   HAKMEM_VARIANT  release | debug | secure
 #   HAKMEM_OUT      out/<variant>            (absolute path)
 #   HAKMEM_LIB      out/<variant>/libhakmem.so (absolute path)
 #   HAKMEM_ROOT     the checkout (absolute path)
@@ -13,7 +13,7 @@
 set -u
 cd "$(dirname "$0")/.."
 root=$(pwd)
-variants="release debug"
+variants="release debug secure"
 valgrind=0
 filter=""
 while [ $# -gt 0 ]; do
@@ -21,7 +21,7 @@ while [ $# -gt 0 ]; do
     --valgrind) valgrind=1; variants="debug" ;;
     --variant) variants="$2"; shift ;;
     --filter) filter="$2"; shift ;;
-    *) echo "usage: $0 [--valgrind] [--variant release|debug] [--filter SUBSTRING]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--valgrind] [--variant release|debug|secure] [--filter SUBSTRING]" >&2; exit 2 ;;
   esac
   shift
 done

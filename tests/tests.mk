@@ -4,14 +4,18 @@
 #                                      -> out/<v>/tests/<name>
 #   tests/progs/*.c, *.cpp             plain programs (no hakmem linked; used under LD_PRELOAD)
 #                                      -> out/<v>/tests/progs/<name>
+#   tests/linked/*.c                   plain programs linked with that variant's libhakmem.a
+#                                      -> out/<v>/tests/linked/<name> (run by shell tests)
 #   tests/preload/*.sh                 shell tests; see scripts/run_tests.sh for their environment
 
 TEST_SRCS  := $(sort $(wildcard tests/unit/*.cpp tests/api/*.cpp))
 PROG_SRCS  := $(sort $(wildcard tests/progs/*.c tests/progs/*.cpp))
+LINKED_SRCS := $(sort $(wildcard tests/linked/*.c))
 
 define TEST_RULES
 TESTS_$(1) := $$(foreach s,$$(TEST_SRCS),out/$(1)/tests/$$(basename $$(notdir $$(s))))
 PROGS_$(1) := $$(foreach s,$$(PROG_SRCS),out/$(1)/tests/progs/$$(basename $$(notdir $$(s))))
+LINKED_$(1) := $$(foreach s,$$(LINKED_SRCS),out/$(1)/tests/linked/$$(basename $$(notdir $$(s))))
 
 out/$(1)/tests/%: tests/unit/%.cpp out/$(1)/libhakmem.a
 	@mkdir -p $$(@D)
@@ -29,19 +33,23 @@ out/$(1)/tests/progs/%: tests/progs/%.cpp
 	@mkdir -p $$(@D)
 	$$(CXX) $$(PROG_CXXFLAGS) -o $$@ $$< -ldl
 
-tests-$(1): $(1) $$(TESTS_$(1)) $$(PROGS_$(1))
+out/$(1)/tests/linked/%: tests/linked/%.c out/$(1)/libhakmem.a
+	@mkdir -p $$(@D)
+	$$(CC) $$(PROG_CFLAGS) -o $$@ $$< $$(call HAKMEM_LINK,$(1))
+
+tests-$(1): $(1) $$(TESTS_$(1)) $$(PROGS_$(1)) $$(LINKED_$(1))
 endef
 $(foreach v,$(VARIANTS),$(eval $(call TEST_RULES,$(v))))
 
-.PHONY: tests-release tests-debug
+.PHONY: tests-release tests-debug tests-secure
 test: setup
-	@$(MAKE) --no-print-directory -j$$(nproc) tests-release tests-debug
+	@$(MAKE) --no-print-directory -j$$(nproc) tests-release tests-debug tests-secure
 	@scripts/run_tests.sh
 
 valgrind: setup
 	@$(MAKE) --no-print-directory -j$$(nproc) tests-debug
 	@scripts/run_tests.sh --valgrind
-ALL_EXTRA += tests-release tests-debug
+ALL_EXTRA += tests-release tests-debug tests-secure
 
 # The libFuzzer target (optional: used when clang++ and its fuzzer runtime are installed).
 -include tests/fuzz/fuzz.mk

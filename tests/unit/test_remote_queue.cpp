@@ -54,7 +54,7 @@ void allocate_in_a(int n) {
 uint32_t remote_length(const Slab* s) {
   uint32_t n = 0;
   for (void* b = reinterpret_cast<void*>(s->remote.load() & ~kRemoteNotified); b != nullptr;
-       b = *static_cast<void**>(b))
+       b = link_load(b))
     ++n;
   return n;
 }
@@ -111,7 +111,7 @@ void check_all_in_remote_queues() {
   for (int i = 0; i < g_nfreed; ++i) {
     Slab* s = slab_of_block(g_freed[i]);
     bool found = false;
-    for (void* b = reinterpret_cast<void*>(s->remote.load() & ~kRemoteNotified); b; b = *static_cast<void**>(b))
+    for (void* b = reinterpret_cast<void*>(s->remote.load() & ~kRemoteNotified); b; b = link_load(b))
       if (b == g_freed[i]) found = true;
     cr_assert(found, "freed block %d is not in its run's remote queue", i);
   }

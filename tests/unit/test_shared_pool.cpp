@@ -12,6 +12,7 @@
 
 #include <atomic>
 
+#include "free_link.h"
 #include "shared_pool.h"
 #include "tiny_heap.h"
 
@@ -91,7 +92,7 @@ Test(shared_pool, stage1_release_then_acquire_returns_the_same_run) {
   for (int i = 0; i < 3; ++i) {
     void* b = s->bump;
     s->bump += size;
-    *static_cast<void**>(b) = s->free;
+    link_store(b, s->free);
     s->free = b;
   }
   cr_assert(slab_is_valid(s));

@@ -9,6 +9,7 @@
 
 #include <string.h>
 
+#include "free_link.h"
 #include "superslab.h"
 
 using namespace hak;
@@ -34,10 +35,20 @@ int class_with_run(int k) {
 }
 
 // Carves one block the way the refill does it (bump), counting it as used.
+void set_out(Slab* s, void* b, bool out) {
+  uint32_t i = run_block_index(s, b);
+  cr_assert_neq(i, UINT32_MAX);
+  uint64_t m = uint64_t(1) << (i & 63);
+  if (out) run_out_bits(s)[i >> 6] |= m;
+  else run_out_bits(s)[i >> 6] &= ~m;
+}
+
+// Hands out the next uncarved block (as a refill does: counted used, marked out).
 void* carve(Slab* s) {
   void* b = s->bump;
   s->bump += class_to_size(s->cls);
   s->used++;
+  set_out(s, b, true);
   return b;
 }
 
@@ -220,12 +231,14 @@ Test(superslab, reset_rearms_an_empty_run) {
   void* a = carve(s);
   carve(s);
   // Return a: now on the free list.
-  *static_cast<void**>(a) = s->free;
+  link_store(a, s->free);
   s->free = a;
   s->used--;
+  set_out(s, a, false);
   cr_assert(slab_is_valid(s));
   ThreadHeap* other = reinterpret_cast<ThreadHeap*>(uintptr_t(0x2000));
   s->used = 0;  // pretend the other block came back too (test of reset only)
+  memset(run_out_bits(s), 0, kRunBitsWords * 8);
   slab_run_reset(s, other);
   cr_assert_eq(s->owner, other);
   cr_assert_null(s->free);
@@ -250,18 +263,29 @@ Test(superslab, slab_checker_catches_bad_counters_and_lists, .init = cr_redirect
   s->bump = old_bump;
   // A free-list entry that was never carved.
   void* bogus = s->bump + class_to_size(cls);
-  *static_cast<void**>(bogus) = nullptr;
+  link_store(bogus, nullptr);
   s->free = bogus;
   s->used--;
   cr_assert_not(slab_is_valid(s), "a free block beyond bump must be caught");
   // A free-list entry inside the run but not at a block boundary.
   void* mis = slab_data_start(ss, 2) + 8;
-  *static_cast<void**>(mis) = nullptr;
+  link_store(mis, nullptr);
   s->free = mis;
   cr_assert_not(slab_is_valid(s), "a misaligned free block must be caught");
   s->free = nullptr;
   s->used++;
   cr_assert(slab_is_valid(s));
+  // A block on the free list that the out-bitmap still counts as handed out.
+  void* first = slab_data_start(ss, 2);
+  link_store(first, nullptr);
+  s->free = first;
+  s->used--;
+  cr_assert_not(slab_is_valid(s), "a free block marked out must be caught");
+  set_out(s, first, false);
+  cr_assert(slab_is_valid(s));
+  set_out(s, s->bump, true);
+  cr_assert_not(slab_is_valid(s), "an uncarved block marked out must be caught");
+  set_out(s, s->bump, false);
   Slab* unassigned = &ss->slabs[9];
   cr_assert_not(slab_is_valid(unassigned), "an unassigned slab is not a valid run");
 }

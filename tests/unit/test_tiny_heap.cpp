@@ -29,12 +29,12 @@ bool exhausted(const Slab* s) { return s->free == nullptr && s->bump == s->end; 
 
 uint32_t list_length(void* head) {
   uint32_t n = 0;
-  for (void* b = head; b != nullptr; b = *static_cast<void**>(b)) ++n;
+  for (void* b = head; b != nullptr; b = link_load(b)) ++n;
   return n;
 }
 
 bool on_free_list(const Slab* s, const void* b) {
-  for (void* f = s->free; f != nullptr; f = *static_cast<void**>(f))
+  for (void* f = s->free; f != nullptr; f = link_load(f))
     if (f == b) return true;
   return false;
 }
@@ -62,7 +62,7 @@ Test(tiny_heap, refill_takes_a_batch_of_half_the_cap_from_one_run) {
     else cr_assert_eq(got, want, "class %d: batch of %u blocks from a run with room, want cap/2 = %u", cls, got, want);
     cr_assert_eq(list_length(t_cache[cls].head), t_cache[cls].count, "count matches the list");
     cr_assert_geq(s->used, got, "blocks in the TLS list count as used");
-    for (void* b = t_cache[cls].head; b != nullptr; b = *static_cast<void**>(b)) {
+    for (void* b = t_cache[cls].head; b != nullptr; b = link_load(b)) {
       cr_assert_eq(slab_of_block(b), s, "a batch comes from one run");
       cr_assert_neq(b, p);
       size_t off = size_t(static_cast<char*>(b) - slab_data_start(superslab_of_slab(s), slab_index_in_superslab(s)));

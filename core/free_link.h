@@ -1,0 +1,62 @@
+// free_link.h — the link word of a free Tiny/Mid block, and how it is hardened.
+//
+// Every list of free blocks (a thread's TLS cache, a run's free list, a remote chain) is
+// linked through the blocks' first word.
+//
+// Secure and debug variants (kHardenLinks): the word never holds the next pointer in the clear,
+//
+//     stored = next ^ (address of the word >> 12) ^ g_link_key
+//
+// glibc's safe-linking (glibc 2.32; Itkin, "Safe-Linking", Check Point Research 2020) with a
+// per-process random key on top, so that neither a heap address nor a guess of the layout
+// lets a program (or an attacker) forge a link: a use-after-free write or an overflow from
+// the previous block turns the link into noise rather than a pointer of its author's choice.
+// malloc's pop checks that the link it follows is 8-byte aligned, as every block is (7 in 8
+// random overwrites are reported there, before the bad pointer is handed out). Cost: 5
+// instructions per free, 7 per malloc, 3-4 % on random_mixed and Larson (docs/BENCHMARKS.md
+// "Hardening") — over the 2 % the release variant allows itself, hence a variant of its own
+// (out/secure).
+//
+// Every variant: free catches a block freed twice in a row (p == its list's head: 2
+// instructions, the head is loaded anyway); the flush of a TLS list back to the runs checks
+// each link it follows against the region map and each block's slot in its run (start of a
+// block, carved, out of the run: the run's out-bitmap, superslab.h); the refill and the remote
+// drain check the run free lists and remote chains they take. Those paths touch the metadata
+// anyway.
+#ifndef HAKMEM_FREE_LINK_H
+#define HAKMEM_FREE_LINK_H
+
+#include <stdint.h>
+
+#include "hakmem_build_flags.h"
+
+namespace hak {
+
+// Set once by hak_init, before the first block is linked; never changes afterwards (a forked
+// child keeps its parent's key along with its parent's lists).
+extern uintptr_t g_link_key;
+
+HAK_FAST_PATH uintptr_t link_mask(const void* b) {
+  if constexpr (kHardenLinks) return (reinterpret_cast<uintptr_t>(b) >> 12) ^ g_link_key;
+  return 0;
+}
+// The next block after b (nullptr at the end of the list), unchecked.
+HAK_FAST_PATH void* link_load(const void* b) {
+  return reinterpret_cast<void*>(*static_cast<const uintptr_t*>(b) ^ link_mask(b));
+}
+HAK_FAST_PATH void link_store(void* b, const void* next) {
+  *static_cast<uintptr_t*>(b) = reinterpret_cast<uintptr_t>(next) ^ link_mask(b);
+}
+// A decoded link every block satisfies: 8-byte aligned (nullptr included).
+HAK_FAST_PATH bool link_plausible(const void* next) { return (reinterpret_cast<uintptr_t>(next) & 7) == 0; }
+
+// Sets g_link_key from the OS's random source. Called once by hak_init.
+void link_key_init();
+
+// Reports a link that failed a check and aborts: block b (of size class cls) links to next
+// (b == nullptr: next is the head of the list).
+[[noreturn]] HAK_SLOW_PATH void link_corrupted(const void* b, const void* next, int cls);
+
+}  // namespace hak
+
+#endif  // HAKMEM_FREE_LINK_H
