@@ -3,6 +3,7 @@
 
 #include <atomic>
 
+#include "diag.h"
 #include "large.h"
 #include "os.h"
 #include "page_arena.h"
@@ -14,6 +15,17 @@ namespace detail {
 
 HAK_TLS uint32_t t_decay_calls;
 std::atomic<uint64_t> g_next_decay_ns{0};
+uint64_t g_check_every = 0;
+HAK_TLS uint64_t t_check_calls;
+HAK_TLS bool t_checking;
+
+void debug_check_tick() {
+  if (t_checking || ++t_check_calls % g_check_every != 0) return;
+  t_checking = true;  // the checkers may print, and printing may not allocate, but be safe
+  if (!heap_check_all()) hak_fatal("heap check failed (HAKMEM_CHECK=%lu, after %lu slow-path calls of this thread)",
+                                   (unsigned long)g_check_every, (unsigned long)t_check_calls);
+  t_checking = false;
+}
 
 void decay_check_clock() {
   uint64_t now = os_now_ns();
@@ -26,6 +38,14 @@ void decay_check_clock() {
 }
 
 }  // namespace detail
+
+bool heap_check_all() {
+  bool ok = tiny_heap_is_valid();
+  // Other threads claim and release SuperSlab slots meanwhile: look at this thread's runs only.
+  ok = shared_pool_is_valid(tiny_current_heap()) && ok;
+  ok = arena_is_valid() && ok;
+  return ok;
+}
 
 bool decay_run(uint64_t now_ns) {
   bool released = large_decay(now_ns);

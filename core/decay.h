@@ -24,13 +24,25 @@ inline constexpr uint64_t kDecayPeriodNs = 1000000000ull;  // 1 s
 
 namespace detail {
 extern HAK_TLS uint32_t t_decay_calls;
+extern uint64_t g_check_every;  // debug variant: HAKMEM_CHECK
 void decay_check_clock();
+void debug_check_tick();
 }  // namespace detail
 
-// Cheap: reads the clock once every 16 slow-path calls of a thread.
+// Cheap: reads the clock once every 16 slow-path calls of a thread. In the debug variant with
+// HAKMEM_CHECK=N, every N-th call also runs the whole-heap checker (hak_heap_check) and aborts
+// with what it found wrong: the slow paths are where the heap's state changes.
 inline void decay_tick() {
+  if constexpr (kDebug) {
+    if (HAK_UNLIKELY(detail::g_check_every != 0)) detail::debug_check_tick();
+  }
   if (HAK_UNLIKELY((++detail::t_decay_calls & 15) == 0)) detail::decay_check_clock();
 }
+
+// The whole-heap checker: the calling thread's TLS lists and runs, every SuperSlab, the page
+// arena. Prints what is wrong and returns false. (Other threads' TLS lists and runs are
+// theirs to check: their owners change them without locks.)
+bool heap_check_all();
 
 // Does one decay pass now. Returns true if anything was released.
 bool decay_run(uint64_t now_ns);

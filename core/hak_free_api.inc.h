@@ -8,7 +8,8 @@
 //       kRegionSpan  (page-arena span, Large) → span header at p-16: magic checked
 //                                               → arena_free / large_free
 //       kRegionFreeSlab (inside a SuperSlab, no live run there) → fatal: invalid/double free
-//       kRegionNone  (not hakmem's)           → glibc's __libc_free
+//       kRegionNone  (not hakmem's)           → glibc's __libc_free if glibc's heap holds
+//                                               it, else fatal (stack, static, wild)
 // Budget: 28 instructions from free's entry to ret on a Tiny hit (x86-64 release
 // libhakmem.so, objdump; 2 of them the double-free-in-a-row check), no stack frame; 5
 // predicted branches (map present, address range, class range, list head, cap). The secure
@@ -18,6 +19,7 @@
 #endif
 
 HAK_SLOW_PATH void hak_free_slow(void* p);
+bool glibc_owns(const void* p);
 
 // Every call here is a tail call, so the fast path needs no stack frame.
 HAK_FAST_PATH void hak_free_impl(void* p) {
@@ -61,6 +63,7 @@ void hak_free_slow(void* p) {
   } else if (id == kRegionFreeSlab) {
     hak_fatal("free(%p): invalid pointer (inside a hakmem SuperSlab but in no live slab; double free?)", p);
   } else {
-    __libc_free(p);  // not ours: glibc's (allocated before interposition), or glibc's error
+    if (!glibc_owns(p)) hak_fatal("free(%p): invalid pointer (not from malloc: in neither hakmem's nor glibc's heap)", p);
+    __libc_free(p);  // glibc's block (allocated before interposition, or by __libc_malloc)
   }
 }

@@ -144,6 +144,33 @@ HAK_SLOW_PATH void* span_alloc(size_t n, size_t align, bool zero) {
 
 }  // namespace
 
+// A pointer the region map does not know: is it a block of glibc's malloc (allocated through
+// __libc_malloc, or before hakmem was interposed)? Reads the chunk header glibc keeps before
+// it (without faulting on a wild address) and checks it against where glibc puts chunks:
+// the main arena's brk heap, a mapping of its own (IS_MMAPPED), or a 64 MiB-aligned heap of
+// another arena (NON_MAIN_ARENA) whose heap_info names a readable arena. Rare path.
+bool glibc_owns(const void* p) {
+  uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  if ((a & 15) != 0 || a < 4096) return false;  // glibc's chunks are 16-byte aligned on x86-64
+  uintptr_t hdr[2];                             // prev_size, size | flags
+  if (!os_read_safely(reinterpret_cast<const void*>(a - 16), hdr, sizeof hdr)) return false;
+  uintptr_t size = hdr[1] & ~uintptr_t(7);
+  if (size < 32 || (size & 15) != 0 || size > kMaxRequest) return false;
+  if (hdr[1] & 2) {  // IS_MMAPPED
+    uintptr_t page = os_page_size();
+    return ((a - 16 - hdr[0]) & (page - 1)) == 0 && ((size + hdr[0]) & (page - 1)) == 0;
+  }
+  if (hdr[1] & 4) {  // NON_MAIN_ARENA: heap_info {arena, prev, size, ...} at the heap's start
+    constexpr uintptr_t kHeapMax = uintptr_t(64) << 20;
+    uintptr_t heap = a & ~(kHeapMax - 1), info[3], arena;
+    return os_read_safely(reinterpret_cast<const void*>(heap), info, sizeof info) &&
+           info[2] <= kHeapMax && a - 16 + size <= heap + info[2] &&
+           os_read_safely(reinterpret_cast<const void*>(info[0]), &arena, sizeof arena);
+  }
+  uintptr_t lo, hi;
+  return os_brk_heap(&lo, &hi) && a - 16 >= lo && a - 16 + size <= hi;
+}
+
 HAK_SLOW_PATH void* tiny_alloc_miss(int cls) {
   ensure_init();
   void* p = tiny_refill(cls);
@@ -185,6 +212,7 @@ size_t hak_usable_size_impl(const void* p) {
     return span_usable(h);
   }
   if (id == kRegionFreeSlab) hak_fatal("malloc_usable_size(%p): invalid pointer", p);
+  if (!glibc_owns(p)) hak_fatal("malloc_usable_size(%p): invalid pointer (not from malloc)", p);
   // glibc's chunk header: size field with flag bits; mmapped chunks carry 16 bytes overhead.
   size_t field = static_cast<const size_t*>(p)[-1];
   size_t chunk = field & ~size_t(7);
@@ -198,10 +226,16 @@ void* hak_realloc_impl(void* p, size_t n) {
     return nullptr;
   }
   uint8_t id = region_map_lookup(p);
-  if (id == kRegionNone) return __libc_realloc(p, n);  // glibc's block stays glibc's
+  if (id == kRegionNone) {  // glibc's block stays glibc's
+    if (!glibc_owns(p)) hak_fatal("realloc(%p): invalid pointer (not from malloc: in neither hakmem's nor glibc's heap)", p);
+    return __libc_realloc(p, n);
+  }
   if (id == kRegionSpan && span_header_of(p)->magic != kSpanMagicLive)
     hak_fatal("realloc(%p): invalid pointer (a freed span block, or not the start of one)", p);
   if (id == kRegionFreeSlab) hak_fatal("realloc(%p): invalid pointer (inside a hakmem SuperSlab but in no live slab)", p);
+  if (unsigned(id) - 1u < unsigned(kNumClasses) && run_block_index(slab_of_block(p), p) == UINT32_MAX)
+    hak_fatal("realloc(%p): invalid pointer (inside a %zu-byte block of size class %d, not at its start)", p,
+              class_to_size(id), int(id));
   size_t old = hak_usable_size_impl(p);
   // Keep the block when the new size fits and wastes at most half of it.
   if (n <= old && n >= old / 2) return p;
@@ -418,6 +452,10 @@ HAK_EXPORT void* hak_aligned_alloc(size_t align, size_t n) {
 }
 HAK_EXPORT size_t hak_usable_size(const void* p) { return hak_usable_size_impl(p); }
 HAK_EXPORT int hak_trim(void) { return hak_trim_impl() ? 1 : 0; }
+HAK_EXPORT int hak_heap_check(void) {
+  ensure_init();
+  return heap_check_all() ? 1 : 0;
+}
 HAK_EXPORT void hak_stats_get(hak_stats_t* out) {
   ensure_init();
   stats_collect(out);

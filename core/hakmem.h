@@ -32,6 +32,12 @@ HAKMEM_API size_t hak_usable_size(const void* ptr);
 // released. malloc_trim(0) calls this.
 HAKMEM_API int    hak_trim(void);
 
+// Checks the heap's invariants: the calling thread's free lists and slab runs, every
+// SuperSlab, the page arena. Prints what is wrong to stderr and returns 0; 1 if all hold.
+// Walks everything: for tests and debugging (the debug variant runs it on every N-th slow
+// path with HAKMEM_CHECK=N, docs/TUNING.md).
+HAKMEM_API int    hak_heap_check(void);
+
 // Figures, cheap to read (no lock held for long, nothing allocated).
 typedef struct hak_stats {
   uint64_t mapped_bytes;        // address space hakmem holds from the OS (all tiers)

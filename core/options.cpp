@@ -1,6 +1,7 @@
 // options.cpp — the option table (see options.h).
 #include "options.h"
 
+#include "decay.h"
 #include "diag.h"
 #include "hakmem_build_flags.h"
 #include "os.h"
@@ -18,11 +19,12 @@ struct OptionInfo {
   uint64_t* value;  // as read (0 when unset)
 };
 
-uint64_t g_raw[3];
+uint64_t g_raw[4];
 const OptionInfo kTable[] = {
     {"HAKMEM_STATS", "print the statistics table at exit (1 = on)", false, &g_raw[0]},
     {"HAKMEM_VERBOSE", "print the options and build flags at start-up (1 = on)", false, &g_raw[1]},
     {"HAKMEM_FAULT_MMAP", "fault injection: the N-th and later mmaps fail (debug variant)", true, &g_raw[2]},
+    {"HAKMEM_CHECK", "check the whole heap every N-th slow-path call of a thread (debug variant)", true, &g_raw[3]},
 };
 
 uint64_t parse(const char* s) {
@@ -43,6 +45,8 @@ void options_init() {
   g_options.verbose = g_raw[1] != 0;
   g_options.fault_mmap = g_raw[2];
   if (g_options.fault_mmap != 0) os_fault_injection_set(g_options.fault_mmap);
+  g_options.check = g_raw[3];
+  detail::g_check_every = g_options.check;
   g_ready = true;
 }
 

@@ -14,6 +14,7 @@ struct Options {
   bool stats;           // HAKMEM_STATS=1: print the statistics table at exit
   bool verbose;         // HAKMEM_VERBOSE=1: print options and build flags at start-up
   uint64_t fault_mmap;  // HAKMEM_FAULT_MMAP=N (debug variant): the N-th and later mmaps fail
+  uint64_t check;       // HAKMEM_CHECK=N (debug variant): whole-heap check every N-th slow path
 };
 
 // Reads the environment (os_init must have run). Idempotent.

@@ -7,6 +7,7 @@
 #include <sys/auxv.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -162,6 +163,48 @@ uint64_t os_process_rss() {
   uint64_t pages = 0;
   while (*s >= '0' && *s <= '9') pages = pages * 10 + uint64_t(*s++ - '0');
   return pages * g_page_size;
+}
+
+bool os_read_safely(const void* p, void* out, size_t n) {
+  struct iovec local = {out, n}, remote = {const_cast<void*>(p), n};
+  ssize_t got = process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
+  if (got == ssize_t(n)) return true;
+  if (got < 0 && errno == EFAULT) return false;
+  // Refused (seccomp, no ptrace rights): write(2) from an unreadable buffer fails with EFAULT.
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) return false;
+  bool ok = write(fds[1], p, n) == ssize_t(n) && read(fds[0], out, n) == ssize_t(n);
+  close(fds[0]);
+  close(fds[1]);
+  return ok;
+}
+
+bool os_brk_heap(uintptr_t* lo, uintptr_t* hi) {
+  static std::atomic<uintptr_t> start_brk{0};
+  uintptr_t start = start_brk.load(std::memory_order_relaxed);
+  if (start == 0) {
+    // Field 47 of /proc/self/stat (Linux ≥ 3.5); the command name (field 2) may hold spaces
+    // and parentheses, so count from the last ')'.
+    int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    char buf[1024];
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0) return false;
+    buf[n] = '\0';
+    const char* s = strrchr(buf, ')');
+    if (s == nullptr) return false;
+    int field = 2;
+    for (; *s != '\0' && field < 47; ++s) {
+      if (*s == ' ') ++field;
+    }
+    while (*s >= '0' && *s <= '9') start = start * 10 + uintptr_t(*s++ - '0');
+    if (start == 0) return false;
+    start_brk.store(start, std::memory_order_relaxed);
+  }
+  *lo = start;
+  *hi = uintptr_t(syscall(SYS_brk, 0));
+  return true;
 }
 
 void os_fault_injection_set(uint64_t nth) {

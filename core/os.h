@@ -48,6 +48,14 @@ void os_write_stderr(const char* buf, size_t len);
 const char* os_getenv(const char* name);
 bool os_is_secure();
 
+// Copies n bytes from p into out if every byte is readable (process_vm_readv on ourselves, or
+// a pipe where that is refused); false otherwise. Never faults. For rare paths only.
+bool os_read_safely(const void* p, void* out, size_t n);
+
+// The main program break heap (where glibc's main arena lives): [start_brk, current break).
+// false when /proc/self/stat cannot be read.
+bool os_brk_heap(uintptr_t* lo, uintptr_t* hi);
+
 // The process's resident set in bytes (/proc/self/statm), 0 if unreadable.
 uint64_t os_process_rss();
 

@@ -194,9 +194,9 @@ void shared_pool_lock() { pthread_mutex_lock(&g_lock); }
 void shared_pool_unlock() { pthread_mutex_unlock(&g_lock); }
 void shared_pool_reinit_after_fork() { pthread_mutex_init(&g_lock, nullptr); }
 
-bool shared_pool_is_valid() {
+bool shared_pool_is_valid(const ThreadHeap* owner) {
   for (SuperSlab* ss = superslab_list_head(); ss != nullptr; ss = ss->next_all) {
-    if (!superslab_is_valid(ss)) return false;
+    if (!superslab_is_valid(ss, owner)) return false;
   }
   return true;
 }

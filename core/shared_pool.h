@@ -52,7 +52,7 @@ void shared_pool_unlock();
 void shared_pool_reinit_after_fork();
 
 // Debug checker over every SuperSlab header (slot masks vs. assigned runs).
-bool shared_pool_is_valid();
+bool shared_pool_is_valid(const ThreadHeap* owner = nullptr);
 
 }  // namespace hak
 

@@ -223,7 +223,7 @@ bool slab_is_valid(const Slab* s) {
   return true;
 }
 
-bool superslab_is_valid(const SuperSlab* ss) {
+bool superslab_is_valid(const SuperSlab* ss, const ThreadHeap* owner) {
   if (ss->magic != kSuperSlabMagic) {
     diag_print("invariant: SuperSlab %p bad magic", static_cast<const void*>(ss));
     return false;
@@ -233,7 +233,7 @@ bool superslab_is_valid(const SuperSlab* ss) {
     const Slab& s = ss->slabs[i];
     bool slot_free = (st >> i) & 1;
     if (s.cls != 0 && s.run_head == i) {
-      if (slot_free) {
+      if (slot_free && (owner == nullptr || s.owner == owner)) {
         diag_print("invariant: SuperSlab %p slot %d is assigned but marked free", static_cast<const void*>(ss), i);
         return false;
       }

@@ -159,7 +159,9 @@ void slab_run_unassign(Slab* s);
 // Debug checker: the counters of an owned run reconcile. Returns false (and reports what is
 // wrong) if not. Walks the free list: call it from the owner.
 bool slab_is_valid(const Slab* s);
-bool superslab_is_valid(const SuperSlab* ss);
+// The slot states agree with the runs. With `owner`, only that heap's runs are looked at
+// (safe while other threads claim and release slots: only the owner releases its runs).
+bool superslab_is_valid(const SuperSlab* ss, const ThreadHeap* owner = nullptr);
 
 // Every SuperSlab ever mapped, newest first (for statistics and trim).
 SuperSlab* superslab_list_head();

@@ -547,8 +547,34 @@ void link_corrupted(const void* b, const void* next, int cls) {
             cls, b, next);
 }
 
+ThreadHeap* tiny_current_heap() { return t_heap; }
+
 bool tiny_heap_is_valid() {
   ThreadHeap* h = t_heap;
+  // The TLS lists: as long as their counts, every entry a handed-out block of its class (and,
+  // in a run of this thread, marked out in the run's bitmap).
+  for (int c = 1; c <= kNumClasses; ++c) {
+    const TlsCache& tc = t_cache[c];
+    uint32_t n = 0;
+    void* prev = nullptr;
+    for (void* b = tc.head; b != nullptr; prev = b, b = link_load(b)) {
+      if (++n > tc.count || !link_plausible(b) || region_map_lookup(b) != c) {
+        diag_print("invariant: TLS list of class %d: entry %u (%p, after %p) is not a block of the class, or the list is longer than its count %u",
+                   c, n, b, prev, tc.count);
+        return false;
+      }
+      Slab* s = slab_of_block(b);
+      uint32_t i = run_block_index(s, b);
+      if (i == UINT32_MAX || (h != nullptr && s->owner == h && !((run_out_bits(s)[i >> 6] >> (i & 63)) & 1))) {
+        diag_print("invariant: TLS list of class %d holds %p, not a handed-out block of its run", c, b);
+        return false;
+      }
+    }
+    if (n != tc.count) {
+      diag_print("invariant: TLS list of class %d has %u blocks, its count says %u", c, n, tc.count);
+      return false;
+    }
+  }
   if (h == nullptr) return true;
   for (int c = 1; c <= kNumClasses; ++c) {
     for (SlabRunList* list : {&h->avail[c], &h->full[c]}) {

@@ -105,8 +105,10 @@ struct TinyStats {
 };
 TinyStats tiny_stats();
 
-// Debug checker: every run of the calling thread's heap reconciles.
+// Debug checker: the calling thread's TLS lists and every run of its heap reconcile.
 bool tiny_heap_is_valid();
+// The calling thread's heap (nullptr before its first refill).
+ThreadHeap* tiny_current_heap();
 
 // Debug variant, on every free of a Tiny/Mid block: aborts with an exact message if p is not
 // the start of a handed-out block of class cls, or is among the 32 blocks of its class this

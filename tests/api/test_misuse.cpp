@@ -1,9 +1,13 @@
 // Misuse is reported with one exact message and abort(): each case runs in a child process
 // whose stderr is captured, and the test asserts SIGABRT and the message.
-//   both variants: double free and interior pointer of span blocks, a free into a SuperSlab
-//                  slot that holds no slab, a wild pointer inside a SuperSlab header page
-//   debug variant: double free and interior pointer of Tiny/Mid blocks (release detects
-//                  these later or not at all: see docs/TUNING.md and issue #5)
+//   every variant: double free and interior pointer of span blocks; double free (in a row, later,
+//                  from another thread), interior pointer and never-handed-out block of Tiny/Mid
+//                  classes; a free list link overwritten after free; a free into a SuperSlab
+//                  slot that holds no slab; stack, static and wild addresses (free, realloc).
+//                  Release and secure report the later cases when the thread's cache goes
+//                  back to its runs (malloc_trim(0) in these tests); debug at the free itself.
+//   secure, debug: an overwritten link reported by the malloc that follows it.
+//   debug:         a write into a freed block reported when malloc hands it out again.
 #include <criterion/criterion.h>
 
 // Every case misuses the API on purpose.
@@ -15,11 +19,18 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <malloc.h>
+
 #include <string>
+#include <thread>
 
 #include "hakmem_build_flags.h"
+#include "decay.h"
+#include "free_link.h"
 #include "region_map.h"
 #include "superslab.h"
+
+extern "C" void* __libc_malloc(size_t);
 
 namespace {
 
@@ -93,8 +104,8 @@ Test(misuse, free_into_a_superslab_slot_that_holds_no_slab) {
 }
 
 Test(misuse, double_free_of_a_tiny_block) {
-  if (!hak::kDebug) cr_skip_test("release detects Tiny double frees only in the debug variant");
-  expect_abort("tiny double free", "double free (block of size class", [] {
+  // Every variant: free sees the block at the head of its list.
+  expect_abort("tiny double free", "double free (block of size class 3, 32 bytes)", [] {
     void* p = malloc(32);
     escape(p);
     free(p);
@@ -103,7 +114,8 @@ Test(misuse, double_free_of_a_tiny_block) {
 }
 
 Test(misuse, double_free_of_a_mid_block_after_others) {
-  if (!hak::kDebug) cr_skip_test("debug variant only");
+  // Debug: caught by the free itself; release and secure: when the thread's cache goes back
+  // to the runs (malloc_trim here; a cache overflow or the 1 s decay otherwise).
   expect_abort("mid double free", "double free (block of size class", [] {
     void* a = malloc(3000);
     void* b = malloc(3000);
@@ -112,16 +124,162 @@ Test(misuse, double_free_of_a_mid_block_after_others) {
     free(a);
     free(b);
     free(a);
+    malloc_trim(0);
+  });
+}
+
+Test(misuse, double_free_from_another_thread) {
+  // The second free happens on another thread: the block reaches its run twice, once from
+  // this thread's cache and once through the run's remote queue.
+  expect_abort("cross-thread double free", "double free (block of size class", [] {
+    static void* p;
+    p = malloc(48);
+    escape(p);
+    free(p);
+    std::thread([] { free(p); }).join();
+    malloc_trim(0);
   });
 }
 
 Test(misuse, free_of_a_pointer_inside_a_tiny_block) {
-  if (!hak::kDebug) cr_skip_test("debug variant only");
-  expect_abort("tiny interior pointer", "not at its start", [] {
+  expect_abort("tiny interior pointer", "invalid pointer (inside a 64-byte block of size class 5, not at its start)", [] {
     char* p = static_cast<char*>(malloc(64));
     escape(p);
     free(p + 16);
+    malloc_trim(0);
   });
+}
+
+Test(misuse, realloc_of_a_pointer_inside_a_tiny_block) {
+  expect_abort("tiny interior realloc", "realloc(", [] {
+    char* p = static_cast<char*>(malloc(64));
+    escape(p);
+    void* q = realloc(p + 16, 32);
+    escape(q);
+  });
+}
+
+Test(misuse, free_of_a_block_never_handed_out) {
+  expect_abort("uncarved block", "never handed out", [] {
+    char* p = static_cast<char*>(malloc(48));
+    escape(p);
+    hak::Slab* s = hak::slab_of_block(p);
+    char* last = s->end - hak::class_to_size(s->cls);
+    if (last < s->bump) _exit(3);  // the whole run is carved: cannot run this case
+    free(last);
+    malloc_trim(0);
+  });
+}
+
+Test(misuse, write_after_free_corrupts_a_free_list_link) {
+  // A program writes through a dangling pointer into the link word of a cached block; the
+  // flush follows the link and finds no block of the class there.
+  expect_abort("corrupted link", "corrupted free list (size class 3)", [] {
+    char* a = static_cast<char*>(malloc(32));
+    char* b = static_cast<char*>(malloc(32));
+    escape(a);
+    escape(b);
+    free(a);
+    free(b);
+    memset(b, 0x41, 8);  // use after free
+    malloc_trim(0);
+  });
+}
+
+Test(misuse, write_after_free_caught_by_malloc_in_the_secure_variant) {
+  if (!hak::kHardenLinks) cr_skip_test("the secure and debug variants check every pop");
+  expect_abort("corrupted link, pop", "corrupted free list (size class 3)", [] {
+    char* a = static_cast<char*>(malloc(32));
+    char* b = static_cast<char*>(malloc(32));
+    escape(a);
+    escape(b);
+    free(a);
+    free(b);
+    // A link that decodes to a misaligned address (what 7 in 8 random overwrites give).
+    hak::link_store(b, reinterpret_cast<void*>(uintptr_t(0x10000041)));
+    void* c = malloc(32);
+    escape(c);
+    _exit(0);
+  });
+}
+
+Test(misuse, use_after_free_write_reported_on_reuse_in_debug) {
+  if (!hak::kDebug) cr_skip_test("the debug variant poisons freed blocks");
+  expect_abort("poison", "use after free: 64-byte block", [] {
+    char* a = static_cast<char*>(malloc(64));
+    escape(a);
+    free(a);
+    a[40] = 1;  // past the link word
+    void* b = malloc(64);
+    escape(b);
+    _exit(0);
+  });
+}
+
+Test(misuse, heap_checker_on_every_slow_path_reports_a_broken_invariant) {
+  if (!hak::kDebug) cr_skip_test("HAKMEM_CHECK is a debug-variant option");
+  expect_abort("HAKMEM_CHECK", "heap check failed (HAKMEM_CHECK=1", [] {
+    hak::detail::g_check_every = 1;  // as HAKMEM_CHECK=1 sets it at start-up
+    void* p = malloc(32);
+    escape(p);
+    hak::slab_of_block(p)->used += 1;  // a block the run does not have
+    for (int i = 0; i < 100000; ++i) {  // slow paths
+      void* q = malloc(size_t(16 + i % 4000));
+      escape(q);
+      free(q);
+    }
+  });
+}
+
+Test(misuse, free_of_a_stack_address) {
+  expect_abort("stack", "invalid pointer (not from malloc", [] {
+    alignas(16) char buf[64] = {};
+    escape(buf);
+    free(buf + 16);
+  });
+}
+
+Test(misuse, free_of_a_global) {
+  expect_abort("global", "invalid pointer (not from malloc", [] {
+    alignas(16) static char g[256];
+    escape(g);
+    free(g + 32);
+  });
+}
+
+Test(misuse, free_of_a_wild_address) {
+  expect_abort("wild", "invalid pointer (not from malloc", [] { free(reinterpret_cast<void*>(uintptr_t(0x5a5a5a5a5a50))); });
+}
+
+Test(misuse, realloc_of_a_stack_address) {
+  expect_abort("realloc stack", "realloc(", [] {
+    alignas(16) char buf[64] = {};
+    escape(buf);
+    void* q = realloc(buf, 128);
+    escape(q);
+  });
+}
+
+Test(misuse, glibc_blocks_are_still_freed_by_glibc) {
+  // Not misuse: blocks of glibc's own malloc (main arena, its own mapping, another thread's
+  // arena) handed to hakmem's free and realloc go back to glibc.
+  int status = 0;
+  std::string err = run_child(
+      [] {
+        void* a = __libc_malloc(100);
+        void* b = __libc_malloc(4 << 20);
+        escape(a);
+        escape(b);
+        a = realloc(a, 200);
+        free(a);
+        free(b);
+        void* c = nullptr;
+        std::thread([&c] { c = __libc_malloc(500); }).join();
+        escape(c);
+        free(c);
+      },
+      &status);
+  cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child ended with status %d: %s", status, err.c_str());
 }
 
 Test(misuse, realloc_of_a_freed_span_block) {

@@ -16,7 +16,7 @@ api_cxx="_Znwm _Znam _ZnwmRKSt9nothrow_t _ZnamRKSt9nothrow_t _ZdlPv _ZdaPv _ZdlP
          _ZnwmSt11align_val_tRKSt9nothrow_t _ZnamSt11align_val_tRKSt9nothrow_t
          _ZdlPvSt11align_val_t _ZdaPvSt11align_val_t _ZdlPvmSt11align_val_t _ZdaPvmSt11align_val_t
          _ZdlPvSt11align_val_tRKSt9nothrow_t _ZdaPvSt11align_val_tRKSt9nothrow_t"
-api_hak="hak_malloc hak_calloc hak_realloc hak_free hak_aligned_alloc hak_usable_size hak_trim
+api_hak="hak_malloc hak_calloc hak_realloc hak_free hak_aligned_alloc hak_usable_size hak_trim hak_heap_check
          hak_stats_get hak_stats_print"
 
 # Defined dynamic symbols: "ADDR TYPE NAME[@VERSION]"; keep functions (T, W, i).

@@ -25,3 +25,11 @@ for c in "${configs[@]}"; do
     *) echo "FAIL: the program did not run on hakmem (preload not effective?)"; exit 1 ;;
   esac
 done
+# Debug variant: the whole-heap checker after every slow-path call of every thread.
+if [ "${HAKMEM_VARIANT:-}" = debug ]; then
+  c="8 100 6 5"
+  out=$(HAKMEM_CHECK=1 LD_PRELOAD="$HAKMEM_LIB" timeout 120 "$prog" $c 2>&1)
+  rc=$?
+  echo "[$c, HAKMEM_CHECK=1] rc=$rc: $out"
+  [ $rc -eq 0 ] || { echo "FAIL: HAKMEM_CHECK=1 LD_PRELOAD=$HAKMEM_LIB $prog $c exited with $rc"; exit 1; }
+fi
