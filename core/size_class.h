@@ -100,6 +100,7 @@ inline bool class_is_mid(int id) { return id >= kFirstMidClass; }
 // off / class_to_size(id) without a division, exact for every offset inside a run (off <
 // 2^22; the error of the reciprocal is below 2^-18, less than 1/size for every class:
 // tests/unit/test_size_class.cpp checks every offset of every class).
+// (RunIndex in superslab.h inlines the same computation.)
 HAK_FAST_PATH uint32_t class_block_index(int id, size_t off) {
   return uint32_t((uint64_t(off) * detail::kTables.recip[id]) >> 40);
 }

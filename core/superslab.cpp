@@ -131,6 +131,8 @@ Slab* slab_run_init(SuperSlab* ss, int idx, int cls, ThreadHeap* owner) {
   }
   s->run_len = uint8_t(k);
   char* start = slab_data_start(ss, idx);
+  s->start = start;
+  s->out_bits = ss->out_bits + size_t(idx) * kRunBitsWords;
   char* limit = reinterpret_cast<char*>(ss) + size_t(idx + k) * kSlabSize;
   size_t size = class_to_size(cls);
   s->capacity = uint32_t(size_t(limit - start) / size);
@@ -142,7 +144,7 @@ Slab* slab_run_init(SuperSlab* ss, int idx, int cls, ThreadHeap* owner) {
 
 void slab_run_reset(Slab* s, ThreadHeap* owner) {
   s->free = nullptr;
-  s->bump = slab_data_start(superslab_of_slab(s), slab_index_in_superslab(s));
+  s->bump = s->start;
   s->next = s->prev = nullptr;
   s->owner = owner;
   s->remote.store(0, std::memory_order_relaxed);
@@ -175,6 +177,10 @@ bool slab_is_valid(const Slab* s) {
   }
   size_t size = class_to_size(s->cls);
   const char* start = slab_data_start(superslab_of_slab(s), slab_index_in_superslab(s));
+  if (s->start != start || s->out_bits != superslab_of_slab(s)->out_bits + size_t(slab_index_in_superslab(s)) * kRunBitsWords) {
+    diag_print("invariant: slab %p start or out-bitmap pointer is stale", static_cast<const void*>(s));
+    return false;
+  }
   if (s->bump < start || s->bump > s->end || size_t(s->bump - start) % size != 0) {
     diag_print("invariant: slab %p bump %p outside [%p, %p]", static_cast<const void*>(s),
                static_cast<const void*>(s->bump), static_cast<const void*>(start),

@@ -59,6 +59,8 @@ struct Slab {
   void* free;                 // owner-only LIFO of returned blocks (link in the first word)
   char* bump;                 // next never-carved block
   char* end;                  // end of the carvable area: bump + k × size ≤ end
+  char* start;                // first block of the run
+  uint64_t* out_bits;         // the run's out-bitmap (below)
   Slab* next;                 // owner's list, or the shared pool's empty-run stack
   Slab* prev;
   ThreadHeap* owner;          // heap that may carve and free locally; nullptr when unowned
@@ -110,22 +112,27 @@ inline int slab_index_in_superslab(const Slab* s) { return int(s - superslab_of(
 inline char* slab_data_start(SuperSlab* ss, int idx) {
   return reinterpret_cast<char*>(ss) + (idx == 0 ? kSuperSlabHeader : size_t(idx) * kSlabSize);
 }
-// First block of run s (s is its head slab).
-inline char* run_data_start(const Slab* s) {
-  return slab_data_start(superslab_of_slab(s), slab_index_in_superslab(s));
-}
-inline uint64_t* run_out_bits(const Slab* s) {
-  return superslab_of_slab(s)->out_bits + size_t(slab_index_in_superslab(s)) * kRunBitsWords;
-}
-// Index of block b in run s, or UINT32_MAX when b is not the start of one of its blocks.
-inline uint32_t run_block_index(const Slab* s, const void* b) {
-  const char* start = run_data_start(s);
-  const char* c = static_cast<const char*>(b);
-  if (c < start || c >= s->end) return UINT32_MAX;
-  size_t off = size_t(c - start);
-  uint32_t i = class_block_index(s->cls, off);
-  return size_t(i) * class_to_size(s->cls) == off ? i : UINT32_MAX;
-}
+// First block of run s (s is its head slab), and its out-bitmap.
+inline char* run_data_start(const Slab* s) { return s->start; }
+inline uint64_t* run_out_bits(const Slab* s) { return s->out_bits; }
+// Block indices of one run, with its geometry in registers (for loops over a run's blocks).
+struct RunIndex {
+  const char* start;
+  const char* end;
+  uint64_t recip;
+  size_t size;
+  explicit RunIndex(const Slab* s)
+      : start(s->start), end(s->end), recip(detail::kTables.recip[s->cls]), size(class_to_size(s->cls)) {}
+  // Index of block b, or UINT32_MAX when b is not the start of one of the run's blocks.
+  HAK_FAST_PATH uint32_t operator()(const void* b) const {
+    const char* c = static_cast<const char*>(b);
+    if (c < start || c >= end) return UINT32_MAX;
+    size_t off = size_t(c - start);
+    uint32_t i = uint32_t((uint64_t(off) * recip) >> 40);
+    return size_t(i) * size == off ? i : UINT32_MAX;
+  }
+};
+HAK_FAST_PATH uint32_t run_block_index(const Slab* s, const void* b) { return RunIndex(s)(b); }
 
 // Maps a fresh SuperSlab, registers it in the region map and publishes it with the slots in
 // `claimed` already taken (so the caller's first run cannot be lost to a concurrent retire).

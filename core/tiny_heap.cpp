@@ -90,6 +90,25 @@ bool run_exhausted(const Slab* s) { return s->free == nullptr && s->bump == s->e
   hak_fatal("free(%p): double free (block of size class %d, %zu bytes)", b, int(s->cls), class_to_size(s->cls));
 }
 
+// b is not the start of a block of run s: inside the run, a free of an interior pointer; outside
+// it, a link (after `prev`) that was overwritten.
+[[noreturn]] HAK_SLOW_PATH void report_bad_block(const Slab* s, const void* prev, const void* b, int cls) {
+  const char* c = static_cast<const char*>(b);
+  if (c >= s->start && c < s->end)
+    hak_fatal("free(%p): invalid pointer (inside a %zu-byte block of size class %d, not at its start)", b,
+              class_to_size(cls), cls);
+  link_corrupted(prev, b, cls);
+}
+
+// Sets bits [lo, hi) of an out-bitmap.
+void set_bits(uint64_t* bits, uint32_t lo, uint32_t hi) {
+  while (lo < hi) {
+    uint32_t w = lo >> 6, b = lo & 63, n = hi - lo < 64 - b ? hi - lo : 64 - b;
+    bits[w] |= (n == 64 ? ~uint64_t(0) : ((uint64_t(1) << n) - 1)) << b;
+    lo += n;
+  }
+}
+
 // Block b (block i of run s) comes back to its run: it must be out (else: a double free, or
 // a block never handed out). Owner only.
 HAK_FAST_PATH void mark_returned(Slab* s, uint64_t* bits, const void* b, uint32_t i) {
@@ -100,8 +119,8 @@ HAK_FAST_PATH void mark_returned(Slab* s, uint64_t* bits, const void* b, uint32_
 
 // Block b leaves run s (refill): it must be a block of the run that is in it. `prev` is the
 // block whose link led here (for the report), nullptr for the list head.
-HAK_FAST_PATH void mark_out(Slab* s, uint64_t* bits, const void* prev, const void* b) {
-  uint32_t i = run_block_index(s, b);
+HAK_FAST_PATH void mark_out(Slab* s, const RunIndex& index, uint64_t* bits, const void* prev, const void* b) {
+  uint32_t i = index(b);
   if (HAK_UNLIKELY(i == UINT32_MAX || static_cast<const char*>(b) >= s->bump)) link_corrupted(prev, b, s->cls);
   uint64_t m = uint64_t(1) << (i & 63);
   if (HAK_UNLIKELY(bits[i >> 6] & m)) link_corrupted(prev, b, s->cls);
@@ -115,15 +134,17 @@ uint32_t splice_remote(Slab* s, uintptr_t chain) {
   void* first = reinterpret_cast<void*>(chain & ~kRemoteNotified);
   if (first == nullptr) return 0;
   uint64_t* bits = run_out_bits(s);
+  const RunIndex index(s);
+  const uint32_t used = s->used;
   uint32_t n = 0;
   void *last = nullptr, *b = first;
   do {
-    uint32_t i = run_block_index(s, b);
-    if (HAK_UNLIKELY(i == UINT32_MAX)) link_corrupted(last, b, s->cls);
+    uint32_t i = index(b);
+    if (HAK_UNLIKELY(i == UINT32_MAX)) report_bad_block(s, last, b, s->cls);
     mark_returned(s, bits, b, i);
     last = b;
     b = link_load(b);
-    if (HAK_UNLIKELY(++n > s->used)) link_corrupted(last, b, s->cls);  // a cycle, or foreign blocks
+    if (HAK_UNLIKELY(++n > used)) link_corrupted(last, b, s->cls);  // a cycle, or foreign blocks
   } while (b != nullptr);
   link_store(last, s->free);
   s->free = first;
@@ -204,12 +225,20 @@ uint32_t take_batch(Slab* s, TlsCache& tc, uint32_t want) {
   uint64_t* bits = run_out_bits(s);
   void* head = nullptr;
   uint32_t got = 0;
-  if (nfree != 0) {
+  if (nfree != 0 && nfree <= want && !kHardenLinks) {
+    // The whole free list, in O(1): afterwards every carved block is out. (Its links were
+    // checked as the blocks came back; the secure and debug variants walk it all the same.)
+    head = s->free;
+    s->free = nullptr;
+    got = nfree;
+    set_bits(bits, 0, uint32_t(size_t(s->bump - s->start) / size));
+  } else if (nfree != 0) {
     // The first `take` blocks of the free list; each is checked and marked out.
     uint32_t take = nfree < want ? nfree : want;
+    const RunIndex index(s);
     void *prev = nullptr, *b = s->free;
     for (uint32_t i = 0; i < take; ++i) {
-      mark_out(s, bits, prev, b);
+      mark_out(s, index, bits, prev, b);
       prev = b;
       b = link_load(b);
       if (HAK_UNLIKELY(!link_plausible(b))) link_corrupted(prev, b, s->cls);
@@ -231,7 +260,7 @@ uint32_t take_batch(Slab* s, TlsCache& tc, uint32_t want) {
       link_store(b, head);
       head = b;
     }
-    for (uint32_t i = first; i < first + n; ++i) bits[i >> 6] |= uint64_t(1) << (i & 63);
+    set_bits(bits, first, first + n);
     s->bump = base + size_t(n) * size;
     got += n;
   }
@@ -321,7 +350,7 @@ void* alloc_after_exit(int cls) {
     if (run_exhausted(s)) drain_remote_keep_flag(s);
     if (s->free != nullptr) {
       p = s->free;
-      mark_out(s, run_out_bits(s), nullptr, p);
+      mark_out(s, RunIndex(s), run_out_bits(s), nullptr, p);
       s->free = link_load(p);
     } else if (s->bump != s->end) {
       p = s->bump;
@@ -388,14 +417,13 @@ void tiny_flush(int cls, uint32_t n) {
   for (; i < n && b != nullptr; ++i) {
     // Every block here was pushed by free() after the region map vouched for its class; a
     // block of another class (or none) means a link was overwritten since.
+    // Blocks of other threads' runs are checked by the owner when it drains them.
     if (HAK_UNLIKELY(!link_plausible(b) || region_map_lookup(b) != cls)) link_corrupted(prev, b, cls);
     Slab* s = slab_of_block(b);
-    uint32_t idx = run_block_index(s, b);
-    if (HAK_UNLIKELY(idx == UINT32_MAX))
-      hak_fatal("free(%p): invalid pointer (inside a %zu-byte block of size class %d, not at its start)", b,
-                class_to_size(cls), cls);
     void* next = link_load(b);
     if (h != nullptr && s->owner == h) {
+      uint32_t idx = run_block_index(s, b);
+      if (HAK_UNLIKELY(idx == UINT32_MAX)) report_bad_block(s, prev, b, cls);
       mark_returned(s, run_out_bits(s), b, idx);
       link_store(b, s->free);
       s->free = b;

@@ -70,6 +70,18 @@ void expect_abort(const char* what, const char* message, Fn fn) {
             "%s: expected a message containing \"%s\", got: %s", what, message, err.c_str());
 }
 
+// Two 32-byte blocks freed in turn; returns the second: the head of the class's TLS list,
+// whose link word leads to the first.
+char* two_cached_blocks() {
+  char* a = static_cast<char*>(malloc(32));
+  char* b = static_cast<char*>(malloc(32));
+  escape(a);
+  escape(b);
+  free(a);
+  free(b);
+  return b;
+}
+
 }  // namespace
 
 Test(misuse, double_free_of_a_span_block) {
@@ -175,12 +187,7 @@ Test(misuse, write_after_free_corrupts_a_free_list_link) {
   // A program writes through a dangling pointer into the link word of a cached block; the
   // flush follows the link and finds no block of the class there.
   expect_abort("corrupted link", "corrupted free list (size class 3)", [] {
-    char* a = static_cast<char*>(malloc(32));
-    char* b = static_cast<char*>(malloc(32));
-    escape(a);
-    escape(b);
-    free(a);
-    free(b);
+    char* b = two_cached_blocks();
     memset(b, 0x41, 8);  // use after free
     malloc_trim(0);
   });
@@ -189,12 +196,7 @@ Test(misuse, write_after_free_corrupts_a_free_list_link) {
 Test(misuse, write_after_free_caught_by_malloc_in_the_secure_variant) {
   if (!hak::kHardenLinks) cr_skip_test("the secure and debug variants check every pop");
   expect_abort("corrupted link, pop", "corrupted free list (size class 3)", [] {
-    char* a = static_cast<char*>(malloc(32));
-    char* b = static_cast<char*>(malloc(32));
-    escape(a);
-    escape(b);
-    free(a);
-    free(b);
+    char* b = two_cached_blocks();
     // A link that decodes to a misaligned address (what 7 in 8 random overwrites give).
     hak::link_store(b, reinterpret_cast<void*>(uintptr_t(0x10000041)));
     void* c = malloc(32);
