@@ -24,6 +24,18 @@ namespace {
 HAK_TLS ThreadHeap* t_heap;
 HAK_TLS bool t_key_set;
 HAK_TLS bool t_exited;  // tiny_thread_exit ran: frees go straight back, nothing is cached
+// Per class, the last slow-path event of this thread. An overflow with no refill since the
+// previous one means the thread frees more of the class than it allocates (a consumer of
+// blocks other threads made); two refills in a row, that it allocates more than it frees.
+enum : uint8_t { kSlowNone = 0, kSlowRefill = 1, kSlowOverflow = 2 };
+HAK_TLS uint8_t t_last_slow[kNumClasses + 1];
+
+// Cap of a class this thread frees more of than it allocates: what it caches there is surplus
+// that no malloc of this thread takes, pinning pages of other threads' runs.
+uint32_t freer_cap(int cls) {
+  uint32_t c = class_cache_cap(cls) / 8;
+  return c < 8 ? 8 : c;
+}
 
 pthread_key_t g_key;
 pthread_mutex_t g_heap_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -249,7 +261,8 @@ uint32_t take_batch(Slab* s, TlsCache& tc, uint32_t want) {
     if (b != nullptr) link_store(prev, nullptr);
     got = take;
   }
-  if (got < want && uncarved != 0) {
+  // Fresh memory only when the run has no returned blocks left: carving touches new pages.
+  if (got == 0 && uncarved != 0) {
     uint32_t n = want - got < uncarved ? want - got : uncarved;
     // Link the new blocks so they pop in address order, in front of what we already took.
     char* base = s->bump;
@@ -388,14 +401,36 @@ void* tiny_refill(int cls) {
     return nullptr;
   }
   decay_tick();
-  uint32_t want = tc.cap / 2 ? tc.cap / 2 : 1;
+  tc.cap = class_cache_cap(cls);  // back from a freer's cap (tiny_cache_overflow)
+  // Batch: half the cap after an overflow (the thread frees this class too); a quarter when
+  // it only allocates (a producer: the batch is what it holds unused); a sixteenth on its
+  // first refill (one malloc of a class must not carve 64 KiB of fresh pages).
+  uint8_t last = t_last_slow[cls];
+  uint32_t want = tc.cap / (last == kSlowOverflow ? 2 : last == kSlowRefill ? 4 : 16);
+  if (want == 0) want = 1;
+  t_last_slow[cls] = kSlowRefill;
+  // Blocks other threads gave back come before fresh memory: take the pending runs back now
+  // (a relaxed load when there are none), not only once every available run is used up.
+  if (h->pending.load(std::memory_order_relaxed) != nullptr) drain_pending(h, true);
   for (;;) {
     Slab* s = h->avail[cls].head;
     if (s == nullptr && (s = find_run(h, cls)) == nullptr) {
       errno = ENOMEM;
       return nullptr;
     }
-    if (run_exhausted(s)) drain_remote_keep_flag(s);
+    if (s->free == nullptr) drain_remote_keep_flag(s);
+    if (s->free == nullptr) {
+      // The head run would be carved: a run just behind it with returned blocks goes first.
+      int looked = 0;
+      for (Slab* t = s->next; t != nullptr && looked < 4; t = t->next, ++looked) {
+        if (t->free != nullptr) {
+          h->avail[cls].remove(t);
+          h->avail[cls].push_front(t, kListAvail);
+          s = t;
+          break;
+        }
+      }
+    }
     uint32_t got = run_exhausted(s) ? 0 : take_batch(s, tc, want);
     if (run_exhausted(s)) {
       h->avail[cls].remove(s);
@@ -461,7 +496,16 @@ void tiny_cache_overflow(int cls) {
     thread_setup();
   }
   if (tc.count > tc.cap) {
-    tiny_flush(cls, tc.count - tc.cap / 2);
+    if (t_last_slow[cls] != kSlowRefill) {
+      // No refill since the last overflow: the thread frees more of this class than it
+      // allocates. Keeping half a cap of such blocks only pins them (and their runs' pages):
+      // send them all back, and cache less until the thread refills the class again.
+      tc.cap = freer_cap(cls);
+      tiny_flush(cls, tc.count);
+    } else {
+      tiny_flush(cls, tc.count - tc.cap / 2);
+    }
+    t_last_slow[cls] = kSlowOverflow;
     decay_tick();
   }
 }

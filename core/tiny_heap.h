@@ -4,9 +4,13 @@
 // calls on a hit. A list may hold blocks of any thread's slabs (a block freed here is reused
 // here). Misses go to tiny_refill, overflows to tiny_flush:
 //
-//   tiny_refill(cls)  ── heap avail list: take a batch from a run (free list, then carve)
+//   tiny_refill(cls)  ── pending remote frees first, then the heap avail list: take a batch
+//                        from a run (its free list; carve fresh blocks only when it has none)
 //                     ── heap full list: drain runs' remote queues
 //                     ── shared_pool_acquire (staged; shared_pool.h)
+// Batch and cap follow how the thread uses the class (tiny_heap.cpp): a thread that only frees
+// it (a consumer) flushes everything and caches less; one that only allocates takes smaller
+// batches.
 //   tiny_flush(cls,n) ── block of a run this thread owns: push on the run's free list
 //                     ── another thread's run: push the chain on the run's remote queue (CAS)
 //

@@ -1,6 +1,8 @@
-// test_tiny_heap.cpp — TLS free lists (tiny_heap.h): refill in batches of half the cap,
-// pops without refill, pushes up to the cap, overflow flushing down to half, tiny_flush back
-// to the owning runs, thread exit, and the tiny_heap_is_valid checker.
+// test_tiny_heap.cpp — TLS free lists (tiny_heap.h): refill batches (half the cap after an
+// overflow, a quarter after a refill, a sixteenth the first time), pops without refill,
+// pushes up to the cap, overflow flushing down to half (or everything, with a smaller cap, in
+// a thread that only frees the class), tiny_flush back to the owning runs, thread exit, and
+// the tiny_heap_is_valid checker.
 //
 // Each test empties the calling thread's list of its class first (tiny_flush), so it starts
 // from a known list whatever Criterion's start-up allocated.
@@ -41,17 +43,27 @@ bool on_free_list(const Slab* s, const void* b) {
 
 void* g_blocks[1024];
 
+// Allocates cap + 1 blocks of n bytes and frees them: the class's last slow-path event on this
+// thread is then an overflow. Leaves the list empty.
+void overflow_then_empty(size_t n, int cls) {
+  uint32_t cap = class_cache_cap(cls);
+  cr_assert_lt(cap + 1, sizeof g_blocks / sizeof g_blocks[0]);
+  for (uint32_t i = 0; i <= cap; ++i) cr_assert_not_null(g_blocks[i] = hak_malloc(n));
+  empty_list(cls);
+  for (uint32_t i = 0; i <= cap; ++i) hak_free(g_blocks[i]);
+  empty_list(cls);
+}
+
 }  // namespace
 
-Test(tiny_heap, refill_takes_a_batch_of_half_the_cap_from_one_run) {
+Test(tiny_heap, refill_takes_a_batch_of_half_the_cap_from_one_run_after_an_overflow) {
   for (size_t n : kSizes) {
     int cls = size_to_class(n);
-    hak_free(hak_malloc(n));  // the thread is set up for this class
-    empty_list(cls);
-    uint32_t cap = t_cache[cls].cap;
-    cr_assert_eq(cap, class_cache_cap(cls), "class %d: cap %u", cls, cap);
+    overflow_then_empty(n, cls);
+    uint32_t cap = class_cache_cap(cls);
     void* p = hak_malloc(n);
     cr_assert_not_null(p);
+    cr_assert_eq(t_cache[cls].cap, cap, "class %d: a refill restores the full cap, not %u", cls, t_cache[cls].cap);
     cr_assert_eq(region_map_lookup(p), cls);
     Slab* s = slab_of_block(p);
     cr_assert_eq(s->cls, cls);
@@ -79,10 +91,13 @@ Test(tiny_heap, refill_takes_a_batch_of_half_the_cap_from_one_run) {
     }
     cr_assert_eq(s->used, used, "pops do not touch the run");
     cr_assert_null(t_cache[cls].head);
-    // The next malloc refills again.
+    // The next malloc refills again: a second refill in a row (the thread allocates more of the
+    // class than it frees) takes a quarter of the cap.
     void* r = hak_malloc(n);
     cr_assert_not_null(r);
-    cr_assert_gt(t_cache[cls].count + 1, 0u);
+    uint32_t got2 = t_cache[cls].count + 1, want2 = cap / 4 ? cap / 4 : 1;
+    if (exhausted(slab_of_block(r))) cr_assert_leq(got2, want2, "class %d: batch %u > %u", cls, got2, want2);
+    else cr_assert_eq(got2, want2, "class %d: second refill in a row took %u blocks, want cap/4 = %u", cls, got2, want2);
     cr_assert(tiny_heap_is_valid());
     hak_free(r);
     for (uint32_t i = 0; i < left; ++i) hak_free(g_blocks[i]);
@@ -195,4 +210,56 @@ Test(tiny_heap, thread_exit_flushes_the_lists_and_hands_the_heap_back) {
   cr_assert_eq(pthread_create(&t, nullptr, alloc_free_exit, &r), 0);
   pthread_join(t, nullptr);
   cr_assert_eq(tiny_stats().heaps_cached, st1.heaps_cached, "a new thread reuses a cached heap");
+}
+
+namespace {
+struct FreerResult {
+  int cls;
+  uint32_t blocks;                        // g_blocks[0..blocks) to free
+  uint32_t count_after_overflow, cap_after_overflow;
+  uint32_t cap_after_refill, refill_batch;
+  uint32_t first_batch;                   // first refill of another class in this thread
+  size_t first_size;
+};
+
+// Frees blocks another thread allocated (it never refilled the class), then allocates once.
+void* free_others_blocks(void* arg) {
+  auto* r = static_cast<FreerResult*>(arg);
+  for (uint32_t i = 0; i < r->blocks; ++i) hak_free(g_blocks[i]);
+  r->count_after_overflow = t_cache[r->cls].count;
+  r->cap_after_overflow = t_cache[r->cls].cap;
+  void* p = hak_malloc(class_to_size(r->cls));
+  r->cap_after_refill = t_cache[r->cls].cap;
+  r->refill_batch = t_cache[r->cls].count + 1;
+  hak_free(p);
+  int fc = size_to_class(r->first_size);
+  void* q = hak_malloc(r->first_size);
+  r->first_batch = t_cache[fc].count + 1;
+  hak_free(q);
+  return nullptr;
+}
+}  // namespace
+
+Test(tiny_heap, a_thread_that_only_frees_a_class_flushes_it_all_and_caches_less) {
+  for (size_t n : kSizes) {
+    int cls = size_to_class(n);
+    uint32_t cap = class_cache_cap(cls);
+    FreerResult r{};
+    r.cls = cls;
+    r.blocks = cap + 1;  // the last free overflows
+    r.first_size = 100;  // class 8 (112 B), cap 256: a first refill takes 16
+    for (uint32_t i = 0; i < r.blocks; ++i) cr_assert_not_null(g_blocks[i] = hak_malloc(n));
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, nullptr, free_others_blocks, &r), 0);
+    pthread_join(t, nullptr);
+    uint32_t small = cap / 8 < 8 ? 8 : cap / 8;
+    cr_assert_eq(r.count_after_overflow, 0u, "class %d: an overflow with no refill before flushes everything", cls);
+    cr_assert_eq(r.cap_after_overflow, small, "class %d: and the cap drops to %u, not %u", cls, small,
+                 r.cap_after_overflow);
+    cr_assert_eq(r.cap_after_refill, cap, "class %d: a refill restores the cap", cls);
+    cr_assert_leq(r.refill_batch, cap / 2, "class %d: refill after an overflow takes at most cap/2", cls);
+    cr_assert_leq(r.first_batch, 16u, "a thread's first refill of a class takes at most cap/16");
+    cr_assert_gt(r.first_batch, 0u);
+    cr_assert(tiny_heap_is_valid());
+  }
 }
