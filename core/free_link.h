@@ -23,12 +23,16 @@
 // block, carved, out of the run: the run's out-bitmap, superslab.h); the refill and the remote
 // drain check the run free lists and remote chains they take. Those paths touch the metadata
 // anyway.
+//
+// Debug variant under valgrind: a free block is NOACCESS to memcheck (valgrind_support.h);
+// link_load and link_store open its first word for the one access and close it again.
 #ifndef HAKMEM_FREE_LINK_H
 #define HAKMEM_FREE_LINK_H
 
 #include <stdint.h>
 
 #include "hakmem_build_flags.h"
+#include "valgrind_support.h"
 
 namespace hak {
 
@@ -42,10 +46,15 @@ HAK_FAST_PATH uintptr_t link_mask(const void* b) {
 }
 // The next block after b (nullptr at the end of the list), unchecked.
 HAK_FAST_PATH void* link_load(const void* b) {
-  return reinterpret_cast<void*>(*static_cast<const uintptr_t*>(b) ^ link_mask(b));
+  if constexpr (kValgrind) vg_defined(b, sizeof(uintptr_t));
+  void* next = reinterpret_cast<void*>(*static_cast<const uintptr_t*>(b) ^ link_mask(b));
+  if constexpr (kValgrind) vg_noaccess(b, sizeof(uintptr_t));
+  return next;
 }
 HAK_FAST_PATH void link_store(void* b, const void* next) {
+  if constexpr (kValgrind) vg_undefined(b, sizeof(uintptr_t));
   *static_cast<uintptr_t*>(b) = reinterpret_cast<uintptr_t>(next) ^ link_mask(b);
+  if constexpr (kValgrind) vg_noaccess(b, sizeof(uintptr_t));
 }
 // A decoded link every block satisfies: 8-byte aligned (nullptr included).
 HAK_FAST_PATH bool link_plausible(const void* next) { return (reinterpret_cast<uintptr_t>(next) & 7) == 0; }

@@ -23,6 +23,11 @@ bool glibc_owns(const void* p);
 
 // Every call here is a tail call, so the fast path needs no stack frame.
 HAK_FAST_PATH void hak_free_impl(void* p) {
+  if constexpr (kValgrind) {
+    // Debug variant under valgrind: memcheck learns of the free before hakmem writes into the
+    // block (valgrind_support.h); a pointer that is not hakmem's stays glibc's business.
+    if (p != nullptr && vg_running() && region_map_lookup(p) != kRegionNone) vg_freelike(p);
+  }
   uintptr_t a = reinterpret_cast<uintptr_t>(p);
   const uint8_t* flat = detail::g_region_flat;
   if (HAK_LIKELY(flat != nullptr && (a >> kAddressBits) == 0)) {

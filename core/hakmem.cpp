@@ -11,6 +11,8 @@
 // these. Like all of core/ it is compiled without exceptions but with unwind tables, so the
 // std::bad_alloc that operator new raises through libstdc++ unwinds through its frames, and the
 // library needs no C++ runtime.
+// Debug variant: every block handed out is announced to valgrind's memcheck here (vg_alloc),
+// every block freed in hak_free_impl (valgrind_support.h).
 #include <errno.h>
 #include <malloc.h>
 #include <pthread.h>
@@ -39,6 +41,7 @@
 #include "options.h"
 #include "superslab.h"
 #include "tiny_heap.h"
+#include "valgrind_support.h"
 
 extern "C" {
 void __libc_free(void*);
@@ -134,10 +137,18 @@ HAK_SLOW_PATH void* span_alloc(size_t n, size_t align, bool zero) {
   char* block = align <= 16 ? start + 16
                             : reinterpret_cast<char*>((uintptr_t(start) + 16 + align - 1) & ~(uintptr_t(align) - 1));
   SpanHeader* h = span_header_of(block);
+  if constexpr (kValgrind) {
+    // The span may hold earlier blocks, NOACCESS to memcheck: all of it is, but its header.
+    vg_noaccess(start, bytes);
+    vg_undefined(h, sizeof(SpanHeader));
+  }
   h->magic = kSpanMagicLive;
   h->offset = uint32_t(block - start);
   h->span_bytes = bytes;
-  if (zero && !fresh) memset(block, 0, n);
+  if (zero && !fresh) {
+    if constexpr (kValgrind) vg_undefined(block, n);
+    memset(block, 0, n);
+  }
   decay_tick();
   return block;
 }
@@ -181,14 +192,34 @@ HAK_SLOW_PATH void* tiny_alloc_miss(int cls) {
 }
 
 // ---------------------------------------------------------------------------------------
-HAK_FAST_PATH void* hak_alloc_impl(size_t n) {
+size_t hak_usable_size_impl(const void* p);
+
+// Debug variant under valgrind: block p (n bytes asked for) goes to the program. memcheck
+// gets it as a heap block of n bytes (defined if zeroed), and the rest of its usable size
+// NOACCESS. Called after the block left its list, never before.
+HAK_FAST_PATH void vg_alloc(void* p, size_t n, bool zeroed) {
+  if (p != nullptr && vg_running()) {
+    size_t usable = hak_usable_size_impl(p);
+    vg_malloclike(p, n, zeroed);
+    if (usable > n) vg_noaccess(static_cast<char*>(p) + n, usable - n);
+  }
+}
+
+// The block for n bytes, not announced to memcheck yet.
+HAK_FAST_PATH void* alloc_block(size_t n) {
   if (HAK_LIKELY(n <= kMidMax)) return tiny_alloc_fast(size_to_class(n));
   return span_alloc(n, 16, false);
 }
 
+HAK_FAST_PATH void* hak_alloc_impl(size_t n) {
+  void* p = alloc_block(n);
+  if constexpr (kValgrind) vg_alloc(p, n, false);
+  return p;
+}
+
 // Alignment is a power of two here.
-void* hak_alloc_aligned(size_t align, size_t n) {
-  if (align <= 16) return hak_alloc_impl(n < 16 && align == 16 ? 16 : n);
+HAK_FAST_PATH void* aligned_block(size_t align, size_t n) {
+  if (align <= 16) return alloc_block(n < 16 && align == 16 ? 16 : n);
   if (align <= 4096 && n <= kMidMax) {
     size_t m = n < align ? align : n;
     if (m <= kMidMax) {
@@ -200,6 +231,12 @@ void* hak_alloc_aligned(size_t align, size_t n) {
     }
   }
   return span_alloc(n, align, false);
+}
+
+void* hak_alloc_aligned(size_t align, size_t n) {
+  void* p = aligned_block(align, n);
+  if constexpr (kValgrind) vg_alloc(p, n, false);
+  return p;
 }
 
 size_t hak_usable_size_impl(const void* p) {
@@ -217,6 +254,12 @@ size_t hak_usable_size_impl(const void* p) {
   size_t field = static_cast<const size_t*>(p)[-1];
   size_t chunk = field & ~size_t(7);
   return (field & 2) ? chunk - 16 : chunk - 8;
+}
+
+// Debug variant under valgrind: realloc keeps block p; memcheck's size for it goes from
+// `have` to n bytes.
+HAK_FAST_PATH void vg_realloc_in_place(void* p, size_t have, size_t n) {
+  if (have != n && vg_running()) vg_resizeinplace(p, have, n);
 }
 
 void* hak_realloc_impl(void* p, size_t n) {
@@ -237,12 +280,21 @@ void* hak_realloc_impl(void* p, size_t n) {
     hak_fatal("realloc(%p): invalid pointer (inside a %zu-byte block of size class %d, not at its start)", p,
               class_to_size(id), int(id));
   size_t old = hak_usable_size_impl(p);
+  // What the program may read: under memcheck, the size the block was announced with.
+  size_t have = old;
+  if constexpr (kValgrind) have = vg_block_size(p, old);
   // Keep the block when the new size fits and wastes at most half of it.
-  if (n <= old && n >= old / 2) return p;
-  if (id == kRegionSpan && n <= old && old - n < 64 * 1024) return p;
-  void* q = hak_alloc_impl(n);
+  if (n <= old && n >= old / 2) {
+    if constexpr (kValgrind) vg_realloc_in_place(p, have, n);
+    return p;
+  }
+  if (id == kRegionSpan && n <= old && old - n < 64 * 1024) {
+    if constexpr (kValgrind) vg_realloc_in_place(p, have, n);
+    return p;
+  }
+  void* q = hak_alloc_impl(n);  // announced before the copy: memcheck copies the V bits
   if (q == nullptr) return nullptr;  // errno set; p untouched
-  memcpy(q, p, n < old ? n : old);
+  memcpy(q, p, n < have ? n : have);
   hak_free_impl(p);
   return q;
 }
@@ -252,10 +304,25 @@ void* hak_calloc_impl(size_t count, size_t size) {
   if (__builtin_mul_overflow(count, size, &total)) return fail_nomem();
   if (total <= kMidMax) {
     void* p = tiny_alloc_fast(size_to_class(total));
-    if (p != nullptr) memset(p, 0, total);
+    if (p != nullptr) {
+      if constexpr (kValgrind) vg_alloc(p, total, true);
+      memset(p, 0, total);
+    }
     return p;
   }
-  return span_alloc(total, 16, true);
+  void* p = span_alloc(total, 16, true);
+  if constexpr (kValgrind) vg_alloc(p, total, true);
+  return p;
+}
+
+// malloc_usable_size: under memcheck, the size the block was asked for (as with memcheck's
+// own malloc), so a program that uses all of it stays within what memcheck allows.
+HAK_FAST_PATH size_t usable_size_api(const void* p) {
+  size_t u = hak_usable_size_impl(p);
+  if constexpr (kValgrind) {
+    if (u != 0 && region_map_lookup(p) != kRegionNone) u = vg_block_size(p, u);
+  }
+  return u;
 }
 
 bool hak_trim_impl() {
@@ -362,7 +429,7 @@ HAK_EXPORT void* pvalloc(size_t n) noexcept {
   return hak_alloc_aligned(page, rounded ? rounded : page);
 }
 
-HAK_EXPORT size_t malloc_usable_size(void* p) noexcept { return hak_usable_size_impl(p); }
+HAK_EXPORT size_t malloc_usable_size(void* p) noexcept { return usable_size_api(p); }
 HAK_EXPORT int malloc_trim(size_t) noexcept { return hak_trim_impl() ? 1 : 0; }
 
 // glibc's fields, filled with hakmem's figures: arena = SuperSlabs + page arena mapped,
@@ -450,7 +517,7 @@ HAK_EXPORT void* hak_aligned_alloc(size_t align, size_t n) {
   }
   return hak_alloc_aligned(align, n);
 }
-HAK_EXPORT size_t hak_usable_size(const void* p) { return hak_usable_size_impl(p); }
+HAK_EXPORT size_t hak_usable_size(const void* p) { return usable_size_api(p); }
 HAK_EXPORT int hak_trim(void) { return hak_trim_impl() ? 1 : 0; }
 HAK_EXPORT int hak_heap_check(void) {
   ensure_init();

@@ -8,8 +8,9 @@
 //                           paths (free_link.h: encoded links, checked pops, the immediate
 //                           double free caught by free itself).
 //   HAKMEM_BUILD_RELEASE=0  out/debug: assertions, invariant checkers on every state change,
-//                           counters, the fault-injection hook, freed-memory poisoning, and
-//                           the secure variant's hardening.
+//                           counters, the fault-injection hook, freed-memory poisoning, the
+//                           secure variant's hardening, and valgrind client requests (memcheck
+//                           knows every block; valgrind_support.h).
 // Checks are written `if constexpr (kDebug)` rather than #ifdef, so disabled code still compiles.
 #ifndef HAKMEM_BUILD_FLAGS_H
 #define HAKMEM_BUILD_FLAGS_H

@@ -122,7 +122,8 @@ void tiny_debug_check_free(void* p, int cls);
 
 // Debug variant: freed and freshly carved blocks are filled with kFreePoison past their link
 // word; malloc checks the fill when it hands the block out and reports a use-after-free write
-// (the block's address, size class and the first changed byte).
+// (the block's address, size class and the first changed byte). Neither under valgrind, where
+// memcheck reports the write itself (valgrind_support.h).
 inline constexpr unsigned char kFreePoison = 0xDF;
 void tiny_debug_poison(void* p, int cls);
 void tiny_debug_check_alloc(void* p, int cls);
