@@ -10,7 +10,8 @@
 #   (Ir(LARGE) - Ir(SMALL)) / (LARGE - SMALL)
 # is the cost of one iteration: one malloc + one free + the benchmark's own loop and 8-byte
 # check (about 15 instructions, the same for every allocator).
-# Allocators: hakmem (fixed_size_hakmem, linked; and LD_PRELOAD of out/release/libhakmem.so),
+# Allocators: hakmem (fixed_size_hakmem, linked; and LD_PRELOAD of out/release/libhakmem.so and
+# of the secure variant's out/secure/libhakmem.so),
 # glibc, mimalloc, jemalloc, tcmalloc (whichever are installed).
 set -u
 cd "$(dirname "$0")/.."
@@ -24,6 +25,7 @@ bin=out/release
 runs=()
 [ -x "$bin/fixed_size_hakmem" ] && runs+=("hakmem (linked)|$bin/fixed_size_hakmem|")
 [ -f "$bin/libhakmem.so" ] && runs+=("hakmem (preload)|$bin/fixed_size_system|$(pwd)/$bin/libhakmem.so")
+[ -f out/secure/libhakmem.so ] && runs+=("hakmem secure (preload)|$bin/fixed_size_system|$(pwd)/out/secure/libhakmem.so")
 runs+=("glibc|$bin/fixed_size_system|")
 for pair in mimalloc:libmimalloc.so.2 jemalloc:libjemalloc.so.2 tcmalloc:libtcmalloc_minimal.so.4; do
   n="${pair%%:*}" f="/usr/lib/x86_64-linux-gnu/${pair#*:}"
