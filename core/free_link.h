@@ -12,17 +12,15 @@
 // lets a program (or an attacker) forge a link: a use-after-free write or an overflow from
 // the previous block turns the link into noise rather than a pointer of its author's choice.
 // malloc's pop checks that the link it follows is 8-byte aligned, as every block is (7 in 8
-// random overwrites are reported there, before the bad pointer is handed out). Cost: 5
-// instructions per free, 7 per malloc, 3-4 % on random_mixed and Larson (docs/BENCHMARKS.md
-// "Hardening") — over the 2 % the release variant allows itself, hence a variant of its own
-// (out/secure).
+// random overwrites are reported there, before the bad pointer is handed out), and free
+// catches a block freed twice in a row (p == its list's head). Cost: 7 instructions per free,
+// 7 per malloc, 2-10 % on the benchmark table (docs/BENCHMARKS.md "Hardening") — over the 2 %
+// the release variant allows itself, hence a variant of its own (out/secure).
 //
-// Every variant: free catches a block freed twice in a row (p == its list's head: 2
-// instructions, the head is loaded anyway); the flush of a TLS list back to the runs checks
-// each link it follows against the region map and each block's slot in its run (start of a
-// block, carved, out of the run: the run's out-bitmap, superslab.h); the refill and the remote
-// drain check the run free lists and remote chains they take. Those paths touch the metadata
-// anyway.
+// Every variant: the flush of a TLS list back to the runs checks each link it follows against
+// the region map and each block's slot in its run (start of a block, carved, out of the run:
+// the run's out-bitmap, superslab.h); the refill and the remote drain check the run free lists
+// and remote chains they take. Those paths touch the metadata anyway.
 //
 // Debug variant under valgrind: a free block is NOACCESS to memcheck (valgrind_support.h);
 // link_load and link_store open its first word for the one access and close it again.

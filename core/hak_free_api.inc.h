@@ -10,10 +10,11 @@
 //       kRegionFreeSlab (inside a SuperSlab, no live run there) → fatal: invalid/double free
 //       kRegionNone  (not hakmem's)           → glibc's __libc_free if glibc's heap holds
 //                                               it, else fatal (stack, static, wild)
-// Budget: 28 instructions from free's entry to ret on a Tiny hit (x86-64 release
-// libhakmem.so, objdump; 2 of them the double-free-in-a-row check), no stack frame; 5
-// predicted branches (map present, address range, class range, list head, cap). The secure
-// variant: 33 (the encoded link, free_link.h).
+// Budget: 26 instructions from free's entry to ret on a Tiny hit (x86-64 release
+// libhakmem.so, objdump), no stack frame; 4 predicted branches (map present, address range,
+// class range, cap). The secure variant: 33 (the double-free-in-a-row check and the encoded
+// link, free_link.h). A 2-instruction check of the list head alone cost 5 % on fixed_size in
+// release (docs/BENCHMARKS.md, "Hardening"), so release leaves double frees to the flush.
 #ifndef HAK_IN_HAKMEM_CPP
 #error "hak_free_api.inc.h is part of hakmem.cpp"
 #endif

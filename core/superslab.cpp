@@ -132,7 +132,7 @@ Slab* slab_run_init(SuperSlab* ss, int idx, int cls, ThreadHeap* owner) {
   s->run_len = uint8_t(k);
   char* start = slab_data_start(ss, idx);
   s->start = start;
-  s->out_bits = ss->out_bits + size_t(idx) * kRunBitsWords;
+  s->out_bits = ss->out_bits + idx;  // interleaved: see kRunBitsWords
   char* limit = reinterpret_cast<char*>(ss) + size_t(idx + k) * kSlabSize;
   size_t size = class_to_size(cls);
   s->capacity = uint32_t(size_t(limit - start) / size);
@@ -177,7 +177,7 @@ bool slab_is_valid(const Slab* s) {
   }
   size_t size = class_to_size(s->cls);
   const char* start = slab_data_start(superslab_of_slab(s), slab_index_in_superslab(s));
-  if (s->start != start || s->out_bits != superslab_of_slab(s)->out_bits + size_t(slab_index_in_superslab(s)) * kRunBitsWords) {
+  if (s->start != start || s->out_bits != superslab_of_slab(s)->out_bits + slab_index_in_superslab(s)) {
     diag_print("invariant: slab %p start or out-bitmap pointer is stale", static_cast<const void*>(s));
     return false;
   }
@@ -198,7 +198,7 @@ bool slab_is_valid(const Slab* s) {
                  unsigned(s->cls), b);
       return false;
     }
-    if ((bits[i >> 6] >> (i & 63)) & 1) {
+    if ((out_word(bits, i >> 6) >> (i & 63)) & 1) {
       diag_print("invariant: slab %p (class %u) block %p is on the free list but marked out",
                  static_cast<const void*>(s), unsigned(s->cls), b);
       return false;
@@ -212,7 +212,7 @@ bool slab_is_valid(const Slab* s) {
   // The out-bitmap counts exactly the blocks out of the run, and no bit past the carved part.
   uint32_t carved = s->capacity - uncarved, out = 0;
   for (size_t w = 0; w < kRunBitsWords; ++w) {
-    uint64_t word = bits[w];
+    uint64_t word = out_word(bits, uint32_t(w));
     if (word == 0) continue;
     out += uint32_t(__builtin_popcountll(word));
     if (w * 64 + 64 - size_t(__builtin_clzll(word)) > carved) {

@@ -45,6 +45,10 @@ inline constexpr uint64_t kRetiredBit = 1ull << 32;
 // free or a corrupted link on the paths that move blocks between runs and caches (refill,
 // flush, remote drain) without touching the malloc/free fast paths. 8192 bits: a slab of
 // 8-byte blocks; a Mid run (up to 4 slabs of ≥ 1280-byte blocks) has far fewer.
+// The 32 bitmaps are interleaved word by word (word w of slot i at w × 32 + i), so the pages
+// a SuperSlab touches follow its largest bitmap in use, not the number of slots: one 4 KiB
+// page holds the first 16 words of every slot (runs of blocks ≥ 64 B), the whole area (32 KiB)
+// is touched only by runs of 8-byte blocks.
 inline constexpr size_t kRunBitsWords = kSlabSize / 8 / 64;
 inline constexpr size_t kOutBitsBytes = kSlabsPerSuperSlab * kRunBitsWords * 8;  // 32 KiB
 
@@ -115,6 +119,9 @@ inline char* slab_data_start(SuperSlab* ss, int idx) {
 // First block of run s (s is its head slab), and its out-bitmap.
 inline char* run_data_start(const Slab* s) { return s->start; }
 inline uint64_t* run_out_bits(const Slab* s) { return s->out_bits; }
+// Word w of an out-bitmap (run_out_bits), bits 64w .. 64w+63.
+HAK_FAST_PATH uint64_t& out_word(uint64_t* bits, uint32_t w) { return bits[size_t(w) * kSlabsPerSuperSlab]; }
+HAK_FAST_PATH uint64_t out_word(const uint64_t* bits, uint32_t w) { return bits[size_t(w) * kSlabsPerSuperSlab]; }
 // Block indices of one run, with its geometry in registers (for loops over a run's blocks).
 struct RunIndex {
   const char* start;

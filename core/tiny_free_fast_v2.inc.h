@@ -1,7 +1,7 @@
 // tiny_free_fast_v2.inc.h — host: hakmem.cpp. The free fast path of the Tiny/Mid tiers:
 // push the block on this thread's list of its class, whatever thread's slab it came from.
 //
-//   tiny_free_fast(p, cls) → p == list head?      double free in a row: cold report
+//   tiny_free_fast(p, cls) → secure/debug: p == list head? (double free in a row: cold report)
 //                          → t_cache[cls] push   2 loads, 3 stores (secure/debug: the link
 //                                                 is encoded, free_link.h)
 //                          → count > cap?        1 predicted branch
@@ -16,7 +16,9 @@
 HAK_FAST_PATH void tiny_free_fast(void* p, int cls) {
   TlsCache& tc = t_cache[cls];
   void* head = tc.head;
-  if (HAK_UNLIKELY(p == head)) tiny_double_free(p, cls);  // freed twice in a row
+  if constexpr (kHardenLinks) {
+    if (HAK_UNLIKELY(p == head)) tiny_double_free(p, cls);  // freed twice in a row
+  }
   link_store(p, head);
   tc.head = p;
   if (HAK_UNLIKELY(++tc.count > tc.cap)) tiny_cache_overflow(cls);

@@ -116,7 +116,7 @@ bool run_exhausted(const Slab* s) { return s->free == nullptr && s->bump == s->e
 void set_bits(uint64_t* bits, uint32_t lo, uint32_t hi) {
   while (lo < hi) {
     uint32_t w = lo >> 6, b = lo & 63, n = hi - lo < 64 - b ? hi - lo : 64 - b;
-    bits[w] |= (n == 64 ? ~uint64_t(0) : ((uint64_t(1) << n) - 1)) << b;
+    out_word(bits, w) |= (n == 64 ? ~uint64_t(0) : ((uint64_t(1) << n) - 1)) << b;
     lo += n;
   }
 }
@@ -125,8 +125,8 @@ void set_bits(uint64_t* bits, uint32_t lo, uint32_t hi) {
 // a block never handed out). Owner only.
 HAK_FAST_PATH void mark_returned(Slab* s, uint64_t* bits, const void* b, uint32_t i) {
   uint64_t m = uint64_t(1) << (i & 63);
-  if (HAK_UNLIKELY(!(bits[i >> 6] & m))) report_bad_return(s, b);
-  bits[i >> 6] &= ~m;
+  if (HAK_UNLIKELY(!(out_word(bits, i >> 6) & m))) report_bad_return(s, b);
+  out_word(bits, i >> 6) &= ~m;
 }
 
 // Block b leaves run s (refill): it must be a block of the run that is in it. `prev` is the
@@ -135,8 +135,8 @@ HAK_FAST_PATH void mark_out(Slab* s, const RunIndex& index, uint64_t* bits, cons
   uint32_t i = index(b);
   if (HAK_UNLIKELY(i == UINT32_MAX || static_cast<const char*>(b) >= s->bump)) link_corrupted(prev, b, s->cls);
   uint64_t m = uint64_t(1) << (i & 63);
-  if (HAK_UNLIKELY(bits[i >> 6] & m)) link_corrupted(prev, b, s->cls);
-  bits[i >> 6] |= m;
+  if (HAK_UNLIKELY(out_word(bits, i >> 6) & m)) link_corrupted(prev, b, s->cls);
+  out_word(bits, i >> 6) |= m;
 }
 
 // Splices a chain of remote blocks onto the run's free list; returns how many. Every block
@@ -370,7 +370,7 @@ void* alloc_after_exit(int cls) {
       s->bump += class_to_size(cls);
       if constexpr (kDebug) tiny_debug_poison(p, cls);
       uint32_t i = run_block_index(s, p);
-      run_out_bits(s)[i >> 6] |= uint64_t(1) << (i & 63);
+      out_word(run_out_bits(s), i >> 6) |= uint64_t(1) << (i & 63);
     }
     if (p != nullptr) ++s->used;
     if (run_exhausted(s)) {
@@ -644,7 +644,7 @@ bool tiny_heap_is_valid() {
       }
       Slab* s = slab_of_block(b);
       uint32_t i = run_block_index(s, b);
-      if (i == UINT32_MAX || (h != nullptr && s->owner == h && !((run_out_bits(s)[i >> 6] >> (i & 63)) & 1))) {
+      if (i == UINT32_MAX || (h != nullptr && s->owner == h && !((out_word(run_out_bits(s), i >> 6) >> (i & 63)) & 1))) {
         diag_print("invariant: TLS list of class %d holds %p, not a handed-out block of its run", c, b);
         return false;
       }

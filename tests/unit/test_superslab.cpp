@@ -39,8 +39,8 @@ void set_out(Slab* s, void* b, bool out) {
   uint32_t i = run_block_index(s, b);
   cr_assert_neq(i, UINT32_MAX);
   uint64_t m = uint64_t(1) << (i & 63);
-  if (out) run_out_bits(s)[i >> 6] |= m;
-  else run_out_bits(s)[i >> 6] &= ~m;
+  if (out) out_word(run_out_bits(s), i >> 6) |= m;
+  else out_word(run_out_bits(s), i >> 6) &= ~m;
 }
 
 // Hands out the next uncarved block (as a refill does: counted used, marked out).
@@ -238,7 +238,7 @@ Test(superslab, reset_rearms_an_empty_run) {
   cr_assert(slab_is_valid(s));
   ThreadHeap* other = reinterpret_cast<ThreadHeap*>(uintptr_t(0x2000));
   s->used = 0;  // pretend the other block came back too (test of reset only)
-  memset(run_out_bits(s), 0, kRunBitsWords * 8);
+  for (uint32_t w = 0; w < kRunBitsWords; ++w) out_word(run_out_bits(s), w) = 0;
   slab_run_reset(s, other);
   cr_assert_eq(s->owner, other);
   cr_assert_null(s->free);
