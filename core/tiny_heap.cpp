@@ -409,9 +409,7 @@ void* tiny_refill(int cls) {
   uint32_t want = tc.cap / (last == kSlowOverflow ? 2 : last == kSlowRefill ? 4 : 16);
   if (want == 0) want = 1;
   t_last_slow[cls] = kSlowRefill;
-  // Blocks other threads gave back come before fresh memory: take the pending runs back now
-  // (a relaxed load when there are none), not only once every available run is used up.
-  if (h->pending.load(std::memory_order_relaxed) != nullptr) drain_pending(h, true);
+  bool drained = false;
   for (;;) {
     Slab* s = h->avail[cls].head;
     if (s == nullptr && (s = find_run(h, cls)) == nullptr) {
@@ -419,6 +417,16 @@ void* tiny_refill(int cls) {
       return nullptr;
     }
     if (s->free == nullptr) drain_remote_keep_flag(s);
+    // Blocks other threads gave back come before fresh memory: before the head run is carved,
+    // the heap's pending runs come back (a relaxed load when there are none). Not at every
+    // refill: a producer would then walk a short chain the consumer has just written each
+    // time (xthread_p1 -20 %; docs/BENCHMARKS.md, "Hardening"). Once per refill, so that
+    // steady remote frees cannot keep it here.
+    if (s->free == nullptr && !drained && h->pending.load(std::memory_order_relaxed) != nullptr) {
+      drained = true;
+      drain_pending(h, true);
+      continue;
+    }
     if (s->free == nullptr) {
       // The head run would be carved: a run just behind it with returned blocks goes first.
       int looked = 0;

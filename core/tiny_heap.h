@@ -4,8 +4,9 @@
 // calls on a hit. A list may hold blocks of any thread's slabs (a block freed here is reused
 // here). Misses go to tiny_refill, overflows to tiny_flush:
 //
-//   tiny_refill(cls)  ── pending remote frees first, then the heap avail list: take a batch
-//                        from a run (its free list; carve fresh blocks only when it has none)
+//   tiny_refill(cls)  ── heap avail list: take a batch from the head run's free list, else
+//                        its remote queue, else the heap's pending remote frees, else a run
+//                        just behind it with a free list; carve fresh blocks only then
 //                     ── heap full list: drain runs' remote queues
 //                     ── shared_pool_acquire (staged; shared_pool.h)
 // Batch and cap follow how the thread uses the class (tiny_heap.cpp): a thread that only frees
