@@ -13,8 +13,17 @@
 // The queue holds at most 64 batches per consumer; producers wait when it is full, so live
 // memory is bounded by about producers x batch + queue x batch blocks.
 // Throughput = blocks / elapsed (one op = one malloc in a producer + one free in a consumer).
+//
+// When the process may run on at least as many CPUs as there are threads, each thread is
+// pinned to a CPU of its own, so that every free crosses cores as the benchmark means it to.
+// Unpinned, one producer and one consumer on a 2-CPU machine ran either on two CPUs or, in
+// some rounds, time-sharing one (no block crossing caches: 3x faster), and the medians of
+// a few rounds depended on which. With more threads than CPUs the scheduler places them.
 // Smoke: xthread 1 1 20000
 #include "bench_util.h"
+
+#include <pthread.h>
+#include <sched.h>
 
 #include <condition_variable>
 #include <cstdlib>
@@ -131,10 +140,32 @@ int main(int argc, char** argv) {
     freed[index] = n;
   };
 
+  // CPUs for the threads (consumers first), when there is one for each.
+  std::vector<int> cpus;
+  cpu_set_t allowed;
+  if (sched_getaffinity(0, sizeof allowed, &allowed) == 0) {
+    for (int c = 0; c < CPU_SETSIZE; ++c)
+      if (CPU_ISSET(c, &allowed)) cpus.push_back(c);
+  }
+  const bool pin = cpus.size() >= size_t{producers} + consumers;
+  auto pin_to = [&](std::thread& t, size_t slot) {
+    if (!pin) return;
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpus[slot], &one);
+    pthread_setaffinity_np(t.native_handle(), sizeof one, &one);  // best effort
+  };
+
   const double start = bench::now_seconds();
   std::vector<std::thread> threads;
-  for (unsigned c = 0; c < consumers; ++c) threads.emplace_back(consumer, c);
-  for (unsigned p = 0; p < producers; ++p) threads.emplace_back(producer, p);
+  for (unsigned c = 0; c < consumers; ++c) {
+    threads.emplace_back(consumer, c);
+    pin_to(threads.back(), c);
+  }
+  for (unsigned p = 0; p < producers; ++p) {
+    threads.emplace_back(producer, p);
+    pin_to(threads.back(), consumers + p);
+  }
   for (std::thread& t : threads) t.join();
   const double elapsed = bench::now_seconds() - start;
 
@@ -146,8 +177,9 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::printf("xthread: producers = %u, consumers = %u, blocks = %" PRIu64
-              ", sizes = [%" PRIu64 ", %" PRIu64 "], batch = %" PRIu64 "\n",
-              producers, consumers, total, min_size, max_size, batch);
+              ", sizes = [%" PRIu64 ", %" PRIu64 "], batch = %" PRIu64 ", threads %s\n",
+              producers, consumers, total, min_size, max_size, batch,
+              pin ? "pinned one per CPU" : "not pinned");
   std::printf("Elapsed = %.3f s\n", elapsed);
   bench::print_throughput(double(total), elapsed);
   bench::print_peak_rss();
