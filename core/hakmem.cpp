@@ -532,10 +532,15 @@ HAK_EXPORT void hak_stats_print(void) {
   stats_print();
 }
 
-// HAKMEM_STATS=1: the table at exit (a destructor of the library, or of the program that
-// links it statically).
-__attribute__((destructor)) static void hak_print_stats_at_exit() {
-  if (g_init_state.load(std::memory_order_acquire) == 2 && options().stats) stats_print();
+// At exit (a destructor of the library, or of the program that links it statically): the
+// exiting thread's cached blocks go back to their runs, where the release variant checks
+// them, so that a double free still in a cache (free(p); free(p); exit) is reported rather
+// than lost with the process; then HAKMEM_STATS=1 prints the table. Other threads' caches
+// are theirs (they may still be running).
+__attribute__((destructor)) static void hak_at_exit() {
+  if (g_init_state.load(std::memory_order_acquire) != 2) return;
+  tiny_flush_current_thread();
+  if (options().stats) stats_print();
 }
 
 // ---------------------------------------------------------------------------------------

@@ -518,10 +518,14 @@ void tiny_cache_overflow(int cls) {
   }
 }
 
-bool tiny_trim_current_thread() {
+void tiny_flush_current_thread() {
   for (int c = 1; c <= kNumClasses; ++c) {
     if (t_cache[c].count != 0) tiny_flush(c, t_cache[c].count);
   }
+}
+
+bool tiny_trim_current_thread() {
+  tiny_flush_current_thread();
   return t_heap != nullptr && heap_collect(t_heap);
 }
 

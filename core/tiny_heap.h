@@ -84,6 +84,8 @@ void tiny_cache_overflow(int cls);
 // Moves the first n blocks of t_cache[cls] back to their runs.
 void tiny_flush(int cls, uint32_t n);
 
+// Moves every block of this thread's TLS lists back to its run (each one checked there).
+void tiny_flush_current_thread();
 // Flushes this thread's TLS lists, drains its runs' remote queues and releases its empty
 // runs (malloc_trim). Returns true if a run was released.
 bool tiny_trim_current_thread();

@@ -5,7 +5,8 @@
 //                  classes; a free list link overwritten after free; a free into a SuperSlab
 //                  slot that holds no slab; stack, static and wild addresses (free, realloc).
 //                  Release and secure report the later cases when the thread's cache goes
-//                  back to its runs (malloc_trim(0) in these tests); debug at the free itself.
+//                  back to its runs (malloc_trim(0) in these tests; at the latest at exit:
+//                  tests/preload/misuse_at_exit.sh); debug at the free itself.
 //   secure, debug: an overwritten link reported by the malloc that follows it.
 //   debug:         a write into a freed block reported when malloc hands it out again.
 #include <criterion/criterion.h>

@@ -130,25 +130,25 @@ void zeroed() {
 }
 
 void reallocs() {
-  // In place: 100 → class 112; 110 and 60 keep the block.
+  // In place: 100 → class 112; 110 and 60 keep the block. Then moving: Tiny → Mid → span →
+  // span in place → Tiny. After each step the kept prefix must hold the last fill.
+  struct Step {
+    size_t to;
+    bool refill;
+  };
+  const Step steps[] = {{110, true}, {60, false}, {5000, true}, {200000, true}, {150000, false}, {10, false}};
+  size_t valid = 100, pattern_n = 100;
   char* p = static_cast<char*>(malloc(100));
   fill(p, 100);
-  p = static_cast<char*>(realloc(p, 110));
-  check(holds(p, 100, 100), "realloc 100 → 110", 110);
-  fill(p, 110);
-  p = static_cast<char*>(realloc(p, 60));
-  check(holds(p, 60, 110), "realloc 110 → 60", 60);
-  // Moving: Tiny → Mid → span → span in place → Tiny.
-  p = static_cast<char*>(realloc(p, 5000));
-  check(holds(p, 60, 110), "realloc 60 → 5000", 5000);
-  fill(p, 5000);
-  p = static_cast<char*>(realloc(p, 200000));
-  check(holds(p, 5000, 5000), "realloc 5000 → 200000", 200000);
-  fill(p, 200000);
-  p = static_cast<char*>(realloc(p, 150000));
-  check(holds(p, 150000, 200000), "realloc 200000 → 150000", 150000);
-  p = static_cast<char*>(realloc(p, 10));
-  check(holds(p, 10, 200000), "realloc 150000 → 10", 10);
+  for (const Step& st : steps) {
+    p = static_cast<char*>(realloc(p, st.to));
+    valid = valid < st.to ? valid : st.to;
+    check(p != nullptr && holds(p, valid, pattern_n), "realloc keeps the prefix", st.to);
+    if (st.refill) {
+      fill(p, st.to);
+      valid = pattern_n = st.to;
+    }
+  }
   free(p);
   // realloc(nullptr, n) and realloc(p, 0); reallocarray.
   p = static_cast<char*>(realloc(nullptr, 40));

@@ -1,0 +1,33 @@
+// misuse_at_exit — a double free that stays in the thread's cache until the program ends.
+//   misuse_at_exit double   free(p); free(p); return from main: must be reported at exit
+//   misuse_at_exit clean    blocks of several classes still cached at exit: must exit 0
+// (tests/preload/misuse_at_exit.sh)
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#pragma GCC diagnostic ignored "-Wuse-after-free"  // the double free is the point
+
+static void* volatile sink;
+
+int main(int argc, char** argv) {
+  if (argc != 2) {
+    fprintf(stderr, "usage: misuse_at_exit double|clean\n");
+    return 2;
+  }
+  if (strcmp(argv[1], "double") == 0) {
+    void* p = malloc(32);
+    sink = p;
+    free(p);
+    free(p);  // both frees land in the TLS cache; nothing else runs before exit
+    return 0;
+  }
+  if (strcmp(argv[1], "clean") == 0) {
+    void* keep[64];
+    for (int i = 0; i < 64; ++i) sink = keep[i] = malloc((size_t)(16 + 40 * i));
+    for (int i = 0; i < 64; i += 2) free(keep[i]);
+    return 0;
+  }
+  fprintf(stderr, "usage: misuse_at_exit double|clean\n");
+  return 2;
+}
