@@ -420,7 +420,7 @@ void* tiny_refill(int cls) {
     // Blocks other threads gave back come before fresh memory: before the head run is carved,
     // the heap's pending runs come back (a relaxed load when there are none). Not at every
     // refill: a producer would then walk a short chain the consumer has just written each
-    // time (xthread_p1 -20 %; docs/BENCHMARKS.md, "Hardening"). Once per refill, so that
+    // time (xthread_p1 -24 % with the misuse checks; docs/BENCHMARKS.md, "Hardening"). Once per refill, so that
     // steady remote frees cannot keep it here.
     if (s->free == nullptr && !drained && h->pending.load(std::memory_order_relaxed) != nullptr) {
       drained = true;
@@ -533,9 +533,7 @@ bool tiny_decay() {
   bool released = false;
   // A few hundred cached blocks can pin as many otherwise empty runs (blocks freed in an
   // order that spreads them over runs): once per period, this thread's caches go back.
-  for (int c = 1; c <= kNumClasses; ++c) {
-    if (t_cache[c].count != 0) tiny_flush(c, t_cache[c].count);
-  }
+  tiny_flush_current_thread();
   if (ThreadHeap* h = t_heap) released = drain_pending(h, true);
   // Heaps of exited threads: their runs keep receiving remote frees that nobody drains.
   if (pthread_mutex_trylock(&g_heap_lock) == 0) {
