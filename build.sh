@@ -4,7 +4,8 @@
 #   ./build.sh TARGET          build one target in both variants, e.g. ./build.sh larson_hakmem
 #                              -> out/release/larson_hakmem and out/debug/larson_hakmem
 #   ./build.sh bench [--full]  install the peer allocators, build, and run the comparison
-#                              (table in out/bench/results.md, charts in out/bench/*.png)
+#                              (table in out/bench/results.md, charts in out/bench/*.png);
+#                              --full adds the per-size memory sweep (out/bench/mem_sweep.md)
 #   ./build.sh test            make test
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -18,7 +19,25 @@ case "${1:-all}" in
     shift
     scripts/setup.sh --bench
     make -j"$jobs" release bench
-    exec scripts/bench_compare.sh "$@"
+    # --full also runs the per-size memory sweep (scripts/mem_sweep.sh), with the same --extra
+    # allocators; the status is non-zero if either script fails.
+    full=0 sweep_args=()
+    args=("$@")
+    for ((i = 0; i < ${#args[@]}; i++)); do
+      case "${args[$i]}" in
+        --full) full=1 ;;
+        --quick) full=0 ;;
+        --extra) sweep_args+=(--extra "${args[$((i + 1))]:-}"); i=$((i + 1)) ;;
+        --rounds|--only|--alloc) i=$((i + 1)) ;;
+      esac
+    done
+    rc=0
+    scripts/bench_compare.sh "$@" || rc=$?
+    if [ $full = 1 ]; then
+      echo
+      scripts/mem_sweep.sh "${sweep_args[@]}" || { s=$?; [ $rc -ne 0 ] || rc=$s; }
+    fi
+    exit $rc
     ;;
   test)
     exec make test
