@@ -182,11 +182,11 @@ bool glibc_owns(const void* p) {
   return os_brk_heap(&lo, &hi) && a - 16 >= lo && a - 16 + size <= hi;
 }
 
-HAK_SLOW_PATH void* tiny_alloc_miss(int cls) {
+HAK_SLOW_PATH void* tiny_alloc_miss(int cls, bool may_borrow) {
   ensure_init();
-  void* p = tiny_refill(cls);
+  void* p = tiny_refill(cls, may_borrow);
   if constexpr (kDebug) {
-    if (p != nullptr) tiny_debug_check_alloc(p, cls);
+    if (p != nullptr) tiny_debug_check_alloc(p, region_map_lookup(p));  // maybe a larger class
   }
   return p;
 }
@@ -226,7 +226,7 @@ HAK_FAST_PATH void* aligned_block(size_t align, size_t n) {
       // A class whose size is a multiple of the alignment: slabs start on 4 KiB boundaries,
       // so every block of it is aligned.
       for (int cls = size_to_class(m); cls <= kNumClasses; ++cls) {
-        if (class_to_size(cls) % align == 0) return tiny_alloc_fast(cls);
+        if (class_to_size(cls) % align == 0) return tiny_alloc_fast(cls, false);
       }
     }
   }

@@ -3,15 +3,21 @@
 // Class ids run from 1 to kNumClasses; the id doubles as the block's region-map value, so
 // free() learns a block's class from one byte (region_map.h). Id 0 means "not a class".
 //
-//   id  1        8 B          (requests ≤ 8 B: 8-byte aligned, as DESIGN.md allows)
-//   ids 2..9     16..128 B    step 16
-//   ids 10..21   160..1024 B  4 classes per power of two       — Tiny tier
-//   ids 22..41   1280..32 KiB 4 classes per power of two       — Mid tier
+//   id  1          8 B           (requests ≤ 8 B: 8-byte aligned, as DESIGN.md allows)
+//   ids 2..65      16..1024 B    step 16                   — Tiny tier
+//   ids 66..97     1056..2048 B  step 32                   — Mid tier
+//   ids 98..129    2112..4096 B  step 64
+//   ids 130..153   4608..32 KiB  8 classes per power of two
 //
 // Every class size except 8 is a multiple of 16, so every block is 16-byte aligned; a class
 // whose size is a power of two ≤ 4 KiB gives blocks aligned to their size (slabs start on
 // 4 KiB boundaries), which the aligned-allocation path uses.
-// Worst-case internal fragmentation is 25% (e.g. 1025 → 1280), 20% on average.
+// Why this many classes: a request is rounded up to its class, and that rounding is most of an
+// allocator's memory overhead on live objects. Up to 1 KiB the step is 16 bytes, the alignment
+// itself, so no request wastes more than 15 bytes (glibc's 8-byte header plus 16-byte rounding
+// wastes 8-23); up to 4 KiB the waste stays under 3.2 % (1057 → 1088), above it under 12.5 %.
+// The cost is more partly used runs per thread, paid in untouched address space rather than
+// resident memory, since runs are carved as they are used (docs/BENCHMARKS.md, "Size classes").
 #ifndef HAKMEM_SIZE_CLASS_H
 #define HAKMEM_SIZE_CLASS_H
 
@@ -22,8 +28,8 @@
 
 namespace hak {
 
-inline constexpr int kNumClasses = 41;
-inline constexpr int kFirstMidClass = 22;
+inline constexpr int kNumClasses = 153;
+inline constexpr int kFirstMidClass = 66;
 inline constexpr size_t kTinyMax = 1024;   // largest Tiny request
 inline constexpr size_t kMidMax = 32768;   // largest request served by a size class
 inline constexpr size_t kSlabSize = 64 * 1024;
@@ -33,13 +39,32 @@ namespace detail {
 constexpr uint32_t class_size_of(int id) {
   if (id <= 0) return 0;
   if (id == 1) return 8;
-  if (id <= 9) return uint32_t(16 * (id - 1));  // 16..128
-  // From 128 on: 4 classes per power of two.
-  int k = id - 10;               // 0 → 160
-  int octave = k / 4;            // 128 << octave is the previous power of two
-  int step = k % 4 + 1;          // 1..4
-  uint32_t base = 128u << octave;
-  return base + uint32_t(step) * (base / 4);
+  if (id <= 65) return uint32_t(16 * (id - 1));           // 16..1024
+  if (id <= 97) return uint32_t(1024 + 32 * (id - 65));   // 1056..2048
+  if (id <= 129) return uint32_t(2048 + 64 * (id - 97));  // 2112..4096
+  // From 4 KiB on: 8 classes per power of two.
+  int k = id - 130;              // 0 → 4608
+  int octave = k / 8;            // 4096 << octave is the previous power of two
+  int step = k % 8 + 1;          // 1..8
+  uint32_t base = 4096u << octave;
+  return base + uint32_t(step) * (base / 8);
+}
+
+// Slabs per run: one for a Tiny class (its tail after the last block is under 1.2 % of the
+// slab); for a Mid class the fewest slabs that hold 8 blocks, or more (up to 4) while the tail
+// wastes more than 1 % of the run, else the count that wastes least.
+constexpr uint32_t run_slabs_of(uint32_t s) {
+  if (s <= kTinyMax) return 1;
+  uint32_t kmin = (8 * s + uint32_t(kSlabSize) - 1) / uint32_t(kSlabSize);
+  if (kmin < 1) kmin = 1;
+  uint32_t best = kmin;
+  uint64_t best_bytes = uint64_t(kmin) * kSlabSize, best_waste = best_bytes % s;
+  for (uint32_t k = kmin; k <= 4; ++k) {
+    uint64_t bytes = uint64_t(k) * kSlabSize, waste = bytes % s;
+    if (waste * 100 <= bytes) return k;
+    if (waste * best_bytes < best_waste * bytes) best = k, best_bytes = bytes, best_waste = waste;
+  }
+  return best;
 }
 
 struct Tables {
@@ -48,7 +73,7 @@ struct Tables {
   uint16_t cache_cap[kNumClasses + 1];  // TLS free-list cap (blocks)
   uint64_t recip[kNumClasses + 1];      // ceil(2^40 / size): offset → block index (below)
   uint8_t small[kTinyMax / 8 + 1];      // (n + 7) >> 3 → class, n ≤ 1024
-  uint8_t mid[kMidMax / 128 + 1];       // (n + 127) >> 7 → class, 1024 < n ≤ 32768
+  uint8_t mid[kMidMax / 32 + 1];        // (n + 31) >> 5 → class, 1024 < n ≤ 32768
 };
 
 constexpr Tables make_tables() {
@@ -57,12 +82,11 @@ constexpr Tables make_tables() {
     uint32_t s = class_size_of(id);
     t.size[id] = s;
     if (id == 0) continue;
-    // About 8 blocks per run at least: a run is ceil(8 × size / 64 KiB) slabs, at least one
-    // (a run starting at slot 0 loses the 4 KiB SuperSlab header: 7 blocks of 8 or 32 KiB).
-    uint32_t runs = (8 * s + uint32_t(kSlabSize) - 1) / uint32_t(kSlabSize);
-    t.run_slabs[id] = uint8_t(runs < 1 ? 1 : runs);
-    // Cache up to ~128 KiB of a class per thread, between 8 and 256 blocks.
-    uint32_t cap = 131072 / s;
+    // About 8 blocks per run at least (a run starting at slot 0 loses the 4 KiB SuperSlab
+    // header: 7 blocks of 32 KiB); see run_slabs_of.
+    t.run_slabs[id] = uint8_t(run_slabs_of(s));
+    // Cache up to ~32 KiB of a class per thread, between 8 and 256 blocks.
+    uint32_t cap = 32768 / s;
     t.cache_cap[id] = uint16_t(cap < 8 ? 8 : cap > 256 ? 256 : cap);
     t.recip[id] = ((uint64_t(1) << 40) + s - 1) / s;
   }
@@ -73,8 +97,8 @@ constexpr Tables make_tables() {
     t.small[i] = uint8_t(id);
   }
   id = 1;
-  for (size_t i = 0; i <= kMidMax / 128; ++i) {
-    size_t n = i * 128;
+  for (size_t i = 0; i <= kMidMax / 32; ++i) {
+    size_t n = i * 32;
     while (class_size_of(id) < n) ++id;
     t.mid[i] = uint8_t(id);
   }
@@ -82,14 +106,17 @@ constexpr Tables make_tables() {
 }
 
 inline constexpr Tables kTables = make_tables();
-static_assert(class_size_of(21) == 1024 && class_size_of(41) == 32768, "class layout");
+static_assert(class_size_of(kFirstMidClass - 1) == 1024 && class_size_of(kNumClasses) == 32768 &&
+                  class_size_of(97) == 2048 && class_size_of(129) == 4096,
+              "class layout");
+static_assert(kNumClasses < 0xFD, "class ids must stay below the region map's special values");
 
 }  // namespace detail
 
 // Class of a request of n bytes; n must be ≤ kMidMax.
 HAK_FAST_PATH int size_to_class(size_t n) {
   if (HAK_LIKELY(n <= kTinyMax)) return detail::kTables.small[(n + 7) >> 3];
-  return detail::kTables.mid[(n + 127) >> 7];
+  return detail::kTables.mid[(n + 31) >> 5];
 }
 
 HAK_FAST_PATH size_t class_to_size(int id) { return detail::kTables.size[id]; }

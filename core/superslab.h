@@ -44,7 +44,7 @@ inline constexpr uint64_t kRetiredBit = 1ull << 32;
 // carved. Only the run's owner reads or writes it. It is how a release build catches a double
 // free or a corrupted link on the paths that move blocks between runs and caches (refill,
 // flush, remote drain) without touching the malloc/free fast paths. 8192 bits: a slab of
-// 8-byte blocks; a Mid run (up to 4 slabs of ≥ 1280-byte blocks) has far fewer.
+// 8-byte blocks; a Mid run (up to 4 slabs of ≥ 1056-byte blocks) has far fewer.
 // The 32 bitmaps are interleaved word by word (word w of slot i at w × 32 + i), so the pages
 // a SuperSlab touches follow its largest bitmap in use, not the number of slots: one 4 KiB
 // page holds the first 16 words of every slot (runs of blocks ≥ 64 B), the whole area (32 KiB)

@@ -13,14 +13,16 @@
 #error "tiny_alloc_fast.inc.h is part of hakmem.cpp"
 #endif
 
-HAK_SLOW_PATH void* tiny_alloc_miss(int cls);
+HAK_SLOW_PATH void* tiny_alloc_miss(int cls, bool may_borrow);
 
-HAK_FAST_PATH void* tiny_alloc_fast(int cls) {
+// may_borrow: a miss may hand out a block of a slightly larger class (tiny_refill); false
+// when the caller chose cls for its alignment.
+HAK_FAST_PATH void* tiny_alloc_fast(int cls, bool may_borrow = true) {
   TlsCache& tc = t_cache[cls];
   if (HAK_LIKELY(tc.head != nullptr)) {
     void* p = tiny_cache_pop(tc, cls);  // follows the link safely (free_link.h)
     if constexpr (kDebug) tiny_debug_check_alloc(p, cls);
     return p;
   }
-  return tiny_alloc_miss(cls);
+  return tiny_alloc_miss(cls, may_borrow);
 }

@@ -30,6 +30,9 @@ HAK_TLS bool t_exited;  // tiny_thread_exit ran: frees go straight back, nothing
 enum : uint8_t { kSlowNone = 0, kSlowRefill = 1, kSlowOverflow = 2 };
 HAK_TLS uint8_t t_last_slow[kNumClasses + 1];
 
+// Fresh blocks carved from a run per refill, in bytes (at least 4 blocks): see take_batch.
+constexpr size_t kCarveBytes = 4096;
+
 // Cap of a class this thread frees more of than it allocates: what it caches there is surplus
 // that no malloc of this thread takes, pinning pages of other threads' runs.
 uint32_t freer_cap(int cls) {
@@ -264,6 +267,11 @@ uint32_t take_batch(Slab* s, TlsCache& tc, uint32_t want) {
   // Fresh memory only when the run has no returned blocks left: carving touches new pages.
   if (got == 0 && uncarved != 0) {
     uint32_t n = want - got < uncarved ? want - got : uncarved;
+    // At most 4 KiB of fresh blocks at a time (at least 4 blocks): carving touches pages, and
+    // blocks carved ahead of need are resident memory nobody uses (mimalloc extends a page's
+    // free list the same way). docs/BENCHMARKS.md, "Size classes".
+    uint32_t lim = uint32_t(kCarveBytes / size) < 4 ? 4 : uint32_t(kCarveBytes / size);
+    if (n > lim) n = lim;
     // Link the new blocks so they pop in address order, in front of what we already took.
     char* base = s->bump;
     uint32_t first = uint32_t(size_t(base - run_data_start(s)) / size);
@@ -384,9 +392,26 @@ void* alloc_after_exit(int cls) {
   return p;
 }
 
+// A block from the TLS cache of class cls + 1 or cls + 2, or nullptr: only a class of the same
+// tier at most max(32 bytes, 1/16) larger, so only up to 4 KiB (classes above are 1/8 apart),
+// and only from a list holding more than a quarter of its cap. A list of a class the thread
+// only allocates holds at most its last batch, a quarter of the cap (tiny_refill): taking
+// from it would only make that class miss sooner, and the borrowing class miss again at its
+// next malloc (a producer thread: xthread_p1 -25 % when any list could lend).
+// free() files the block under its own class by the region map, as always. Not for aligned
+// requests: they ask for a class by its size's alignment (tiny_refill's may_borrow).
+void* borrow_neighbour(int cls) {
+  size_t own = class_to_size(cls), limit = own + (own / 16 > 32 ? own / 16 : 32);
+  for (int n = cls + 1; n <= cls + 2 && n <= kNumClasses && class_is_mid(n) == class_is_mid(cls); ++n) {
+    if (class_to_size(n) > limit) break;
+    if (t_cache[n].count > t_cache[n].cap / 4) return tiny_cache_pop(t_cache[n], n);
+  }
+  return nullptr;
+}
+
 }  // namespace
 
-void* tiny_refill(int cls) {
+void* tiny_refill(int cls, bool may_borrow) {
   TlsCache& tc = t_cache[cls];
   if (HAK_UNLIKELY(t_exited)) {
     void* p = alloc_after_exit(cls);
@@ -438,6 +463,14 @@ void* tiny_refill(int cls) {
           break;
         }
       }
+    }
+    if (s->free == nullptr && !run_exhausted(s)) {
+      // Fresh memory would be carved: a block cached for one of the next two classes serves
+      // the request instead (at most 32 bytes more below 1 KiB), so a class at its high-water
+      // mark does not grow while its neighbours hold spare blocks (random_mixed's peak RSS:
+      // docs/BENCHMARKS.md, "Size classes").
+      if (may_borrow)
+        if (void* p = borrow_neighbour(cls)) return p;
     }
     uint32_t got = run_exhausted(s) ? 0 : take_batch(s, tc, want);
     if (run_exhausted(s)) {

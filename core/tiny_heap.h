@@ -6,7 +6,9 @@
 //
 //   tiny_refill(cls)  ── heap avail list: take a batch from the head run's free list, else
 //                        its remote queue, else the heap's pending remote frees, else a run
-//                        just behind it with a free list; carve fresh blocks only then
+//                        just behind it with a free list; before carving fresh blocks
+//                        (≤ 4 KiB at a time), a block cached for the next or second-next
+//                        class if may_borrow (not for aligned requests)
 //                     ── heap full list: drain runs' remote queues
 //                     ── shared_pool_acquire (staged; shared_pool.h)
 // Batch and cap follow how the thread uses the class (tiny_heap.cpp): a thread that only frees
@@ -76,7 +78,9 @@ HAK_FAST_PATH void* tiny_cache_pop(TlsCache& tc, int cls) {
 [[noreturn]] HAK_SLOW_PATH void tiny_double_free(void* p, int cls);
 
 // Refills t_cache[cls] and returns one block, or nullptr (errno ENOMEM) when out of memory.
-void* tiny_refill(int cls);
+// With may_borrow the block may instead be one cached for a slightly larger class (it then
+// has that class's size and alignment; t_cache[cls] stays empty).
+void* tiny_refill(int cls, bool may_borrow);
 
 // Called when a push made t_cache[cls] exceed its cap (or the thread is not set up yet).
 void tiny_cache_overflow(int cls);

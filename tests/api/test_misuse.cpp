@@ -104,13 +104,17 @@ Test(misuse, free_of_a_pointer_inside_a_span_block) {
 
 Test(misuse, free_into_a_superslab_slot_that_holds_no_slab) {
   expect_abort("free into an unassigned slot", "in no live slab", [] {
-    void* p = malloc(32);
-    escape(p);
-    // Another 64 KiB unit of the same SuperSlab that is not assigned to any class.
-    char* ss = reinterpret_cast<char*>(hak::superslab_of(p));
-    for (int i = 1; i < hak::kSlabsPerSuperSlab; ++i) {
-      char* q = ss + size_t(i) * hak::kSlabSize + 4096;
-      if (hak::region_map_lookup(q) == hak::kRegionFreeSlab) free(q);
+    // A 64 KiB unit not assigned to any class, in the SuperSlab of a block: start-up may have
+    // used every slot of the first one, so take 32 KiB blocks (4-slot runs) until a SuperSlab
+    // with free slots shows up.
+    for (int n = 0; n < 512; ++n) {
+      void* p = malloc(32768);
+      escape(p);
+      char* ss = reinterpret_cast<char*>(hak::superslab_of(p));
+      for (int i = 1; i < hak::kSlabsPerSuperSlab; ++i) {
+        char* q = ss + size_t(i) * hak::kSlabSize + 4096;
+        if (hak::region_map_lookup(q) == hak::kRegionFreeSlab) free(q);
+      }
     }
     _exit(3);  // every slot in use: cannot run this case
   });

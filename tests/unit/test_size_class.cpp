@@ -8,9 +8,11 @@ using namespace hak;
 
 Test(size_class, boundaries_map_to_the_documented_classes) {
   struct { size_t n; int id; size_t size; } cases[] = {
-      {0, 1, 8},       {1, 1, 8},       {8, 1, 8},          {9, 2, 16},        {16, 2, 16},
-      {17, 3, 32},     {128, 9, 128},   {129, 10, 160},     {160, 10, 160},    {161, 11, 192},
-      {1024, 21, 1024}, {1025, 22, 1280}, {1280, 22, 1280}, {1281, 23, 1536},  {32767, 41, 32768},
+      {0, 1, 8},          {1, 1, 8},          {8, 1, 8},          {9, 2, 16},
+      {16, 2, 16},        {17, 3, 32},        {128, 9, 128},      {129, 10, 144},
+      {520, 34, 528},     {1023, 65, 1024},   {1024, 65, 1024},   {1025, 66, 1056},
+      {1057, 67, 1088},   {2048, 97, 2048},   {2049, 98, 2112},   {4095, 129, 4096},
+      {4096, 129, 4096},  {4097, 130, 4608},  {8193, 138, 9216},  {32767, 153, 32768},
       {kMidMax, kNumClasses, kMidMax},
   };
   for (auto& c : cases) {
@@ -29,8 +31,12 @@ Test(size_class, every_request_gets_the_smallest_class_that_fits) {
     cr_assert(c == 1 || class_to_size(c - 1) < n, "size %zu: class %d is not the smallest fitting one", n, c);
     cr_assert_geq(c, prev, "size_to_class is not monotonic at %zu", n);
     cr_assert_eq(class_is_mid(c), n > kTinyMax, "class_is_mid(%d) wrong for %zu", c, n);
-    // Worst-case internal fragmentation is 25% above 128 bytes.
-    if (n > 128) cr_assert_leq(class_to_size(c) * 4, n * 5, "size %zu -> %zu B wastes more than 25%%", n, class_to_size(c));
+    // Rounding wastes at most 15 bytes up to 1 KiB, at most 1/32 of the request up to 4 KiB
+    // and at most 1/8 above.
+    size_t waste = class_to_size(c) - n;
+    if (n <= kTinyMax) cr_assert_leq(waste, 15u, "size %zu -> %zu B wastes more than 15 bytes", n, class_to_size(c));
+    else if (n <= 4096) cr_assert_leq(waste * 32, n, "size %zu -> %zu B wastes more than 1/32", n, class_to_size(c));
+    else cr_assert_leq(waste * 8, n, "size %zu -> %zu B wastes more than 1/8", n, class_to_size(c));
     prev = c;
   }
 }
@@ -59,12 +65,30 @@ Test(size_class, runs_hold_enough_blocks_and_caps_are_bounded) {
     size_t size = class_to_size(c);
     int k = class_run_slabs(c);
     cr_assert(k >= 1 && k <= 4, "class %d: run of %d slabs (1..4 allowed)", c, k);
-    // A run that does not start in slot 0 holds at least 8 blocks, and one slab fewer would not.
-    cr_assert_geq(size_t(k) * kSlabSize / size, 8u, "class %d: fewer than 8 blocks per run", c);
-    if (k > 1) cr_assert_lt(size_t(k - 1) * kSlabSize / size, 8u, "class %d: run longer than needed", c);
+    // A run that does not start in slot 0 holds at least 8 blocks; it is longer than that
+    // needs only to cut the tail after its last block below 1 % of the run.
+    size_t bytes = size_t(k) * kSlabSize;
+    cr_assert_geq(bytes / size, 8u, "class %d: fewer than 8 blocks per run", c);
+    if (k > 1 && size_t(k - 1) * kSlabSize / size >= 8)
+      cr_assert_gt((bytes - kSlabSize) % size * 100, bytes - kSlabSize,
+                   "class %d: run of %d slabs although %d would hold 8 blocks with a tail under 1 %%", c, k, k - 1);
+    if (class_is_mid(c) && bytes % size * 100 > bytes)  // no allowed length does better
+      for (int j = k + 1; j <= 4; ++j)
+        cr_assert_geq((size_t(j) * kSlabSize % size) * bytes, (bytes % size) * (size_t(j) * kSlabSize),
+                      "class %d: %d slabs would waste less than %d", c, j, k);
     cr_assert_eq(class_is_mid(c) ? true : k == 1, true, "Tiny class %d must use one slab", c);
     uint32_t cap = class_cache_cap(c);
     cr_assert(cap >= 8 && cap <= 256, "class %d: cache cap %u out of [8, 256]", c, cap);
     if (cap > 8 && cap < 256) cr_assert_leq(size_t(cap) * size, 131072u, "class %d caches more than 128 KiB", c);
+  }
+}
+
+Test(size_class, block_index_is_exact_at_every_offset_of_every_run) {
+  // class_block_index replaces off / size by a multiply with a 40-bit reciprocal.
+  for (int c = 1; c <= kNumClasses; ++c) {
+    size_t size = class_to_size(c), bytes = size_t(class_run_slabs(c)) * kSlabSize;
+    for (size_t off = 0; off < bytes; ++off)
+      if (class_block_index(c, off) != off / size)
+        cr_assert(false, "class %d (%zu B): offset %zu gives block %u, not %zu", c, size, off, class_block_index(c, off), off / size);
   }
 }

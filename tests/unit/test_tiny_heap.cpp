@@ -263,3 +263,63 @@ Test(tiny_heap, a_thread_that_only_frees_a_class_flushes_it_all_and_caches_less)
     cr_assert(tiny_heap_is_valid());
   }
 }
+
+// A miss that would carve fresh blocks takes a block cached for the next or second-next class
+// instead, if that list holds more than a quarter of its cap; an aligned request never does
+// (it picked its class for the class's alignment); fresh blocks come at most 4 KiB at a time.
+Test(tiny_heap, a_miss_borrows_from_a_neighbour_with_spare_blocks_but_not_for_aligned_requests) {
+  pthread_t t;
+  // In a new thread: no list of this thread has been refilled yet.
+  auto body = [](void*) -> void* {
+    const int c64 = size_to_class(64), c80 = size_to_class(80);
+    cr_assert_eq(c80, c64 + 1);
+    uint32_t spare = class_cache_cap(c80) / 4 + 8;
+    static void* blocks[512];
+    cr_assert_lt(spare, 512u);
+    for (uint32_t i = 0; i < spare; ++i) blocks[i] = hak_malloc(80);
+    for (uint32_t i = 0; i < spare; ++i) hak_free(blocks[i]);
+    cr_assert_geq(t_cache[c80].count, spare, "the frees stay cached");
+    uint32_t before = t_cache[c80].count;
+    // The first malloc(64) of the thread: its run has nothing but fresh memory.
+    void* p = hak_malloc(64);
+    cr_assert_not_null(p);
+    cr_assert_eq(region_map_lookup(p), c80, "malloc(64) took an 80-byte block cached for the next class");
+    cr_assert_eq(hak_usable_size(p), 80u);
+    cr_assert_eq(t_cache[c80].count, before - 1);
+    cr_assert_null(t_cache[c64].head, "the borrowing class's list stays empty");
+    // An aligned request of the same class carves its own, aligned block.
+    void* q = hak_aligned_alloc(64, 64);
+    cr_assert_not_null(q);
+    cr_assert_eq(region_map_lookup(q), c64, "aligned_alloc(64, 64) must not borrow");
+    cr_assert_eq(reinterpret_cast<uintptr_t>(q) % 64, 0u);
+    uint32_t fresh = t_cache[c64].count + 1;  // the first refill: a sixteenth of the cap
+    cr_assert_leq(fresh * 64, 4096u, "at most 4 KiB of fresh blocks per refill");
+    hak_free(p);
+    hak_free(q);
+    cr_assert_eq(t_cache[c80].count, before, "the borrowed block came back to its own class's list");
+    cr_assert(tiny_heap_is_valid());
+    return nullptr;
+  };
+  cr_assert_eq(pthread_create(&t, nullptr, body, nullptr), 0);
+  cr_assert_eq(pthread_join(t, nullptr), 0);
+}
+
+Test(tiny_heap, fresh_blocks_come_at_most_4_kib_at_a_time) {
+  pthread_t t;
+  auto body = [](void*) -> void* {
+    const size_t n = 528;
+    const int cls = size_to_class(n);
+    static void* blocks[64];
+    // Only allocations: every refill of a new run's class carves fresh memory.
+    for (int i = 0; i < 64; ++i) {
+      blocks[i] = hak_malloc(n);
+      cr_assert_not_null(blocks[i]);
+      cr_assert_leq((t_cache[cls].count + 1) * class_to_size(cls), 4096u + class_to_size(cls),
+                    "refill %d carved %u blocks of %zu bytes", i, t_cache[cls].count + 1, class_to_size(cls));
+    }
+    for (int i = 0; i < 64; ++i) hak_free(blocks[i]);
+    return nullptr;
+  };
+  cr_assert_eq(pthread_create(&t, nullptr, body, nullptr), 0);
+  cr_assert_eq(pthread_join(t, nullptr), 0);
+}
