@@ -74,39 +74,8 @@ case "$rounds" in ''|*[!0-9]*|0) echo "bench_compare: --rounds needs a positive 
 
 # ---------------------------------------------------------------------------------------------
 # The allocators found on this machine.
-find_lib() {  # first existing library among the names given
-  local n d
-  for n in "$@"; do
-    for d in /usr/lib/x86_64-linux-gnu /usr/lib64 /usr/lib /usr/local/lib; do
-      [ -f "$d/$n" ] && { echo "$d/$n"; return 0; }
-    done
-    d=$(ldconfig -p 2>/dev/null | awk -v n="$n" '$1 == n { print $NF; exit }')
-    [ -n "$d" ] && [ -f "$d" ] && { echo "$d"; return 0; }
-  done
-  return 1
-}
-ALLOC_NAMES=() ALLOC_LIBS=()
-add_alloc() {  # name, library ('' = none)
-  if [ -n "$alloc_filter" ] && [[ ",$alloc_filter," != *",$1,"* ]]; then return; fi
-  ALLOC_NAMES+=("$1"); ALLOC_LIBS+=("$2")
-}
-hak_lib="$bin/libhakmem.so"
-if [ -f "$hak_lib" ] && nm -D --defined-only "$hak_lib" 2>/dev/null | grep -q ' T malloc$'; then
-  add_alloc hakmem "$hak_lib"
-else
-  echo "bench_compare: $hak_lib missing or not exporting malloc; hakmem left out" >&2
-fi
-add_alloc glibc ""
-lib=$(find_lib libmimalloc.so.2 libmimalloc.so) && add_alloc mimalloc "$lib"
-lib=$(find_lib libjemalloc.so.2 libjemalloc.so) && add_alloc jemalloc "$lib"
-lib=$(find_lib libtcmalloc_minimal.so.4 libtcmalloc.so.4) && add_alloc tcmalloc "$lib"
-for e in "${extras[@]}"; do
-  case "$e" in
-    ?*=?*) [ -f "${e#*=}" ] || { echo "bench_compare: --extra $e: no such library" >&2; exit 2; }
-           ALLOC_NAMES+=("${e%%=*}"); ALLOC_LIBS+=("$(cd "$(dirname "${e#*=}")" && pwd)/$(basename "${e#*=}")") ;;
-    *) echo "bench_compare: --extra needs NAME=LIBRARY" >&2; exit 2 ;;
-  esac
-done
+. "$root/scripts/allocators.sh"
+find_allocators bench_compare
 [ ${#ALLOC_NAMES[@]} -gt 0 ] || { echo "bench_compare: no allocator selected" >&2; exit 2; }
 
 for b in "${BENCHES[@]}"; do
