@@ -2,7 +2,7 @@
 # machine. find_allocators PROG fills ALLOC_NAMES, ALLOC_LIBS ('' = glibc, no preload) and
 # ALLOC_KINDS (hakmem, peer, extra) from the caller's $bin (out/release), $alloc_filter (the
 # --alloc list) and $extras (the --extra NAME=LIB arguments); PROG prefixes its messages.
-# A bad --extra exits 2.
+# A bad --extra exits 2. log_failed_run keeps a failed run's output in a log.
 
 find_lib() {  # first existing library among the names given
   local n d
@@ -41,4 +41,11 @@ find_allocators() {  # PROG
       *) echo "$prog: --extra needs NAME=LIBRARY" >&2; exit 2 ;;
     esac
   done
+}
+
+log_failed_run() {  # LOG LABEL RC COMMAND...: keeps the failed run's $tmp/out and $tmp/err in LOG
+  local log="$1" label="$2" rc="$3"
+  shift 3
+  { echo "command: $*"; echo "exit status: $rc"; echo "--- stdout"; cat "$tmp/out"; echo "--- stderr"; cat "$tmp/err"; } >"$log"
+  echo "  $label: FAILED (exit $rc), log $log" >&2
 }

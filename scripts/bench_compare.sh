@@ -135,9 +135,7 @@ run_one() {  # bench id, exe, args, metric, allocator index, round
   case "${rss:-}" in ''|*[!0-9]*) rss=$(awk '/^Peak RSS = / { print $4; exit }' "$tmp/out") ;; esac
   if [ $rc -ne 0 ] || [ -z "$value" ]; then
     status="FAIL(rc=$rc)"; value=""
-    local log="$dest/logs/${id}_${name}_r$r.log"
-    { echo "command: ${cmd[*]}"; echo "exit status: $rc"; echo "--- stdout"; cat "$tmp/out"; echo "--- stderr"; cat "$tmp/err"; } >"$log"
-    echo "  $id / $name round $r: FAILED (exit $rc), log $log" >&2
+    log_failed_run "$dest/logs/${id}_${name}_r$r.log" "$id / $name round $r" $rc "${cmd[@]}"
   fi
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$id" "$name" "$r" "$metric" "$value" "${rss:-}" "$status" >>"$raw"
 }

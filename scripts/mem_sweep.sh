@@ -96,9 +96,7 @@ run_one() {  # size, count, allocator index, round
   value=$(awk '/^Overhead = / { print $3; exit }' "$tmp/out")
   if [ $rc -ne 0 ] || [ -z "$value" ]; then
     status="FAIL(rc=$rc)"; value=""
-    local log="$dest/logs/mem_sweep_${size}_${name}_r$r.log"
-    { echo "command: ${cmd[*]}"; echo "exit status: $rc"; echo "--- stdout"; cat "$tmp/out"; echo "--- stderr"; cat "$tmp/err"; } >"$log"
-    echo "  size $size / $name round $r: FAILED (exit $rc), log $log" >&2
+    log_failed_run "$dest/logs/mem_sweep_${size}_${name}_r$r.log" "size $size / $name round $r" $rc "${cmd[@]}"
   fi
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$size" "$count" "$name" "${ALLOC_KINDS[$i]}" "$r" "$value" "$status" >>"$raw"
 }
