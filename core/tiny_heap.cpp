@@ -77,22 +77,63 @@ ThreadHeap* heap_new_locked() {
   return h;
 }
 
+// The heap that owns most of the blocks at the heads of this thread's TLS lists, or nullptr.
+// A thread that frees before its first refill is taking over blocks another thread made (a
+// worker replacing one that exited; Larson hands each lane to a new thread): with their
+// heap, its frees stay local and its new blocks come from the pages its data lives in.
+ThreadHeap* owner_of_cached_blocks() {
+  ThreadHeap* best = nullptr;
+  uint32_t best_votes = 0;
+  for (int c = 1; c <= kNumClasses; ++c) {
+    void* b = t_cache[c].head;
+    if (b == nullptr) continue;
+    ThreadHeap* o = slab_of_block(b)->owner;  // b's run has a block out: it stays assigned
+    if (o == nullptr || o == best) continue;
+    uint32_t votes = 0;
+    for (int d = c; d <= kNumClasses; ++d)
+      if (t_cache[d].head != nullptr && slab_of_block(t_cache[d].head)->owner == o) ++votes;
+    if (votes > best_votes) {
+      best = o;
+      best_votes = votes;
+    }
+  }
+  return best;
+}
+
+// Removes parked heap h from the cache list. Under g_heap_lock.
+void heap_unpark_locked(ThreadHeap* h) {
+  ThreadHeap** link = &g_heaps_cached;
+  while (*link != h) link = &(*link)->next_cached;
+  *link = h->next_cached;
+  --g_heaps_cached_count;
+  h->live.store(true, std::memory_order_relaxed);
+}
+
+// The heap the thread would rather have (owner_of_cached_blocks) while its thread is still
+// exiting, and how many more refills look whether it has been parked since.
+HAK_TLS ThreadHeap* t_wanted_heap;
+HAK_TLS uint32_t t_wanted_tries;
+constexpr uint32_t kWantedHeapTries = 4096;
+
 ThreadHeap* heap_get() {
   if (HAK_LIKELY(t_heap != nullptr)) return t_heap;
+  ThreadHeap* want = owner_of_cached_blocks();
   pthread_mutex_lock(&g_heap_lock);
-  ThreadHeap* h = g_heaps_cached;
-  if (h != nullptr) {
-    g_heaps_cached = h->next_cached;
-    --g_heaps_cached_count;
-  } else {
-    h = heap_new_locked();
+  ThreadHeap* h;
+  if (want != nullptr && !want->live.load(std::memory_order_relaxed)) {
+    h = want;
+    heap_unpark_locked(h);
+    want = nullptr;
+  } else if ((h = g_heaps_cached) != nullptr) {
+    heap_unpark_locked(h);
+  } else if ((h = heap_new_locked()) != nullptr) {
+    h->live.store(true, std::memory_order_relaxed);
   }
-  if (h != nullptr) {
-    h->live = true;
-    ++g_heaps_live;
-  }
+  if (h != nullptr) ++g_heaps_live;
   pthread_mutex_unlock(&g_heap_lock);
   t_heap = h;
+  t_wanted_heap = want;
+  t_wanted_tries = kWantedHeapTries;
   return h;
 }
 
@@ -347,15 +388,39 @@ void SlabRunList::remove(Slab* s) {
 
 namespace {
 
-// Parks heap h for the next new thread (its thread has exited).
-void heap_park(ThreadHeap* h) {
-  pthread_mutex_lock(&g_heap_lock);
-  h->live = false;
-  --g_heaps_live;
+void heap_park_locked(ThreadHeap* h) {
+  h->live.store(false, std::memory_order_relaxed);
   h->next_cached = g_heaps_cached;
   g_heaps_cached = h;
   ++g_heaps_cached_count;
+}
+
+// Parks heap h for the next new thread (its thread has exited).
+void heap_park(ThreadHeap* h) {
+  pthread_mutex_lock(&g_heap_lock);
+  --g_heaps_live;
+  heap_park_locked(h);
   pthread_mutex_unlock(&g_heap_lock);
+}
+
+// The heap this thread wanted at its first refill was still its exiting thread's: once that
+// thread has parked it, trade the heap taken meanwhile for it (that one is parked in turn,
+// its runs and pending frees intact, for the next new thread). Gives up after a few refills.
+ThreadHeap* heap_take_wanted(ThreadHeap* h) {
+  ThreadHeap* w = t_wanted_heap;
+  if (w->live.load(std::memory_order_relaxed)) {
+    if (--t_wanted_tries == 0) t_wanted_heap = nullptr;
+    return h;
+  }
+  t_wanted_heap = nullptr;
+  pthread_mutex_lock(&g_heap_lock);
+  if (!w->live.load(std::memory_order_relaxed)) {
+    heap_unpark_locked(w);
+    heap_park_locked(h);
+    t_heap = h = w;
+  }
+  pthread_mutex_unlock(&g_heap_lock);
+  return h;
 }
 
 // malloc on a thread whose exit hook already ran (another key's destructor, possibly in the
@@ -425,6 +490,7 @@ void* tiny_refill(int cls, bool may_borrow) {
     errno = ENOMEM;
     return nullptr;
   }
+  if (HAK_UNLIKELY(t_wanted_heap != nullptr)) h = heap_take_wanted(h);
   decay_tick();
   tc.cap = class_cache_cap(cls);  // back from a freer's cap (tiny_cache_overflow)
   // Batch: half the cap after an overflow (the thread frees this class too); a quarter when

@@ -19,7 +19,9 @@
 //
 // A ThreadHeap owns runs (lists per class). When its thread exits, the TLS lists are
 // flushed, emptied runs go back to the pool, and the heap with its part-used runs is kept
-// for the next new thread (remote frees to those runs keep arriving in their queues).
+// for the next new thread (remote frees to those runs keep arriving in their queues). A new
+// thread that has freed blocks before its first refill gets the parked heap that owns them
+// (at once, or when that heap's thread has finished exiting): heap_get in tiny_heap.cpp.
 #ifndef HAKMEM_TINY_HEAP_H
 #define HAKMEM_TINY_HEAP_H
 
@@ -59,7 +61,7 @@ struct ThreadHeap {
   std::atomic<Slab*> pending;
   ThreadHeap* next_all;                // every heap (never unlinked)
   ThreadHeap* next_cached;             // cache of exited threads' heaps
-  bool live;                           // a thread is using it
+  std::atomic<bool> live;              // a thread is using it (written under the heap lock)
 };
 
 // Pops the first block of a non-empty TLS list, checking the link it follows.

@@ -10,6 +10,9 @@
 #include <criterion/redirect.h>
 
 #include <pthread.h>
+#include <sched.h>
+
+#include <atomic>
 
 #include "hakmem.h"
 #include "tiny_heap.h"
@@ -322,4 +325,95 @@ Test(tiny_heap, fresh_blocks_come_at_most_4_kib_at_a_time) {
   };
   cr_assert_eq(pthread_create(&t, nullptr, body, nullptr), 0);
   cr_assert_eq(pthread_join(t, nullptr), 0);
+}
+
+namespace {
+// Handoff: a thread allocates blocks and exits (or waits to be told to); a new thread frees
+// them first, then allocates.
+struct Handoff {
+  static constexpr int kBlocks = 64;
+  static constexpr size_t kSize = 208;  // a class no other test here allocates
+  void* blocks[kBlocks];
+  ThreadHeap* maker_heap;
+  std::atomic<bool> made{false};       // the maker has made its blocks
+  std::atomic<bool> maker_may_exit{false};
+  std::atomic<bool> took{false};       // the taker has its first heap
+  std::atomic<bool> taker_may_go_on{false};
+  ThreadHeap* first_heap;
+  ThreadHeap* heap_after_refills;
+};
+
+void* make_blocks(void* arg) {
+  auto* h = static_cast<Handoff*>(arg);
+  for (void*& b : h->blocks) cr_assert_not_null(b = hak_malloc(Handoff::kSize));
+  h->maker_heap = tiny_current_heap();
+  h->made.store(true);
+  while (!h->maker_may_exit.load()) sched_yield();
+  return nullptr;
+}
+
+// Takes a heap while the maker holds its own, and parks it after the maker's.
+void* park_another_heap(void* arg) {
+  auto* go = static_cast<std::atomic<int>*>(arg);
+  hak_free(hak_malloc(96));
+  go->store(1);
+  while (go->load() < 2) sched_yield();
+  return nullptr;
+}
+
+// Frees the maker's blocks, allocates another class (first refill: heap_get), then, once
+// the maker has exited, keeps refilling a third class.
+void* take_over(void* arg) {
+  auto* h = static_cast<Handoff*>(arg);
+  for (void* b : h->blocks) hak_free(b);
+  void* p = hak_malloc(1000);
+  h->first_heap = tiny_current_heap();
+  hak_free(p);
+  h->took.store(true);
+  while (!h->taker_may_go_on.load()) sched_yield();
+  static void* more[2048];
+  for (void*& q : more) q = hak_malloc(40);  // a refill every few mallocs
+  h->heap_after_refills = tiny_current_heap();
+  for (void* q : more) hak_free(q);
+  cr_assert(tiny_heap_is_valid());
+  return nullptr;
+}
+}  // namespace
+
+Test(tiny_heap, a_thread_that_frees_an_exited_threads_blocks_takes_that_threads_heap) {
+  auto* h = new Handoff;
+  pthread_t maker, other, taker;
+  cr_assert_eq(pthread_create(&maker, nullptr, make_blocks, h), 0);
+  while (!h->made.load()) sched_yield();
+  // Another heap, parked after the maker's: the cache would hand that one out first.
+  std::atomic<int> go{0};
+  cr_assert_eq(pthread_create(&other, nullptr, park_another_heap, &go), 0);
+  while (go.load() < 1) sched_yield();
+  h->maker_may_exit.store(true);
+  cr_assert_eq(pthread_join(maker, nullptr), 0);
+  go.store(2);
+  cr_assert_eq(pthread_join(other, nullptr), 0);
+  h->taker_may_go_on.store(true);
+  cr_assert_eq(pthread_create(&taker, nullptr, take_over, h), 0);
+  cr_assert_eq(pthread_join(taker, nullptr), 0);
+  cr_assert_eq(h->first_heap, h->maker_heap, "the new thread took heap %p, not the maker's %p",
+               static_cast<void*>(h->first_heap), static_cast<void*>(h->maker_heap));
+  delete h;
+}
+
+Test(tiny_heap, a_thread_that_took_over_blocks_of_a_live_thread_switches_to_its_heap_once_it_exits) {
+  auto* h = new Handoff;
+  pthread_t maker, taker;
+  cr_assert_eq(pthread_create(&maker, nullptr, make_blocks, h), 0);
+  while (!h->made.load()) sched_yield();
+  cr_assert_eq(pthread_create(&taker, nullptr, take_over, h), 0);
+  while (!h->took.load()) sched_yield();
+  cr_assert_neq(h->first_heap, h->maker_heap, "the maker's heap was still in use");
+  h->maker_may_exit.store(true);
+  cr_assert_eq(pthread_join(maker, nullptr), 0);  // parked now
+  h->taker_may_go_on.store(true);
+  cr_assert_eq(pthread_join(taker, nullptr), 0);
+  cr_assert_eq(h->heap_after_refills, h->maker_heap, "after the maker exited the taker kept heap %p, not %p",
+               static_cast<void*>(h->heap_after_refills), static_cast<void*>(h->maker_heap));
+  delete h;
 }
