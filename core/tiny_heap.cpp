@@ -457,17 +457,19 @@ void* alloc_after_exit(int cls) {
   return p;
 }
 
-// A block from the TLS cache of class cls + 1 or cls + 2, or nullptr: only a class of the same
-// tier at most max(32 bytes, 1/16) larger, so only up to 4 KiB (classes above are 1/8 apart),
-// and only from a list holding more than a quarter of its cap. A list of a class the thread
-// only allocates holds at most its last batch, a quarter of the cap (tiny_refill): taking
-// from it would only make that class miss sooner, and the borrowing class miss again at its
-// next malloc (a producer thread: xthread_p1 -25 % when any list could lend).
+// A block from the TLS cache of one of the next four classes, or nullptr: only a class of the
+// same tier at most max(32 bytes, 1/8) larger (so two classes up to 256 B, four from 512 B; one
+// above 4 KiB, where classes are 1/8 apart), and only from a list holding more than a quarter
+// of its cap. A list of a class the thread only allocates holds at most its last batch, a
+// quarter of the cap (tiny_refill): taking from it would only make that class miss sooner, and
+// the borrowing class miss again at its next malloc (a producer thread: xthread_p1 -25 % when
+// any list could lend). The bounds: docs/BENCHMARKS.md, "Size classes" (two classes and 1/16
+// held random_mixed's peak RSS 1-2 % above mimalloc's; these put it 1 % below, and carve less).
 // free() files the block under its own class by the region map, as always. Not for aligned
 // requests: they ask for a class by its size's alignment (tiny_refill's may_borrow).
 void* borrow_neighbour(int cls) {
-  size_t own = class_to_size(cls), limit = own + (own / 16 > 32 ? own / 16 : 32);
-  for (int n = cls + 1; n <= cls + 2 && n <= kNumClasses && class_is_mid(n) == class_is_mid(cls); ++n) {
+  size_t own = class_to_size(cls), limit = own + (own / 8 > 32 ? own / 8 : 32);
+  for (int n = cls + 1; n <= cls + 4 && n <= kNumClasses && class_is_mid(n) == class_is_mid(cls); ++n) {
     if (class_to_size(n) > limit) break;
     if (t_cache[n].count > t_cache[n].cap / 4) return tiny_cache_pop(t_cache[n], n);
   }
@@ -531,8 +533,8 @@ void* tiny_refill(int cls, bool may_borrow) {
       }
     }
     if (s->free == nullptr && !run_exhausted(s)) {
-      // Fresh memory would be carved: a block cached for one of the next two classes serves
-      // the request instead (at most 32 bytes more below 1 KiB), so a class at its high-water
+      // Fresh memory would be carved: a block cached for one of the next four classes serves
+      // the request instead (at most 32 bytes or 1/8 more), so a class at its high-water
       // mark does not grow while its neighbours hold spare blocks (random_mixed's peak RSS:
       // docs/BENCHMARKS.md, "Size classes").
       if (may_borrow)

@@ -7,8 +7,9 @@
 //   tiny_refill(cls)  ── heap avail list: take a batch from the head run's free list, else
 //                        its remote queue, else the heap's pending remote frees, else a run
 //                        just behind it with a free list; before carving fresh blocks
-//                        (≤ 4 KiB at a time), a block cached for the next or second-next
-//                        class if may_borrow (not for aligned requests)
+//                        (≤ 4 KiB at a time), a block cached for one of the next four
+//                        classes (≤ 32 B or 1/8 larger) if may_borrow (not for aligned
+//                        requests)
 //                     ── heap full list: drain runs' remote queues
 //                     ── shared_pool_acquire (staged; shared_pool.h)
 // Batch and cap follow how the thread uses the class (tiny_heap.cpp): a thread that only frees

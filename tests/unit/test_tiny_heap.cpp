@@ -267,8 +267,8 @@ Test(tiny_heap, a_thread_that_only_frees_a_class_flushes_it_all_and_caches_less)
   }
 }
 
-// A miss that would carve fresh blocks takes a block cached for the next or second-next class
-// instead, if that list holds more than a quarter of its cap; an aligned request never does
+// A miss that would carve fresh blocks takes a block cached for one of the next four classes
+// (at most 32 bytes or 1/8 larger) instead, if that list holds more than a quarter of its cap; an aligned request never does
 // (it picked its class for the class's alignment); fresh blocks come at most 4 KiB at a time.
 Test(tiny_heap, a_miss_borrows_from_a_neighbour_with_spare_blocks_but_not_for_aligned_requests) {
   pthread_t t;
@@ -300,6 +300,42 @@ Test(tiny_heap, a_miss_borrows_from_a_neighbour_with_spare_blocks_but_not_for_al
     hak_free(p);
     hak_free(q);
     cr_assert_eq(t_cache[c80].count, before, "the borrowed block came back to its own class's list");
+    cr_assert(tiny_heap_is_valid());
+    return nullptr;
+  };
+  cr_assert_eq(pthread_create(&t, nullptr, body, nullptr), 0);
+  cr_assert_eq(pthread_join(t, nullptr), 0);
+}
+
+// The borrowing window: up to four classes, at most max(32 bytes, 1/8) larger.
+Test(tiny_heap, a_miss_borrows_only_within_32_bytes_or_an_eighth) {
+  pthread_t t;
+  auto body = [](void*) -> void* {
+    static void* blocks[512];
+    // Caches spare blocks of n bytes (more than a quarter of the class's cap).
+    auto cache_spare = [](size_t n) {
+      int c = size_to_class(n);
+      uint32_t spare = class_cache_cap(c) / 4 + 8;
+      cr_assert_lt(spare, 512u);
+      for (uint32_t i = 0; i < spare; ++i) blocks[i] = hak_malloc(n);
+      for (uint32_t i = 0; i < spare; ++i) hak_free(blocks[i]);
+      cr_assert_geq(t_cache[c].count, spare);
+    };
+    // 512 B may take 576 B (four classes up, 1/8 larger).
+    cache_spare(576);
+    void* p = hak_malloc(512);
+    cr_assert_eq(hak_usable_size(p), 576u, "malloc(512) took a %zu-byte block", hak_usable_size(p));
+    // 48 B may not take 96 B (48 bytes more: over max(32, 48/8)); it carves its own.
+    cache_spare(96);
+    void* q = hak_malloc(48);
+    cr_assert_eq(hak_usable_size(q), 48u, "malloc(48) took a %zu-byte block", hak_usable_size(q));
+    // 1024 B (Tiny) never takes a Mid block, though 1056 B is within 1/8.
+    cache_spare(1056);
+    void* r = hak_malloc(1024);
+    cr_assert_eq(hak_usable_size(r), 1024u, "malloc(1024) took a %zu-byte block", hak_usable_size(r));
+    hak_free(p);
+    hak_free(q);
+    hak_free(r);
     cr_assert(tiny_heap_is_valid());
     return nullptr;
   };
