@@ -405,7 +405,8 @@ void heap_park(ThreadHeap* h) {
 
 // The heap this thread wanted at its first refill was still its exiting thread's: once that
 // thread has parked it, trade the heap taken meanwhile for it (that one is parked in turn,
-// its runs and pending frees intact, for the next new thread). Gives up after a few refills.
+// its runs and pending frees intact, for the next new thread). Gives up after
+// kWantedHeapTries refills.
 ThreadHeap* heap_take_wanted(ThreadHeap* h) {
   ThreadHeap* w = t_wanted_heap;
   if (w->live.load(std::memory_order_relaxed)) {
