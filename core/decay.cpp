@@ -50,6 +50,7 @@ bool heap_check_all() {
 bool decay_run(uint64_t now_ns) {
   bool released = large_decay(now_ns);
   released |= tiny_decay();
+  released |= shared_pool_decay();
   released |= shared_pool_decommit_free_slots();
   released |= arena_decay();
   return released;

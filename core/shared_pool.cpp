@@ -15,6 +15,9 @@ namespace {
 
 TaggedStack<Slab, &Slab::next> g_empty_runs[kNumClasses + 1];      // stage 1
 std::atomic<int> g_empty_count[kNumClasses + 1];
+// Set when a class's stack is pushed or popped; shared_pool_decay clears it, and releases
+// the runs of a stack nobody touched for a whole decay period.
+std::atomic<bool> g_empty_touched[kNumClasses + 1];
 TaggedStack<SuperSlab, &SuperSlab::next_partial> g_partial;         // stage 2
 std::atomic<SuperSlab*> g_current{nullptr};                         // stage 3
 std::atomic<SuperSlab*> g_hot_empty{nullptr};                       // hysteresis
@@ -121,6 +124,7 @@ Slab* shared_pool_acquire(int cls, ThreadHeap* owner) {
   // Stage 1: an empty run of this class.
   if (Slab* s = g_empty_runs[cls].pop()) {
     g_empty_count[cls].fetch_sub(1, std::memory_order_relaxed);
+    g_empty_touched[cls].store(true, std::memory_order_relaxed);
     slab_run_reset(s, owner);
     return s;
   }
@@ -140,6 +144,7 @@ void shared_pool_release(Slab* s) {
   if (g_empty_count[cls].fetch_add(1, std::memory_order_relaxed) < kEmptyRunsPerClass) {
     s->owner = nullptr;
     g_empty_runs[cls].push(s);
+    g_empty_touched[cls].store(true, std::memory_order_relaxed);
     return;
   }
   g_empty_count[cls].fetch_sub(1, std::memory_order_relaxed);
@@ -157,6 +162,20 @@ bool shared_pool_decommit_free_slots() {
     superslab_decommit_slots(ss, mine);
     slots_returned(ss, superslab_unclaim_bits(ss, mine));
     released = true;
+  }
+  return released;
+}
+
+bool shared_pool_decay() {
+  bool released = false;
+  for (int c = 1; c <= kNumClasses; ++c) {
+    if (g_empty_count[c].load(std::memory_order_relaxed) <= 0) continue;
+    if (g_empty_touched[c].exchange(false, std::memory_order_relaxed)) continue;
+    while (Slab* s = g_empty_runs[c].pop()) {
+      g_empty_count[c].fetch_sub(1, std::memory_order_relaxed);
+      release_slots(s);
+      released = true;
+    }
   }
   return released;
 }

@@ -35,6 +35,12 @@ bool shared_pool_trim();
 // Decommits the pages of slots released since the last call (decay; see hak_decay_tick).
 bool shared_pool_decommit_free_slots();
 
+// Decay pass: releases the empty runs cached for a class whose stage-1 stack was neither
+// pushed nor popped since the previous pass (a run waits there 1–2 decay periods before its
+// slots go back; shared_pool_decommit_free_slots then drops their pages). Returns true if a run
+// was released.
+bool shared_pool_decay();
+
 // Runs per class kept in stage 1.
 inline constexpr int kEmptyRunsPerClass = 2;
 

@@ -29,6 +29,9 @@ HAK_TLS bool t_exited;  // tiny_thread_exit ran: frees go straight back, nothing
 // blocks other threads made); two refills in a row, that it allocates more than it frees.
 enum : uint8_t { kSlowNone = 0, kSlowRefill = 1, kSlowOverflow = 2 };
 HAK_TLS uint8_t t_last_slow[kNumClasses + 1];
+// Classes this thread refilled since its last decay pass (bit per class id): a class's last
+// empty run is kept for the next refill (run_became_empty), but not past a pass without one.
+HAK_TLS uint64_t t_refilled[(kNumClasses + 64) / 64];
 
 // Fresh blocks carved from a run per refill, in bytes (at least 4 blocks): see take_batch.
 constexpr size_t kCarveBytes = 4096;
@@ -494,6 +497,7 @@ void* tiny_refill(int cls, bool may_borrow) {
     return nullptr;
   }
   if (HAK_UNLIKELY(t_wanted_heap != nullptr)) h = heap_take_wanted(h);
+  t_refilled[cls >> 6] |= uint64_t(1) << (cls & 63);
   decay_tick();
   tc.cap = class_cache_cap(cls);  // back from a freer's cap (tiny_cache_overflow)
   // Batch: half the cap after an overflow (the thread frees this class too); a quarter when
@@ -636,7 +640,17 @@ bool tiny_decay() {
   // A few hundred cached blocks can pin as many otherwise empty runs (blocks freed in an
   // order that spreads them over runs): once per period, this thread's caches go back.
   tiny_flush_current_thread();
-  if (ThreadHeap* h = t_heap) released = drain_pending(h, true);
+  if (ThreadHeap* h = t_heap) {
+    released = drain_pending(h, true);
+    // The empty run kept as a class's last one goes back when the class was not refilled
+    // since the previous pass (the pool caches it for a period more: shared_pool_decay).
+    for (int c = 1; c <= kNumClasses; ++c) {
+      Slab* s = h->avail[c].head;
+      if (s != nullptr && s->next == nullptr && s->used == 0 && !((t_refilled[c >> 6] >> (c & 63)) & 1))
+        released |= run_became_empty(h, s, false);
+    }
+  }
+  for (uint64_t& w : t_refilled) w = 0;
   // Heaps of exited threads: their runs keep receiving remote frees that nobody drains.
   if (pthread_mutex_trylock(&g_heap_lock) == 0) {
     for (ThreadHeap* h = g_heaps_cached; h != nullptr; h = h->next_cached) released |= heap_collect(h);

@@ -99,8 +99,10 @@ bool tiny_trim_current_thread();
 // Drains and releases what the heaps of exited threads hold. Returns true if a run was released.
 bool tiny_trim_cached_heaps();
 
-// Decay pass (decay.h): drains the calling thread's pending remote frees and collects the
-// heaps of exited threads (if their lock is free). Returns true if a run was released.
+// Decay pass (decay.h): flushes the calling thread's TLS lists, drains its pending remote
+// frees, releases the empty runs its heap kept for classes it did not refill since its
+// previous pass, and collects the heaps of exited threads (if their lock is free). Returns
+// true if a run was released.
 bool tiny_decay();
 
 // Thread exit (pthread key destructor): flush everything, hand the heap back.

@@ -157,6 +157,40 @@ Test(memory_return, released_after_a_delay_without_trim, .timeout = 120) {
                 "delay", now / MiB, ms, start / MiB);
 }
 
+// Every size class used a little, then left alone while the program keeps allocating one
+// other size (slow paths run, so decay does): the run each class kept for its next malloc and
+// the runs the pool cached go back within a few seconds, without malloc_trim.
+Test(memory_return, classes_left_alone_give_their_runs_back_without_trim, .timeout = 120) {
+  free(malloc(16));
+  malloc_trim(0);
+  const size_t start = rss_bytes();
+  enum { SIZES = 2048, EACH = 2 };  // 16 B to 32 KiB in 16-byte steps: every class
+  static void* blocks[SIZES * EACH];
+  for (size_t i = 0; i < SIZES * EACH; i++) {
+    size_t n = 16 * (1 + i / EACH);
+    blocks[i] = malloc(n);
+    cr_assert_not_null(blocks[i]);
+    memset(blocks[i], 0x33, n);
+  }
+  const size_t peak = rss_bytes();
+  for (void* p : blocks) free(p);
+  const size_t freed = rss_bytes();
+  const size_t slack = 4 * MiB;
+  static void* q[1000];
+  size_t now = freed;
+  int ms = 0;
+  for (; ms < 5000 && now > start + slack; ms++) {
+    usleep(1000);
+    for (void*& p : q) escape(p = malloc(64));  // more than a TLS list holds: refills, flushes
+    for (void* p : q) free(p);
+    if (ms % 10 == 0) now = rss_bytes();
+  }
+  report("classes left alone", Phase{start, peak, freed, now});
+  if (!linked_with_hakmem()) return;  // the bound below is hakmem's promise, not every allocator's
+  cr_assert_leq(now, start + slack, "every class used and left alone: RSS still %zu MiB after %d ms of other "
+                "activity (start %zu MiB, peak %zu MiB)", now / MiB, ms, start / MiB, peak / MiB);
+}
+
 // Blocks of a few sizes interleaved, most freed, a few survivors scattered over the heap:
 // trimming must still give back the pages around them (no "one live block pins a GiB").
 Test(memory_return, scattered_survivors, .timeout = 240) {

@@ -315,3 +315,40 @@ Test(shared_pool, concurrent_acquire_and_release_never_share_a_run) {
   cr_assert_eq(g_errors.load(), 0, "%s", g_error_msg);
   cr_assert(shared_pool_is_valid());
 }
+
+// The decay clock (decay.cpp): set far ahead, no pass of the allocator's own runs meanwhile.
+namespace hak::detail {
+extern std::atomic<uint64_t> g_next_decay_ns;
+}
+
+// Decay: a class's cached empty runs go back once a whole pass went by without a push or pop
+// of its stack; a stack in use keeps them.
+Test(shared_pool, decay_releases_the_cached_runs_of_a_class_left_alone_for_a_period) {
+  hak::detail::g_next_decay_ns.store(UINT64_MAX);
+  shared_pool_trim();
+  Slab* runs[kEmptyRunsPerClass];
+  for (auto& r : runs) r = acq(kC, &g_owner_a);
+  Slab* other = acq(kD, &g_owner_a);
+  for (auto& r : runs) shared_pool_release(r);
+  shared_pool_release(other);
+  cr_assert_eq(stats().empty_runs_cached, uint64_t(kEmptyRunsPerClass + 1));
+  // First pass: both stacks were just pushed; nothing goes.
+  shared_pool_decay();
+  cr_assert_eq(stats().empty_runs_cached, uint64_t(kEmptyRunsPerClass + 1), "a run released in this period was released at once");
+  // Class kD is used in the next period, class kC is not.
+  Slab* d = acq(kD, &g_owner_b);
+  cr_assert_eq(d, other);
+  shared_pool_release(d);
+  cr_assert(shared_pool_decay(), "the second pass releases class %d's idle runs", kC);
+  cr_assert_eq(stats().empty_runs_cached, 1u, "class %d's run stays: its stack was used", kD);
+  for (Slab* r : runs) {
+    SuperSlab* ss = superslab_of_slab(r);
+    cr_assert_eq(region_map_lookup(slab_data_start(ss, slot(r))), kRegionFreeSlab, "its slot is unassigned");
+    cr_assert((free_mask(ss) >> slot(r)) & 1, "its slot is free again");
+  }
+  // A third pass with no use: kD's run goes too.
+  cr_assert(shared_pool_decay());
+  cr_assert_eq(stats().empty_runs_cached, 0u);
+  cr_assert_not(shared_pool_decay(), "nothing left to release");
+  cr_assert(shared_pool_is_valid());
+}

@@ -453,3 +453,39 @@ Test(tiny_heap, a_thread_that_took_over_blocks_of_a_live_thread_switches_to_its_
                static_cast<void*>(h->heap_after_refills), static_cast<void*>(h->maker_heap));
   delete h;
 }
+
+// The decay clock (decay.cpp): set far ahead, so that only the test's own passes run.
+namespace hak::detail {
+extern std::atomic<uint64_t> g_next_decay_ns;
+}
+
+// A class's last empty run stays with the heap for the next refill, but a decay pass releases
+// it when the class was not refilled since the pass before.
+Test(tiny_heap, decay_releases_the_kept_empty_run_of_a_class_not_refilled_since_the_last_pass) {
+  hak::detail::g_next_decay_ns.store(UINT64_MAX);
+  pthread_t t;
+  auto body = [](void*) -> void* {
+    const size_t n = 1500;  // a Mid class no other step of this thread uses
+    const int cls = size_to_class(n);
+    static void* blocks[32];
+    for (void*& b : blocks) cr_assert_not_null(b = hak_malloc(n));
+    for (void* b : blocks) hak_free(b);
+    empty_list(cls);
+    ThreadHeap* h = tiny_current_heap();
+    Slab* s = h->avail[cls].head;
+    cr_assert_not_null(s, "the class's emptied run is kept as its last");
+    cr_assert_eq(s->used, 0u);
+    tiny_decay();  // refilled in this period: kept
+    cr_assert_eq(h->avail[cls].head, s, "a pass right after a refill released the run");
+    tiny_decay();  // no refill since: released
+    cr_assert_null(h->avail[cls].head, "the run of a class idle for a whole period is still kept");
+    cr_assert(tiny_heap_is_valid());
+    // The class still works, from the pool's cached run or a new one.
+    void* p = hak_malloc(n);
+    cr_assert_not_null(p);
+    hak_free(p);
+    return nullptr;
+  };
+  cr_assert_eq(pthread_create(&t, nullptr, body, nullptr), 0);
+  cr_assert_eq(pthread_join(t, nullptr), 0);
+}
