@@ -118,6 +118,17 @@ void release_slots(Slab* s) {
   slots_returned(ss, superslab_unclaim(ss, idx, k));
 }
 
+// Gives class c's cached empty runs back to their SuperSlabs; true if there were any.
+bool release_cached_runs(int c) {
+  bool released = false;
+  while (Slab* s = g_empty_runs[c].pop()) {
+    g_empty_count[c].fetch_sub(1, std::memory_order_relaxed);
+    release_slots(s);
+    released = true;
+  }
+  return released;
+}
+
 }  // namespace
 
 Slab* shared_pool_acquire(int cls, ThreadHeap* owner) {
@@ -171,11 +182,7 @@ bool shared_pool_decay() {
   for (int c = 1; c <= kNumClasses; ++c) {
     if (g_empty_count[c].load(std::memory_order_relaxed) <= 0) continue;
     if (g_empty_touched[c].exchange(false, std::memory_order_relaxed)) continue;
-    while (Slab* s = g_empty_runs[c].pop()) {
-      g_empty_count[c].fetch_sub(1, std::memory_order_relaxed);
-      release_slots(s);
-      released = true;
-    }
+    released |= release_cached_runs(c);
   }
   return released;
 }
@@ -183,13 +190,7 @@ bool shared_pool_decay() {
 bool shared_pool_trim() {
   bool released = false;
   g_hot_empty.store(nullptr, std::memory_order_release);  // everything all-free goes now
-  for (int c = 1; c <= kNumClasses; ++c) {
-    while (Slab* s = g_empty_runs[c].pop()) {
-      g_empty_count[c].fetch_sub(1, std::memory_order_relaxed);
-      release_slots(s);
-      released = true;
-    }
-  }
+  for (int c = 1; c <= kNumClasses; ++c) released |= release_cached_runs(c);
   released |= shared_pool_decommit_free_slots();
   for (SuperSlab* ss = superslab_list_head(); ss != nullptr; ss = ss->next_all) {
     if (try_retire(ss)) released = true;
