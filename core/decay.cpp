@@ -27,13 +27,25 @@ void debug_check_tick() {
   t_checking = false;
 }
 
+// Passes run so far; a thread that has not seen the latest runs its own part of it.
+std::atomic<uint64_t> g_decay_passes{0};
+HAK_TLS uint64_t t_passes_seen;
+
 void decay_check_clock() {
+  // Another thread ran a pass since this one last looked: this thread's caches and heap are
+  // its own to decay (owner-only state), so it does that part now.
+  uint64_t passes = g_decay_passes.load(std::memory_order_relaxed);
+  if (passes != t_passes_seen) {
+    t_passes_seen = passes;
+    tiny_decay_thread();
+  }
   uint64_t now = os_now_ns();
   uint64_t next = g_next_decay_ns.load(std::memory_order_relaxed);
   if (now < next) return;
   // One thread per period does the work.
   if (!g_next_decay_ns.compare_exchange_strong(next, now + kDecayPeriodNs, std::memory_order_relaxed)) return;
   if (next == 0) return;  // first call: just start the clock
+  t_passes_seen = g_decay_passes.fetch_add(1, std::memory_order_relaxed) + 1;
   decay_run(now);
 }
 

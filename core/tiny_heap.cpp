@@ -635,7 +635,7 @@ bool tiny_trim_current_thread() {
   return t_heap != nullptr && heap_collect(t_heap);
 }
 
-bool tiny_decay() {
+bool tiny_decay_thread() {
   bool released = false;
   // A few hundred cached blocks can pin as many otherwise empty runs (blocks freed in an
   // order that spreads them over runs): once per period, this thread's caches go back.
@@ -651,6 +651,11 @@ bool tiny_decay() {
     }
   }
   for (uint64_t& w : t_refilled) w = 0;
+  return released;
+}
+
+bool tiny_decay() {
+  bool released = tiny_decay_thread();
   // Heaps of exited threads: their runs keep receiving remote frees that nobody drains.
   if (pthread_mutex_trylock(&g_heap_lock) == 0) {
     for (ThreadHeap* h = g_heaps_cached; h != nullptr; h = h->next_cached) released |= heap_collect(h);

@@ -99,10 +99,13 @@ bool tiny_trim_current_thread();
 // Drains and releases what the heaps of exited threads hold. Returns true if a run was released.
 bool tiny_trim_cached_heaps();
 
-// Decay pass (decay.h): flushes the calling thread's TLS lists, drains its pending remote
-// frees, releases the empty runs its heap kept for classes it did not refill since its
-// previous pass, and collects the heaps of exited threads (if their lock is free). Returns
-// true if a run was released.
+// The calling thread's part of a decay pass (decay.h): flushes its TLS lists, drains its
+// pending remote frees, and releases the empty runs its heap kept for classes it did not
+// refill since its previous pass. Every thread runs it within 16 slow-path calls after each
+// pass (decay_tick). Returns true if a run was released.
+bool tiny_decay_thread();
+// Decay pass of the thread that runs it: tiny_decay_thread, then the heaps of exited threads
+// are collected (if their lock is free). Returns true if a run was released.
 bool tiny_decay();
 
 // Thread exit (pthread key destructor): flush everything, hand the heap back.

@@ -457,6 +457,7 @@ Test(tiny_heap, a_thread_that_took_over_blocks_of_a_live_thread_switches_to_its_
 // The decay clock (decay.cpp): set far ahead, so that only the test's own passes run.
 namespace hak::detail {
 extern std::atomic<uint64_t> g_next_decay_ns;
+extern std::atomic<uint64_t> g_decay_passes;  // passes run so far, by any thread
 }
 
 // A class's last empty run stays with the heap for the next refill, but a decay pass releases
@@ -484,6 +485,41 @@ Test(tiny_heap, decay_releases_the_kept_empty_run_of_a_class_not_refilled_since_
     void* p = hak_malloc(n);
     cr_assert_not_null(p);
     hak_free(p);
+    return nullptr;
+  };
+  cr_assert_eq(pthread_create(&t, nullptr, body, nullptr), 0);
+  cr_assert_eq(pthread_join(t, nullptr), 0);
+}
+
+// Every thread does its own part of a decay pass (its heap is owner-only) at a slow path soon
+// after another thread ran the pass: its idle classes' kept runs go back too.
+Test(tiny_heap, a_thread_decays_its_own_heap_after_another_thread_ran_a_pass) {
+  hak::detail::g_next_decay_ns.store(UINT64_MAX);  // passes only as the test says
+  pthread_t t;
+  auto body = [](void*) -> void* {
+    const size_t idle = 1800, busy = 64;
+    const int cls = size_to_class(idle);
+    static void* blocks[1024];
+    for (int i = 0; i < 16; ++i) cr_assert_not_null(blocks[i] = hak_malloc(idle));
+    for (int i = 0; i < 16; ++i) hak_free(blocks[i]);
+    empty_list(cls);
+    ThreadHeap* h = tiny_current_heap();
+    Slab* s = h->avail[cls].head;
+    cr_assert_not_null(s, "the class's emptied run is kept as its last");
+    // Slow paths of another class: refills and overflows, each a decay_tick.
+    auto churn = [] {
+      for (int r = 0; r < 8; ++r) {
+        for (void*& b : blocks) b = hak_malloc(busy);
+        for (void* b : blocks) hak_free(b);
+      }
+    };
+    hak::detail::g_decay_passes.fetch_add(1);  // a pass by "another thread"
+    churn();  // this thread's part: the idle class was refilled since its last part, kept
+    cr_assert_eq(h->avail[cls].head, s, "released although refilled in this period");
+    hak::detail::g_decay_passes.fetch_add(1);
+    churn();  // not refilled since: released
+    cr_assert_null(h->avail[cls].head, "the thread did not decay its own heap after a pass it did not run");
+    cr_assert(tiny_heap_is_valid());
     return nullptr;
   };
   cr_assert_eq(pthread_create(&t, nullptr, body, nullptr), 0);
