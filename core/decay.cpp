@@ -32,6 +32,17 @@ std::atomic<uint64_t> g_decay_passes{0};
 HAK_TLS uint64_t t_passes_seen;
 
 void decay_check_clock() {
+  uint64_t now = os_now_ns();
+  uint64_t next = g_next_decay_ns.load(std::memory_order_relaxed);
+  // One thread per period does the work (the first call only starts the clock). Its own part
+  // is in the pass, so it does not do it again below.
+  if (now >= next &&
+      g_next_decay_ns.compare_exchange_strong(next, now + kDecayPeriodNs, std::memory_order_relaxed) &&
+      next != 0) {
+    t_passes_seen = g_decay_passes.fetch_add(1, std::memory_order_relaxed) + 1;
+    decay_run(now);
+    return;
+  }
   // Another thread ran a pass since this one last looked: this thread's caches and heap are
   // its own to decay (owner-only state), so it does that part now.
   uint64_t passes = g_decay_passes.load(std::memory_order_relaxed);
@@ -39,14 +50,6 @@ void decay_check_clock() {
     t_passes_seen = passes;
     tiny_decay_thread();
   }
-  uint64_t now = os_now_ns();
-  uint64_t next = g_next_decay_ns.load(std::memory_order_relaxed);
-  if (now < next) return;
-  // One thread per period does the work.
-  if (!g_next_decay_ns.compare_exchange_strong(next, now + kDecayPeriodNs, std::memory_order_relaxed)) return;
-  if (next == 0) return;  // first call: just start the clock
-  t_passes_seen = g_decay_passes.fetch_add(1, std::memory_order_relaxed) + 1;
-  decay_run(now);
 }
 
 }  // namespace detail
