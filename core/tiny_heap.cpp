@@ -85,22 +85,25 @@ ThreadHeap* heap_new_locked() {
 // worker replacing one that exited; Larson hands each lane to a new thread): with their
 // heap, its frees stay local and its new blocks come from the pages its data lives in.
 ThreadHeap* owner_of_cached_blocks() {
-  ThreadHeap* best = nullptr;
-  uint32_t best_votes = 0;
+  // One pass over the list heads, counting up to 8 distinct owners (a thread rarely holds
+  // blocks of more than a couple of heaps here); owners beyond those are not counted.
+  ThreadHeap* owners[8];
+  uint32_t votes[8], n = 0, best = 0;
   for (int c = 1; c <= kNumClasses; ++c) {
     void* b = t_cache[c].head;
     if (b == nullptr) continue;
     ThreadHeap* o = slab_of_block(b)->owner;  // b's run has a block out: it stays assigned
-    if (o == nullptr || o == best) continue;
-    uint32_t votes = 0;
-    for (int d = c; d <= kNumClasses; ++d)
-      if (t_cache[d].head != nullptr && slab_of_block(t_cache[d].head)->owner == o) ++votes;
-    if (votes > best_votes) {
-      best = o;
-      best_votes = votes;
+    if (o == nullptr) continue;
+    uint32_t i = 0;
+    while (i < n && owners[i] != o) ++i;
+    if (i == n) {
+      if (n == 8) continue;
+      owners[n] = o;
+      votes[n++] = 0;
     }
+    if (++votes[i] > votes[best]) best = i;
   }
-  return best;
+  return n == 0 ? nullptr : owners[best];
 }
 
 // Removes parked heap h from the cache list. Under g_heap_lock.
