@@ -132,7 +132,7 @@ Slab* slab_run_init(SuperSlab* ss, int idx, int cls, ThreadHeap* owner) {
   s->run_len = uint8_t(k);
   char* start = slab_data_start(ss, idx);
   s->start = start;
-  s->out_bits = ss->out_bits + idx;  // interleaved: see kRunBitsWords
+  s->out_bits = (run_bits_in_header(cls) ? ss->head_bits : ss->out_bits) + idx;  // interleaved: see kRunBitsWords
   char* limit = reinterpret_cast<char*>(ss) + size_t(idx + k) * kSlabSize;
   size_t size = class_to_size(cls);
   s->capacity = uint32_t(size_t(limit - start) / size);
@@ -177,7 +177,9 @@ bool slab_is_valid(const Slab* s) {
   }
   size_t size = class_to_size(s->cls);
   const char* start = slab_data_start(superslab_of_slab(s), slab_index_in_superslab(s));
-  if (s->start != start || s->out_bits != superslab_of_slab(s)->out_bits + slab_index_in_superslab(s)) {
+  SuperSlab* ss = superslab_of_slab(s);
+  if (s->start != start ||
+      s->out_bits != (run_bits_in_header(s->cls) ? ss->head_bits : ss->out_bits) + slab_index_in_superslab(s)) {
     diag_print("invariant: slab %p start or out-bitmap pointer is stale", static_cast<const void*>(s));
     return false;
   }
@@ -211,7 +213,7 @@ bool slab_is_valid(const Slab* s) {
   }
   // The out-bitmap counts exactly the blocks out of the run, and no bit past the carved part.
   uint32_t carved = s->capacity - uncarved, out = 0;
-  for (size_t w = 0; w < kRunBitsWords; ++w) {
+  for (size_t w = 0; w < run_bits_words(s); ++w) {
     uint64_t word = out_word(bits, uint32_t(w));
     if (word == 0) continue;
     out += uint32_t(__builtin_popcountll(word));

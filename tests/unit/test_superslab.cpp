@@ -8,6 +8,7 @@
 #include <criterion/redirect.h>
 
 #include <string.h>
+#include <sys/mman.h>
 
 #include "free_link.h"
 #include "superslab.h"
@@ -169,6 +170,41 @@ Test(superslab, run_in_another_slot_uses_the_whole_slab) {
   }
 }
 
+// Runs of at most kHeaderBitsWords × 64 blocks keep their out-bitmap in the header page, the
+// others in the bitmap mapping; a SuperSlab holding only the former never touches the mapping.
+Test(superslab, small_run_bitmaps_live_in_the_header_page) {
+  for (int cls = 1; cls <= kNumClasses; ++cls) {
+    SuperSlab* ss = fresh();  // (like every test's, never reused)
+    const char* hdr = reinterpret_cast<const char*>(ss);
+    int k = class_run_slabs(cls);
+    cr_assert_eq(superslab_claim(ss, 2 * k), 0);
+    Slab* a = slab_run_init(ss, 0, cls, kFakeOwner);
+    Slab* b = slab_run_init(ss, k, cls, kFakeOwner);
+    bool header = a->capacity <= b->capacity && b->capacity <= kHeaderBitsWords * 64;
+    cr_assert_eq(run_bits_in_header(cls), header, "class %d: %u blocks per run", cls, b->capacity);
+    for (Slab* s : {a, b}) {
+      const char* bits = reinterpret_cast<const char*>(run_out_bits(s));
+      if (header)
+        cr_assert(bits >= hdr + offsetof(SuperSlab, head_bits) && bits < hdr + kSuperSlabHeader, "class %d", cls);
+      else
+        cr_assert(bits >= reinterpret_cast<const char*>(ss->out_bits) &&
+                  bits < reinterpret_cast<const char*>(ss->out_bits) + kOutBitsBytes, "class %d", cls);
+    }
+    // Every block of both neighbouring runs out: each bitmap counts exactly its own blocks.
+    while (a->bump < a->end) carve(a);
+    while (b->bump < b->end) carve(b);
+    cr_assert(slab_is_valid(a), "class %d", cls);
+    cr_assert(slab_is_valid(b), "class %d", cls);
+    if (header) {
+      unsigned char vec[kOutBitsBytes / 4096];
+      cr_assert_eq(mincore(ss->out_bits, kOutBitsBytes, vec), 0);
+      for (unsigned char v : vec) cr_assert_eq(v & 1, 0, "class %d touched the bitmap mapping", cls);
+    }
+  }
+  cr_assert(run_bits_in_header(size_to_class(1000)) && run_bits_in_header(size_to_class(4096)));
+  cr_assert(!run_bits_in_header(size_to_class(64)));
+}
+
 Test(superslab, multi_slab_mid_run_and_slab_of_block) {
   SuperSlab* ss = fresh();
   int cls = class_with_run(4);
@@ -238,7 +274,7 @@ Test(superslab, reset_rearms_an_empty_run) {
   cr_assert(slab_is_valid(s));
   ThreadHeap* other = reinterpret_cast<ThreadHeap*>(uintptr_t(0x2000));
   s->used = 0;  // pretend the other block came back too (test of reset only)
-  for (uint32_t w = 0; w < kRunBitsWords; ++w) out_word(run_out_bits(s), w) = 0;
+  for (uint32_t w = 0; w < run_bits_words(s); ++w) out_word(run_out_bits(s), w) = 0;
   slab_run_reset(s, other);
   cr_assert_eq(s->owner, other);
   cr_assert_null(s->free);
