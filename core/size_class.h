@@ -50,18 +50,23 @@ constexpr uint32_t class_size_of(int id) {
   return base + uint32_t(step) * (base / 8);
 }
 
-// Slabs per run: one for a Tiny class (its tail after the last block is under 1.2 % of the
-// slab); for a Mid class the fewest slabs that hold 8 blocks, or more (up to 4) while the tail
-// wastes more than 1 % of the run, else the count that wastes least.
+// Slabs per run, 1 to 4: the fewest that hold 8 blocks and leave a tail after the last block
+// of at most 1/400 of the run; when no length does, the one whose tail is the smallest
+// fraction. Lengths are limited to those whose out-bitmap stays where the shortest run's is
+// (superslab.h): at most 192 blocks if the shortest run has no more (its bitmap is then in
+// the SuperSlab's header page), else at most 1024 (the first page of the bitmap mapping).
+// The tail is resident memory that holds nothing, on every run of the class: one slab of
+// 912-byte blocks leaves 1.2 %, four leave 0.15 % (docs/BENCHMARKS.md, "Run lengths").
 constexpr uint32_t run_slabs_of(uint32_t s) {
-  if (s <= kTinyMax) return 1;
   uint32_t kmin = (8 * s + uint32_t(kSlabSize) - 1) / uint32_t(kSlabSize);
   if (kmin < 1) kmin = 1;
+  uint64_t max_blocks = uint64_t(kmin) * kSlabSize / s <= 192 ? 192 : 1024;
   uint32_t best = kmin;
   uint64_t best_bytes = uint64_t(kmin) * kSlabSize, best_waste = best_bytes % s;
   for (uint32_t k = kmin; k <= 4; ++k) {
     uint64_t bytes = uint64_t(k) * kSlabSize, waste = bytes % s;
-    if (waste * 100 <= bytes) return k;
+    if (k > kmin && bytes / s > max_blocks) break;
+    if (waste * 400 <= bytes) return k;
     if (waste * best_bytes < best_waste * bytes) best = k, best_bytes = bytes, best_waste = waste;
   }
   return best;
@@ -69,7 +74,7 @@ constexpr uint32_t run_slabs_of(uint32_t s) {
 
 struct Tables {
   uint32_t size[kNumClasses + 1];
-  uint8_t run_slabs[kNumClasses + 1];   // 64 KiB slabs per slab run (Mid classes use several)
+  uint8_t run_slabs[kNumClasses + 1];   // 64 KiB slabs per slab run (run_slabs_of)
   uint16_t cache_cap[kNumClasses + 1];  // TLS free-list cap (blocks)
   uint64_t recip[kNumClasses + 1];      // ceil(2^40 / size): offset → block index (below)
   uint8_t small[kTinyMax / 8 + 1];      // (n + 7) >> 3 → class, n ≤ 1024

@@ -65,18 +65,24 @@ Test(size_class, runs_hold_enough_blocks_and_caps_are_bounded) {
     size_t size = class_to_size(c);
     int k = class_run_slabs(c);
     cr_assert(k >= 1 && k <= 4, "class %d: run of %d slabs (1..4 allowed)", c, k);
-    // A run that does not start in slot 0 holds at least 8 blocks; it is longer than that
-    // needs only to cut the tail after its last block below 1 % of the run.
+    // A run that does not start in slot 0 holds at least 8 blocks. It is longer than that
+    // needs only to cut the tail after its last block to 1/400 of the run or less, and only
+    // while its out-bitmap stays where the shortest run's is (192 blocks: the SuperSlab's
+    // header page; 1024: the first page of the bitmap mapping).
     size_t bytes = size_t(k) * kSlabSize;
     cr_assert_geq(bytes / size, 8u, "class %d: fewer than 8 blocks per run", c);
-    if (k > 1 && size_t(k - 1) * kSlabSize / size >= 8)
-      cr_assert_gt((bytes - kSlabSize) % size * 100, bytes - kSlabSize,
-                   "class %d: run of %d slabs although %d would hold 8 blocks with a tail under 1 %%", c, k, k - 1);
-    if (class_is_mid(c) && bytes % size * 100 > bytes)  // no allowed length does better
-      for (int j = k + 1; j <= 4; ++j)
-        cr_assert_geq((size_t(j) * kSlabSize % size) * bytes, (bytes % size) * (size_t(j) * kSlabSize),
-                      "class %d: %d slabs would waste less than %d", c, j, k);
-    cr_assert_eq(class_is_mid(c) ? true : k == 1, true, "Tiny class %d must use one slab", c);
+    size_t kmin = (8 * size + kSlabSize - 1) / kSlabSize;
+    size_t limit = kmin * kSlabSize / size <= 192 ? 192 : 1024;
+    cr_assert(size_t(k) == kmin || bytes / size <= limit, "class %d: %zu blocks per run move its bitmap", c, bytes / size);
+    if (size_t(k) > kmin)
+      cr_assert_gt((bytes - kSlabSize) % size * 400, bytes - kSlabSize,
+                   "class %d: run of %d slabs although %d would leave a tail under 1/400", c, k, k - 1);
+    if (bytes % size * 400 > bytes)  // no allowed length does better
+      for (size_t j = kmin; j <= 4; ++j)
+        if (j == kmin || j * kSlabSize / size <= limit)
+          cr_assert_geq((j * kSlabSize % size) * bytes, (bytes % size) * (j * kSlabSize),
+                        "class %d: %zu slabs would waste less than %d", c, j, k);
+    if (size <= 4096) cr_assert_lt(bytes % size * 80, bytes, "class %d: the tail is 1.25 %% of the run or more", c);
     uint32_t cap = class_cache_cap(c);
     cr_assert(cap >= 8 && cap <= 256, "class %d: cache cap %u out of [8, 256]", c, cap);
     if (cap > 8 && cap < 256) cr_assert_leq(size_t(cap) * size, 131072u, "class %d caches more than 128 KiB", c);
