@@ -2,10 +2,10 @@
 //
 // A SuperSlab is a 2 MiB-aligned region of 32 slabs × 64 KiB. Its first 4 KiB hold this
 // header (the slab metadata of all 32 slabs, and the out-bitmaps of runs of few blocks);
-// slab 0's blocks start after it. A slab run (one
-// slab for Tiny classes, up to four contiguous slabs for the largest Mid classes) holds blocks
-// of one size class; runs of *different* classes share a SuperSlab. The region map marks each
-// 64 KiB unit of a run with the run's class id, and each unassigned unit kRegionFreeSlab.
+// slab 0's blocks start after it. A slab run (1 to 4 contiguous slabs, as many as its class
+// needs for a small tail: run_slabs_of in size_class.h) holds blocks of one size class;
+// runs of *different* classes share a SuperSlab. The region map marks each 64 KiB unit of a
+// run with the run's class id, and each unassigned unit kRegionFreeSlab.
 //
 //   SuperSlab (2 MiB)
 //   ┌──────────┬──────────────┬──────────────┬─────┬──────────────┐
@@ -45,7 +45,7 @@ inline constexpr uint64_t kRetiredBit = 1ull << 32;
 // carved. Only the run's owner reads or writes it. It is how a release build catches a double
 // free or a corrupted link on the paths that move blocks between runs and caches (refill,
 // flush, remote drain) without touching the malloc/free fast paths. 8192 bits: a slab of
-// 8-byte blocks; a Mid run (up to 4 slabs of ≥ 1056-byte blocks) has far fewer.
+// 8-byte blocks; a run of several slabs has at most 1024 blocks (run_slabs_of).
 // The 32 bitmaps are interleaved word by word (word w of slot i at w × 32 + i), so the pages
 // a SuperSlab touches follow its largest bitmap in use, not the number of slots: one 4 KiB
 // page holds the first 16 words of every slot (runs of blocks ≥ 64 B), the whole area (32 KiB)
