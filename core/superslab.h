@@ -50,7 +50,7 @@ inline constexpr uint64_t kRetiredBit = 1ull << 32;
 // a SuperSlab touches follow its largest bitmap in use, not the number of slots: one 4 KiB
 // page holds the first 16 words of every slot (runs of blocks ≥ 64 B), the whole area (32 KiB)
 // is touched only by runs of 8-byte blocks.
-// Runs of at most kHeaderBitsWords × 64 blocks (Tiny blocks ≥ 352 B and most Mid classes)
+// Runs of at most kHeaderBitsWords × 64 blocks (every class of 352 B and up)
 // keep their bitmap in the spare end of the header page instead, interleaved the same way
 // (SuperSlab::head_bits): a SuperSlab whose runs are all of such classes never touches the
 // bitmap mapping, which saves a resident page per 2 MiB (0.2 % of the payload).
