@@ -33,6 +33,11 @@ inline constexpr int kFirstMidClass = 66;
 inline constexpr size_t kTinyMax = 1024;   // largest Tiny request
 inline constexpr size_t kMidMax = 32768;   // largest request served by a size class
 inline constexpr size_t kSlabSize = 64 * 1024;
+// Blocks per run whose out-bitmap fits the SuperSlab header's spare words (superslab.h), and
+// whose bitmap stays within the first page of the bitmap mapping: run_slabs_of keeps a class's
+// runs on the same side of each limit.
+inline constexpr uint64_t kHeaderBitsBlocks = 192;
+inline constexpr uint64_t kBitsPageBlocks = 1024;
 
 namespace detail {
 
@@ -60,7 +65,7 @@ constexpr uint32_t class_size_of(int id) {
 constexpr uint32_t run_slabs_of(uint32_t s) {
   uint32_t kmin = (8 * s + uint32_t(kSlabSize) - 1) / uint32_t(kSlabSize);
   if (kmin < 1) kmin = 1;
-  uint64_t max_blocks = uint64_t(kmin) * kSlabSize / s <= 192 ? 192 : 1024;
+  uint64_t max_blocks = uint64_t(kmin) * kSlabSize / s <= kHeaderBitsBlocks ? kHeaderBitsBlocks : kBitsPageBlocks;
   uint32_t best = kmin;
   uint64_t best_bytes = uint64_t(kmin) * kSlabSize, best_waste = best_bytes % s;
   for (uint32_t k = kmin; k <= 4; ++k) {

@@ -132,7 +132,7 @@ Slab* slab_run_init(SuperSlab* ss, int idx, int cls, ThreadHeap* owner) {
   s->run_len = uint8_t(k);
   char* start = slab_data_start(ss, idx);
   s->start = start;
-  s->out_bits = (run_bits_in_header(cls) ? ss->head_bits : ss->out_bits) + idx;  // interleaved: see kRunBitsWords
+  s->out_bits = run_bits_home(ss, idx, cls);
   char* limit = reinterpret_cast<char*>(ss) + size_t(idx + k) * kSlabSize;
   size_t size = class_to_size(cls);
   s->capacity = uint32_t(size_t(limit - start) / size);
@@ -176,10 +176,9 @@ bool slab_is_valid(const Slab* s) {
     return false;
   }
   size_t size = class_to_size(s->cls);
-  const char* start = slab_data_start(superslab_of_slab(s), slab_index_in_superslab(s));
   SuperSlab* ss = superslab_of_slab(s);
-  if (s->start != start ||
-      s->out_bits != (run_bits_in_header(s->cls) ? ss->head_bits : ss->out_bits) + slab_index_in_superslab(s)) {
+  const char* start = slab_data_start(ss, slab_index_in_superslab(s));
+  if (s->start != start || s->out_bits != run_bits_home(ss, slab_index_in_superslab(s), s->cls)) {
     diag_print("invariant: slab %p start or out-bitmap pointer is stale", static_cast<const void*>(s));
     return false;
   }

@@ -56,7 +56,7 @@ inline constexpr uint64_t kRetiredBit = 1ull << 32;
 // bitmap mapping, which saves a resident page per 2 MiB (0.2 % of the payload).
 inline constexpr size_t kRunBitsWords = kSlabSize / 8 / 64;
 inline constexpr size_t kOutBitsBytes = kSlabsPerSuperSlab * kRunBitsWords * 8;  // 32 KiB
-inline constexpr uint32_t kHeaderBitsWords = 3;
+inline constexpr uint32_t kHeaderBitsWords = uint32_t(kHeaderBitsBlocks / 64);
 
 // Which list of its owner's heap a slab run is on.
 inline constexpr uintptr_t kRemoteNotified = 1;
@@ -106,11 +106,17 @@ struct SuperSlab {
   uint64_t head_bits[kHeaderBitsWords * kSlabsPerSuperSlab];
 };
 static_assert(sizeof(SuperSlab) <= kSuperSlabHeader, "SuperSlab header must fit its page");
+static_assert(kHeaderBitsBlocks % 64 == 0 && kBitsPageBlocks * kSlabsPerSuperSlab / 8 <= 4096,
+              "header bitmaps hold whole words; kBitsPageBlocks bits of every slot fit one page");
 
 // Whether the runs of class cls keep their out-bitmap in the header page (head_bits): the
 // longest run of the class (not starting at slot 0) has at most kHeaderBitsWords × 64 blocks.
 inline bool run_bits_in_header(int cls) {
   return size_t(class_run_slabs(cls)) * kSlabSize / class_to_size(cls) <= kHeaderBitsWords * 64;
+}
+// Where the out-bitmap of a run of class cls in slot idx of ss lives (interleaved: out_word).
+inline uint64_t* run_bits_home(SuperSlab* ss, int idx, int cls) {
+  return (run_bits_in_header(cls) ? ss->head_bits : ss->out_bits) + idx;
 }
 
 HAK_FAST_PATH SuperSlab* superslab_of(const void* p) {
