@@ -62,6 +62,19 @@ bool heap_check_all() {
   return ok;
 }
 
+bool decay_background(uint64_t now_ns) {
+  large_decay(now_ns);
+  uint64_t next = detail::g_next_decay_ns.load(std::memory_order_relaxed);
+  if (next != 0 && now_ns >= next &&
+      detail::g_next_decay_ns.compare_exchange_strong(next, now_ns + kDecayPeriodNs, std::memory_order_relaxed)) {
+    detail::g_decay_passes.fetch_add(1, std::memory_order_relaxed);
+    shared_pool_decay();
+    shared_pool_decommit_free_slots();
+    arena_decay();
+  }
+  return large_holds_free();
+}
+
 bool decay_run(uint64_t now_ns) {
   bool released = large_decay(now_ns);
   released |= tiny_decay();

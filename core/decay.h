@@ -52,6 +52,11 @@ bool heap_check_all();
 // Does one decay pass now. Returns true if anything was released.
 bool decay_run(uint64_t now_ns);
 
+// The idle-decay thread's worker (decay_thread.h): the Large rules every tick, and the pass
+// over the shared structures (pool, arena) when a period is due, as a slow path would run it
+// (the per-thread parts stay with their threads). True while the page heap holds memory.
+bool decay_background(uint64_t now_ns);
+
 }  // namespace hak
 
 #endif  // HAKMEM_DECAY_H

@@ -27,6 +27,7 @@
 #include <new>
 
 #include "decay.h"
+#include "decay_thread.h"
 #include "diag.h"
 #include "hakmem.h"
 #include "hakmem_build_flags.h"
@@ -80,6 +81,7 @@ void fork_parent() {
   tiny_unlock();
 }
 void fork_child() {
+  decay_thread_reinit_after_fork();
   large_reinit_after_fork();
   arena_reinit_after_fork();
   shared_pool_reinit_after_fork();
@@ -94,6 +96,7 @@ HAK_SLOW_PATH void hak_init_slow() {
     options_init();
     if (!region_map_init()) hak_fatal("cannot reserve the region map");
     tiny_init_thread_key();
+    decay_thread_set_worker(decay_background, options().decay_thread);
     g_init_state.store(2, std::memory_order_release);
     pthread_atfork(fork_prepare, fork_parent, fork_child);  // may allocate: we are ready
     if (options().verbose) options_print();
@@ -248,7 +251,7 @@ size_t hak_usable_size_impl(const void* p) {
     if (h->magic != kSpanMagicLive) hak_fatal("malloc_usable_size(%p): invalid pointer", p);
     return span_usable(h);
   }
-  if (id == kRegionFreeSlab) hak_fatal("malloc_usable_size(%p): invalid pointer", p);
+  if (id == kRegionFreeSlab || id == kRegionLargeFree) hak_fatal("malloc_usable_size(%p): invalid pointer", p);
   if (!glibc_owns(p)) hak_fatal("malloc_usable_size(%p): invalid pointer (not from malloc)", p);
   // glibc's chunk header: size field with flag bits; mmapped chunks carry 16 bytes overhead.
   size_t field = static_cast<const size_t*>(p)[-1];
@@ -260,6 +263,42 @@ size_t hak_usable_size_impl(const void* p) {
 // `have` to n bytes.
 HAK_FAST_PATH void vg_realloc_in_place(void* p, size_t have, size_t n) {
   if (have != n && vg_running()) vg_resizeinplace(p, have, n);
+}
+
+// realloc of a Large block to a Large size, without a copy: grown in place (free memory after
+// it), else its pages moved (mremap) to a free extent or a new mapping; shrunk by giving the
+// tail back. nullptr: not done this way (the caller copies; errno untouched), or n too big.
+// Under memcheck the pages must not move behind valgrind's back: growth in place only.
+void* large_realloc(void* p, size_t n) {
+  SpanHeader* h = span_header_of(p);
+  size_t bytes = size_t(h->span_bytes);
+  char* start = static_cast<char*>(p) - h->offset;
+  if (n > kMaxRequest - h->offset - kLargeAlign) return nullptr;
+  size_t need = (h->offset + n + kLargeAlign - 1) & ~(kLargeAlign - 1);
+  if (need == bytes) {
+    if constexpr (kValgrind) vg_realloc_in_place(p, vg_block_size(p, bytes - h->offset), n);
+    return p;
+  }
+  if (need < bytes) {
+    if (kValgrind && vg_running()) return nullptr;
+    large_shrink(start, bytes, need);
+    h->span_bytes = need;
+    return p;
+  }
+  if (large_grow_in_place(start, bytes, need)) {
+    h->span_bytes = need;
+    if constexpr (kValgrind) {
+      if (vg_running()) vg_resizeinplace(p, vg_block_size(p, bytes - h->offset), n);
+    }
+    return p;
+  }
+  if (kValgrind && vg_running()) return nullptr;
+  size_t offset = h->offset;  // h moves with the old pages
+  char* moved = static_cast<char*>(large_move(start, bytes, need));
+  if (moved == nullptr) return nullptr;
+  char* q = moved + offset;
+  span_header_of(q)->span_bytes = need;
+  return q;
 }
 
 void* hak_realloc_impl(void* p, size_t n) {
@@ -276,6 +315,7 @@ void* hak_realloc_impl(void* p, size_t n) {
   if (id == kRegionSpan && span_header_of(p)->magic != kSpanMagicLive)
     hak_fatal("realloc(%p): invalid pointer (a freed span block, or not the start of one)", p);
   if (id == kRegionFreeSlab) hak_fatal("realloc(%p): invalid pointer (inside a hakmem SuperSlab but in no live slab)", p);
+  if (id == kRegionLargeFree) hak_fatal("realloc(%p): invalid pointer (in freed Large memory; freed already?)", p);
   if (unsigned(id) - 1u < unsigned(kNumClasses) && run_block_index(slab_of_block(p), p) == UINT32_MAX)
     hak_fatal("realloc(%p): invalid pointer (inside a %zu-byte block of size class %d, not at its start)", p,
               class_to_size(id), int(id));
@@ -283,6 +323,10 @@ void* hak_realloc_impl(void* p, size_t n) {
   // What the program may read: under memcheck, the size the block was announced with.
   size_t have = old;
   if constexpr (kValgrind) have = vg_block_size(p, old);
+  if (id == kRegionSpan && span_header_of(p)->span_bytes > kArenaMaxSpan && n > kArenaMaxSpan) {
+    void* q = large_realloc(p, n);
+    if (q != nullptr) return q;
+  }
   // Keep the block when the new size fits and wastes at most half of it.
   if (n <= old && n >= old / 2) {
     if constexpr (kValgrind) vg_realloc_in_place(p, have, n);

@@ -43,8 +43,8 @@ typedef struct hak_stats {
   uint64_t mapped_bytes;        // address space hakmem holds from the OS (all tiers)
   uint64_t tiny_mapped_bytes;   // SuperSlabs (Tiny and Mid classes)
   uint64_t arena_mapped_bytes;  // page-arena chunks (Mid/Large spans)
-  uint64_t large_mapped_bytes;  // direct mappings (Large), including the cache of freed ones
-  uint64_t large_cached_bytes;  // freed Large mappings kept for reuse
+  uint64_t large_mapped_bytes;  // Large spans, including the freed memory kept for reuse
+  uint64_t large_cached_bytes;  // freed Large memory kept resident for reuse (the page heap)
   uint64_t superslabs_live;     // SuperSlabs with at least one slab assigned
   uint64_t superslabs_retired;  // SuperSlabs decommitted and kept for reuse
   uint64_t slabs_in_use;        // slab runs assigned to a size class
@@ -62,6 +62,9 @@ typedef struct hak_stats {
   uint64_t mid_in_use_bytes;    // Mid blocks out of their slabs (in use or in thread caches)
   uint64_t remote_frees;        // blocks freed by a thread other than their slab's owner
   uint64_t process_rss_bytes;   // resident set of the whole process (/proc/self/statm)
+  uint64_t minor_page_faults;   // minor page faults of the whole process so far (getrusage)
+  uint64_t large_free_extents;  // free extents in the page heap (large_cached_bytes in all)
+  uint64_t large_recent_peak_bytes;  // most Large bytes live in the last 1-2 s (bounds the cache)
 } hak_stats_t;
 
 HAKMEM_API void   hak_stats_get(hak_stats_t* out);

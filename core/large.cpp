@@ -1,183 +1,257 @@
-// large.cpp — Large mappings and their cache (see large.h).
+// large.cpp — Large spans and the keep-or-return policy over the page heap (see large.h).
 #include "large.h"
 
 #include <pthread.h>
+#include <string.h>
 
+#include "decay_thread.h"
+#include "diag.h"
 #include "os.h"
+#include "page_heap.h"
 #include "region_map.h"
 
 namespace hak {
 namespace {
 
-struct CacheEntry {
-  void* base;
-  size_t bytes;
-  uint64_t freed_at;
-  bool resident;  // false: decommitted, reads as zero
+pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+PageHeap g_heap;
+uint64_t g_live = 0, g_live_bytes = 0;
+// The recent peak: the most live bytes in the current window and in the one before it.
+uint64_t g_window_start = 0, g_peak_cur = 0, g_peak_prev = 0;
+
+// Ranges cut out of the heap under the lock, unmapped after it (munmap of resident memory
+// takes a while: other threads' Large operations need not wait for it).
+constexpr int kBatch = 16;
+constexpr size_t kMoveMin = 1024 * 1024;
+struct Release {
+  ExtentRange r[kBatch];
+  int n = 0;
+  bool more = false;  // more is due than fitted in r
 };
 
-pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
-CacheEntry g_cache[kLargeCacheEntries];
-int g_cached = 0;
-size_t g_cached_bytes = 0;
-size_t g_cached_resident = 0;
-uint64_t g_live = 0, g_live_bytes = 0;
-
-void unmap_mapping(void* base, size_t bytes) {
-  region_map_set(base, bytes, kRegionNone);
-  os_unmap(base, bytes);
+void note_live_locked(uint64_t now) {
+  if (now - g_window_start >= kLargePeakWindowNs) {
+    // A window with no operation at all saw only the live bytes of now.
+    g_peak_prev = now - g_window_start >= 2 * kLargePeakWindowNs ? g_live_bytes : g_peak_cur;
+    g_peak_cur = g_live_bytes;
+    g_window_start = now;
+  }
+  if (g_live_bytes > g_peak_cur) g_peak_cur = g_live_bytes;
 }
 
-void remove_entry_locked(int i) {
-  g_cached_bytes -= g_cache[i].bytes;
-  if (g_cache[i].resident) g_cached_resident -= g_cache[i].bytes;
-  g_cache[i] = g_cache[--g_cached];
+uint64_t recent_peak_locked() { return g_peak_cur > g_peak_prev ? g_peak_cur : g_peak_prev; }
+
+// How many free bytes the heap may keep now.
+size_t retain_limit_locked() {
+  if (!decay_thread_available()) return kLargeRetainSlack;
+  uint64_t peak = recent_peak_locked();
+  uint64_t slack = peak / 2 > kLargeRetainSlack ? peak / 2 : kLargeRetainSlack;  // room for fragments
+  return size_t((peak > g_live_bytes ? peak - g_live_bytes : 0) + slack);
 }
 
-// Moves the entries older than the age limit into `out` (to be unmapped outside the lock).
-int take_expired_locked(uint64_t now, CacheEntry* out) {
-  int n = 0;
-  for (int i = 0; i < g_cached;) {
-    if (now - g_cache[i].freed_at > kLargeCacheAgeNs) {
-      out[n++] = g_cache[i];
-      remove_entry_locked(i);
-    } else {
-      ++i;
+bool expired(const FreeExtent* e, uint64_t now) { return now > e->freed_at && now - e->freed_at > kLargeDecayNs; }
+
+// Cuts what the rules make due (oldest extents first) into rel.
+void collect_locked(uint64_t now, Release* rel) {
+  note_live_locked(now);
+  size_t limit = retain_limit_locked();
+  for (;;) {
+    FreeExtent* e = g_heap.oldest();
+    if (e == nullptr) break;
+    size_t cut;
+    if (expired(e, now)) cut = e->bytes;
+    else if (g_heap.free_bytes() > limit) cut = g_heap.free_bytes() - limit;
+    else break;
+    if (rel->n == kBatch) {
+      rel->more = true;
+      return;
     }
+    rel->r[rel->n++] = g_heap.cut_top(e, cut);
   }
-  return n;
+  rel->more = false;
 }
 
-}  // namespace
+// Unlocks, unmaps what rel holds, and goes on while more is due. True if anything went back.
+bool unlock_and_release(Release* rel) {
+  bool released = rel->n != 0;
+  for (;;) {
+    pthread_mutex_unlock(&g_lock);
+    for (int i = 0; i < rel->n; ++i) os_unmap(rel->r[i].base, rel->r[i].bytes);
+    if (!rel->more) return released;
+    rel->n = 0;
+    pthread_mutex_lock(&g_lock);
+    collect_locked(os_now_ns(), rel);
+  }
+}
 
-void* large_alloc(size_t bytes, bool* fresh) {
-  CacheEntry expired[kLargeCacheEntries + 1];
-  int nexp = 0;
-  void* hit = nullptr;
-  bool hit_zero = false;
-  pthread_mutex_lock(&g_lock);
-  if (g_cached != 0) {
-    int best = -1;
-    for (int i = 0; i < g_cached; ++i) {
-      size_t b = g_cache[i].bytes;
-      if (b >= bytes && b - bytes <= bytes / 4 && (best < 0 || b < g_cache[best].bytes)) best = i;
-    }
-    if (best >= 0) {
-      CacheEntry e = g_cache[best];
-      remove_entry_locked(best);
-      hit = e.base;
-      hit_zero = !e.resident;
-      // A little bigger: return its tail so accounting stays exact.
-      if (e.bytes != bytes) expired[nexp++] = {static_cast<char*>(e.base) + bytes, e.bytes - bytes, 0, false};
-    }
-    nexp += take_expired_locked(os_now_ns(), expired + nexp);
-  }
-  if (hit != nullptr) {
-    ++g_live;
-    g_live_bytes += bytes;
-  }
-  pthread_mutex_unlock(&g_lock);
-  for (int i = 0; i < nexp; ++i) unmap_mapping(expired[i].base, expired[i].bytes);
-  if (hit != nullptr) {
-    *fresh = hit_zero;
-    return hit;
-  }
+void count_live_locked(int64_t blocks, int64_t bytes) {
+  g_live += uint64_t(blocks);
+  g_live_bytes += uint64_t(bytes);
+}
+
+// A new mapping of `bytes`, registered as a span and counted live. nullptr when refused.
+void* map_new(size_t bytes) {
   void* m = os_map_aligned(bytes, kLargeAlign);
+  if (m == nullptr && large_trim()) m = os_map_aligned(bytes, kLargeAlign);  // what we kept may be in the way
   if (m == nullptr) return nullptr;
   if (!region_map_set(m, bytes, kRegionSpan)) {
     os_unmap(m, bytes);
     return nullptr;
   }
   pthread_mutex_lock(&g_lock);
-  ++g_live;
-  g_live_bytes += bytes;
-  pthread_mutex_unlock(&g_lock);
-  *fresh = true;
+  count_live_locked(1, int64_t(bytes));
+  Release rel;
+  collect_locked(os_now_ns(), &rel);
+  unlock_and_release(&rel);
   return m;
 }
 
-void large_free(void* base, size_t bytes) {
-  CacheEntry out[kLargeCacheEntries + 1];
-  int nout = 0;
-  uint64_t now = os_now_ns();
+// A free extent of `bytes` from the heap, counted live; nullptr if none fits.
+void* take_free(size_t bytes) {
   pthread_mutex_lock(&g_lock);
-  --g_live;
-  g_live_bytes -= bytes;
-  nout = take_expired_locked(now, out);
-  if (bytes > kLargeCacheMaxEntry) {
-    out[nout++] = {base, bytes, now, false};
-    pthread_mutex_unlock(&g_lock);
-    for (int i = 0; i < nout; ++i) unmap_mapping(out[i].base, out[i].bytes);
+  void* p = g_heap.take(bytes);
+  if (p != nullptr) count_live_locked(1, int64_t(bytes));
+  Release rel;
+  collect_locked(os_now_ns(), &rel);
+  unlock_and_release(&rel);
+  return p;
+}
+
+// Gives [base, base + bytes) to the heap (no longer live: the caller counted that).
+void give_back_locked_and_unlock(void* base, size_t bytes) {
+  uint64_t now = os_now_ns();
+  g_heap.insert(base, bytes, now);
+  Release rel;
+  collect_locked(now, &rel);
+  bool holds = g_heap.free_bytes() != 0;
+  unlock_and_release(&rel);
+  if (holds) decay_thread_wake();  // the memory kept must go back even if the program stops
+}
+
+// Returns [base, base + bytes) (mapped, resident, out of the heap) to the heap.
+void give_back(void* base, size_t bytes) {
+  pthread_mutex_lock(&g_lock);
+  give_back_locked_and_unlock(base, bytes);
+}
+
+// Moves the contents of [from, from + bytes) to [to, to + bytes) by moving the pages
+// (mremap, no copy). The kernel moves only a range inside one mapping, and a span may cross
+// several (the page heap merges extents of separate mappings), so a refused range is halved
+// down to kMoveMin; what still cannot move is copied and its pages go back to the heap.
+// from's region map entries must already be kRegionNone.
+void move_pages(char* from, size_t bytes, char* to) {
+  if (os_remap_move(from, bytes, to)) return;
+  if (bytes >= 2 * kMoveMin) {
+    size_t half = (bytes / 2) & ~(kLargeAlign - 1);
+    move_pages(from, half, to);
+    move_pages(from + half, bytes - half, to + half);
     return;
   }
-  // Make room: evict the oldest entries until this one fits.
-  while (g_cached != 0 && (g_cached == kLargeCacheEntries || g_cached_bytes + bytes > kLargeCacheBytes)) {
-    int oldest = 0;
-    for (int i = 1; i < g_cached; ++i)
-      if (g_cache[i].freed_at < g_cache[oldest].freed_at) oldest = i;
-    out[nout++] = g_cache[oldest];
-    remove_entry_locked(oldest);
+  memcpy(to, from, bytes);
+  region_map_set(from, bytes, kRegionSpan);
+  give_back(from, bytes);
+}
+
+}  // namespace
+
+void* large_alloc(size_t bytes, bool* fresh) {
+  void* p = take_free(bytes);
+  if (p != nullptr) {
+    *fresh = false;
+    return p;
   }
-  g_cache[g_cached++] = {base, bytes, now, true};
-  g_cached_bytes += bytes;
-  g_cached_resident += bytes;
-  // Too much resident: take the oldest resident entries out, decommit them outside the lock
-  // (nobody can reuse them meanwhile), and put them back as zero pages.
-  CacheEntry dec[kLargeCacheEntries];
-  int ndec = 0;
-  while (g_cached_resident > kLargeCacheResident) {
-    int oldest = -1;
-    for (int i = 0; i < g_cached; ++i)
-      if (g_cache[i].resident && (oldest < 0 || g_cache[i].freed_at < g_cache[oldest].freed_at)) oldest = i;
-    dec[ndec++] = g_cache[oldest];
-    remove_entry_locked(oldest);
-  }
-  pthread_mutex_unlock(&g_lock);
-  for (int i = 0; i < nout; ++i) unmap_mapping(out[i].base, out[i].bytes);
-  if (ndec == 0) return;
-  for (int i = 0; i < ndec; ++i) os_decommit(dec[i].base, dec[i].bytes);
+  *fresh = true;
+  return map_new(bytes);
+}
+
+void large_free(void* base, size_t bytes) {
   pthread_mutex_lock(&g_lock);
-  int nback = 0;
-  for (int i = 0; i < ndec; ++i) {
-    if (g_cached < kLargeCacheEntries && g_cached_bytes + dec[i].bytes <= kLargeCacheBytes) {
-      dec[i].resident = false;
-      g_cache[g_cached++] = dec[i];
-      g_cached_bytes += dec[i].bytes;
-    } else {
-      dec[nback++] = dec[i];
-    }
+  count_live_locked(-1, -int64_t(bytes));
+  give_back_locked_and_unlock(base, bytes);
+}
+
+bool large_grow_in_place(void* base, size_t old_bytes, size_t new_bytes) {
+  char* end = static_cast<char*>(base) + old_bytes;
+  size_t extra = new_bytes - old_bytes;
+  pthread_mutex_lock(&g_lock);
+  bool ok = g_heap.take_at(end, extra);
+  if (ok) count_live_locked(0, int64_t(extra));
+  Release rel;
+  collect_locked(os_now_ns(), &rel);
+  unlock_and_release(&rel);
+  if (ok) return true;
+  // Address space nobody uses after the span: the kernel extends the mapping there.
+  if (region_map_lookup(end) != kRegionNone || !os_remap_in_place(base, old_bytes, new_bytes)) return false;
+  if (!region_map_set(end, extra, kRegionSpan)) {
+    os_unmap(end, extra);
+    return false;
   }
+  pthread_mutex_lock(&g_lock);
+  count_live_locked(0, int64_t(extra));
+  note_live_locked(os_now_ns());
   pthread_mutex_unlock(&g_lock);
-  for (int i = 0; i < nback; ++i) unmap_mapping(dec[i].base, dec[i].bytes);
+  return true;
+}
+
+void* large_move(void* base, size_t old_bytes, size_t new_bytes) {
+  void* dest = take_free(new_bytes);  // resident: its pages past old_bytes need no fault
+  if (dest == nullptr) dest = map_new(new_bytes);
+  if (dest == nullptr) return nullptr;
+  // The old range leaves the map first: once the kernel unmaps it, anyone may map it.
+  region_map_set(base, old_bytes, kRegionNone);
+  pthread_mutex_lock(&g_lock);
+  count_live_locked(-1, -int64_t(old_bytes));
+  pthread_mutex_unlock(&g_lock);
+  move_pages(static_cast<char*>(base), old_bytes, static_cast<char*>(dest));
+  return dest;
+}
+
+void large_shrink(void* base, size_t old_bytes, size_t new_bytes) {
+  pthread_mutex_lock(&g_lock);
+  count_live_locked(0, -int64_t(old_bytes - new_bytes));
+  give_back_locked_and_unlock(static_cast<char*>(base) + new_bytes, old_bytes - new_bytes);
 }
 
 bool large_trim() {
-  CacheEntry out[kLargeCacheEntries];
-  pthread_mutex_lock(&g_lock);
-  int n = g_cached;
-  for (int i = 0; i < n; ++i) out[i] = g_cache[i];
-  g_cached = 0;
-  g_cached_bytes = 0;
-  g_cached_resident = 0;
-  pthread_mutex_unlock(&g_lock);
-  for (int i = 0; i < n; ++i) unmap_mapping(out[i].base, out[i].bytes);
-  return n != 0;
+  bool released = false;
+  for (;;) {
+    Release rel;
+    pthread_mutex_lock(&g_lock);
+    while (rel.n < kBatch && g_heap.oldest() != nullptr) rel.r[rel.n++] = g_heap.cut_top(g_heap.oldest(), SIZE_MAX);
+    bool more = g_heap.oldest() != nullptr;
+    pthread_mutex_unlock(&g_lock);
+    for (int i = 0; i < rel.n; ++i) os_unmap(rel.r[i].base, rel.r[i].bytes);
+    released |= rel.n != 0;
+    if (!more) return released;
+  }
 }
 
 bool large_decay(uint64_t now_ns) {
-  CacheEntry out[kLargeCacheEntries];
   pthread_mutex_lock(&g_lock);
-  int n = take_expired_locked(now_ns, out);
+  Release rel;
+  collect_locked(now_ns, &rel);
+  return unlock_and_release(&rel);
+}
+
+bool large_holds_free() {
+  pthread_mutex_lock(&g_lock);
+  bool holds = g_heap.free_bytes() != 0;
   pthread_mutex_unlock(&g_lock);
-  for (int i = 0; i < n; ++i) unmap_mapping(out[i].base, out[i].bytes);
-  return n != 0;
+  return holds;
 }
 
 LargeStats large_stats() {
   pthread_mutex_lock(&g_lock);
-  LargeStats st{g_live, g_live_bytes, uint64_t(g_cached), g_cached_bytes};
+  LargeStats st{g_live, g_live_bytes, g_heap.extents(), g_heap.free_bytes(), recent_peak_locked()};
   pthread_mutex_unlock(&g_lock);
   return st;
+}
+
+bool large_is_valid() {
+  pthread_mutex_lock(&g_lock);
+  bool ok = g_heap.is_valid();
+  pthread_mutex_unlock(&g_lock);
+  return ok;
 }
 
 void large_lock() { pthread_mutex_lock(&g_lock); }

@@ -1,12 +1,24 @@
-// large.h — the Large tier: spans bigger than the page arena's (> 1 MiB), one mapping each,
-// 64 KiB-aligned (so the region map never shares a unit with a foreign mapping).
+// large.h — the Large tier: spans bigger than the page arena's (> 1 MiB), 64 KiB-aligned (so
+// the region map never shares a unit with a foreign mapping), and the policy that decides
+// which freed Large memory stays resident for reuse and which goes back to the OS.
 //
-// Freed mappings are cached for reuse (up to kLargeCacheEntries mappings and
-// kLargeCacheBytes in all, each at most kLargeCacheMaxEntry). At most kLargeCacheResident of
-// them stay resident; older ones are decommitted (MADV_DONTNEED) but stay mapped, which
-// still saves the mmap/munmap pair and reads as zero (calloc skips its memset). A request takes a cached
-// mapping of at least its size and at most 1.25× it. Entries older than kLargeCacheAgeNs are
-// returned by the next Large operation or decay tick (decay.h); malloc_trim returns them all.
+// Freed Large memory goes into the page heap (page_heap.h: split, coalesced, best fit), where
+// the next Large request of any size finds it resident: no mmap, no page faults. It stays
+// there while the program is likely to reuse it, and goes back (munmap) by two rules:
+//   - time: an extent nobody took or freed into for kLargeDecayNs (1 s) is returned, by the
+//     next Large operation, a decay pass or the idle-decay thread (decay_thread.h), so this
+//     also happens in a program that has gone idle;
+//   - a bound tied to the program's recent peak: the heap keeps at most what the program had
+//     live at its recent peak (the higher of this and the previous 1 s window) minus what it
+//     has live now, plus kLargeRetainSlack. A program back at its peak keeps nothing extra; one
+//     that freed everything keeps its peak's worth for at most a second.
+// Without the idle-decay thread (disabled or refused), the heap keeps at most
+// kLargeRetainSlack: nothing else would return the memory of a program that stops.
+// Realloc of a Large block grows it in place into a free extent after it, else moves its pages
+// (mremap, no copy) into a free extent or a new mapping; shrinking returns the tail.
+// malloc_trim returns every free extent.
+//
+// May call: page_heap, region_map, os, decay_thread. One lock serialises it all.
 #ifndef HAKMEM_LARGE_H
 #define HAKMEM_LARGE_H
 
@@ -16,26 +28,39 @@
 namespace hak {
 
 inline constexpr size_t kLargeAlign = 64 * 1024;
-inline constexpr int kLargeCacheEntries = 8;
-inline constexpr size_t kLargeCacheBytes = 64 * 1024 * 1024;
-inline constexpr size_t kLargeCacheMaxEntry = 32 * 1024 * 1024;
-inline constexpr size_t kLargeCacheResident = 8 * 1024 * 1024;
-inline constexpr uint64_t kLargeCacheAgeNs = 1000000000ull;  // 1 s
+inline constexpr uint64_t kLargeDecayNs = 1000000000ull;  // 1 s
+inline constexpr uint64_t kLargePeakWindowNs = 1000000000ull;
+inline constexpr size_t kLargeRetainSlack = 8 * 1024 * 1024;
 
 // A mapping of `bytes` (multiple of kLargeAlign). *fresh is set when its pages read as zero
-// (straight from the OS, or decommitted in the cache). nullptr when out of memory.
+// (straight from the OS). nullptr when out of memory.
 void* large_alloc(size_t bytes, bool* fresh);
-// Returns a mapping made by large_alloc (same byte count).
+// Returns a span made by large_alloc (the same byte count, or as resized below).
 void large_free(void* base, size_t bytes);
-// Returns every cached mapping to the OS. True if any.
+
+// Grows the span [base, base + old_bytes) to new_bytes (multiples of kLargeAlign) without
+// moving it: from the free extent after it, or address space the kernel has free there.
+bool large_grow_in_place(void* base, size_t old_bytes, size_t new_bytes);
+// Moves the span to a new place of new_bytes, its first old_bytes carried over without a
+// copy (mremap); the old span is gone. nullptr when that cannot be done (the caller copies).
+void* large_move(void* base, size_t old_bytes, size_t new_bytes);
+// Shrinks the span to new_bytes; the tail goes to the page heap.
+void large_shrink(void* base, size_t old_bytes, size_t new_bytes);
+
+// Returns every free extent to the OS. True if any.
 bool large_trim();
-// Returns the cached mappings older than kLargeCacheAgeNs. True if any.
+// Returns what the rules above say is due at now_ns. True if anything went back.
 bool large_decay(uint64_t now_ns);
+// True while the page heap holds memory (the idle-decay thread keeps ticking).
+bool large_holds_free();
 
 struct LargeStats {
-  uint64_t live, live_bytes, cached, cached_bytes;
+  uint64_t live, live_bytes, cached, cached_bytes, recent_peak_bytes;
 };
 LargeStats large_stats();
+
+// Debug checker: the page heap's structure and the counters.
+bool large_is_valid();
 
 void large_lock();
 void large_unlock();

@@ -16,15 +16,17 @@ struct OptionInfo {
   const char* name;
   const char* description;
   bool debug_only;
-  uint64_t* value;  // as read (0 when unset)
+  uint64_t* value;  // as read (`def` when unset)
+  uint64_t def;
 };
 
-uint64_t g_raw[4];
+uint64_t g_raw[5];
 const OptionInfo kTable[] = {
-    {"HAKMEM_STATS", "print the statistics table at exit (1 = on)", false, &g_raw[0]},
-    {"HAKMEM_VERBOSE", "print the options and build flags at start-up (1 = on)", false, &g_raw[1]},
-    {"HAKMEM_FAULT_MMAP", "fault injection: the N-th and later mmaps fail (debug variant)", true, &g_raw[2]},
-    {"HAKMEM_CHECK", "check the whole heap every N-th slow-path call of a thread (debug variant)", true, &g_raw[3]},
+    {"HAKMEM_STATS", "print the statistics table at exit (1 = on)", false, &g_raw[0], 0},
+    {"HAKMEM_VERBOSE", "print the options and build flags at start-up (1 = on)", false, &g_raw[1], 0},
+    {"HAKMEM_FAULT_MMAP", "fault injection: the N-th and later mmaps fail (debug variant)", true, &g_raw[2], 0},
+    {"HAKMEM_CHECK", "check the whole heap every N-th slow-path call of a thread (debug variant)", true, &g_raw[3], 0},
+    {"HAKMEM_DECAY_THREAD", "return idle memory from a background thread (0 = never start it)", false, &g_raw[4], 1},
 };
 
 uint64_t parse(const char* s) {
@@ -39,7 +41,7 @@ void options_init() {
   if (g_ready) return;
   for (const OptionInfo& o : kTable) {
     const char* s = os_getenv(o.name);
-    *o.value = (s != nullptr && !(o.debug_only && kRelease)) ? parse(s) : 0;
+    *o.value = (s != nullptr && !(o.debug_only && kRelease)) ? parse(s) : o.def;
   }
   g_options.stats = g_raw[0] != 0;
   g_options.verbose = g_raw[1] != 0;
@@ -47,6 +49,7 @@ void options_init() {
   if (g_options.fault_mmap != 0) os_fault_injection_set(g_options.fault_mmap);
   g_options.check = g_raw[3];
   detail::g_check_every = g_options.check;
+  g_options.decay_thread = g_raw[4] != 0;
   g_ready = true;
 }
 

@@ -15,6 +15,7 @@ struct Options {
   bool verbose;         // HAKMEM_VERBOSE=1: print options and build flags at start-up
   uint64_t fault_mmap;  // HAKMEM_FAULT_MMAP=N (debug variant): the N-th and later mmaps fail
   uint64_t check;       // HAKMEM_CHECK=N (debug variant): whole-heap check every N-th slow path
+  bool decay_thread;    // HAKMEM_DECAY_THREAD=0: never start the idle-decay thread (default 1)
 };
 
 // Reads the environment (os_init must have run). Idempotent.

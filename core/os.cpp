@@ -3,6 +3,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <string.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
@@ -114,6 +119,69 @@ void os_decommit(void* p, size_t size) {
   if (size == 0) return;
   g_madvise_calls.fetch_add(1, std::memory_order_relaxed);
   madvise(p, size, MADV_DONTNEED);
+}
+
+bool os_remap_in_place(void* p, size_t old_size, size_t new_size) {
+  void* r = mremap(p, old_size, new_size, 0);
+  if (r == MAP_FAILED) return false;
+  account_mapped(new_size - old_size);
+  return true;
+}
+
+bool os_remap_move(void* from, size_t size, void* to) {
+  void* r = mremap(from, size, size, MREMAP_MAYMOVE | MREMAP_FIXED, to);
+  if (r == MAP_FAILED) return false;
+  // `to`'s old pages are gone and `from` is unmapped: net, size bytes fewer are mapped.
+  g_munmap_calls.fetch_add(1, std::memory_order_relaxed);
+  g_mapped.fetch_sub(size, std::memory_order_relaxed);
+  return true;
+}
+
+void os_futex_wait(uint32_t* word, uint32_t expected, uint64_t timeout_ns) {
+  struct timespec ts = {time_t(timeout_ns / 1000000000ull), long(timeout_ns % 1000000000ull)};
+  syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, expected, timeout_ns != 0 ? &ts : nullptr, nullptr, 0);
+}
+
+void os_futex_wake(uint32_t* word) { syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, INT32_MAX, nullptr, nullptr, 0); }
+
+namespace {
+struct ThreadStart {
+  void* (*fn)(void*);
+  char name[16];
+};
+ThreadStart g_thread_start;  // one thread starts at a time (the caller serialises)
+
+void* thread_trampoline(void*) {
+  ThreadStart st = g_thread_start;
+  prctl(PR_SET_NAME, st.name, 0, 0, 0);
+  return st.fn(nullptr);
+}
+}  // namespace
+
+bool os_start_thread(void* (*fn)(void*), const char* name) {
+  g_thread_start.fn = fn;
+  size_t n = strlen(name);
+  if (n > 15) n = 15;
+  memcpy(g_thread_start.name, name, n);
+  g_thread_start.name[n] = '\0';
+  pthread_attr_t attr;
+  if (pthread_attr_init(&attr) != 0) return false;
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  pthread_attr_setstacksize(&attr, 64 * 1024);
+  // The new thread inherits the creator's mask: block everything around the creation.
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  pthread_t t;
+  bool ok = pthread_create(&t, &attr, thread_trampoline, nullptr) == 0;
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  pthread_attr_destroy(&attr);
+  return ok;
+}
+
+uint64_t os_minor_faults() {
+  struct rusage ru;
+  return getrusage(RUSAGE_SELF, &ru) == 0 ? uint64_t(ru.ru_minflt) : 0;
 }
 
 void os_write_stderr(const char* buf, size_t len) {

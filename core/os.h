@@ -40,6 +40,29 @@ void os_unmap(void* p, size_t size);
 // p and size must be page-aligned.
 void os_decommit(void* p, size_t size);
 
+// Grows the mapping [p, p + old_size) in place to new_size bytes (the address space after it
+// must be free: mremap without MREMAP_MAYMOVE). False when it is not. Sizes page multiples.
+bool os_remap_in_place(void* p, size_t old_size, size_t new_size);
+
+// Moves the pages of [from, from + size) to [to, to + size) without copying them
+// (mremap MREMAP_FIXED): whatever was mapped at `to` is dropped, `from` is unmapped. Both
+// ranges page-aligned and disjoint. False when the kernel refuses (the range spans mappings
+// of different kinds, or out of memory); then nothing changed.
+bool os_remap_move(void* from, size_t size, void* to);
+
+// Futex on a 32-bit word of this process (private): wait while *word == expected, at most
+// timeout_ns (0: no limit); wake wakes every waiter.
+void os_futex_wait(uint32_t* word, uint32_t expected, uint64_t timeout_ns);
+void os_futex_wake(uint32_t* word);
+
+// Starts a detached thread running fn(nullptr) with every signal blocked (it never runs a
+// handler of the program's) and a small stack; `name` is its name in /proc (≤ 15 chars).
+// False when the thread cannot be created (out of resources, a sandbox forbids it).
+bool os_start_thread(void* (*fn)(void*), const char* name);
+
+// Minor page faults of the process so far (getrusage), for the statistics.
+uint64_t os_minor_faults();
+
 // Writes to stderr, retrying on EINTR and short writes. Never allocates.
 void os_write_stderr(const char* buf, size_t len);
 

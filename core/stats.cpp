@@ -69,6 +69,9 @@ void stats_collect(hak_stats_t* out) {
   out->peak_mapped_bytes = oc.peak_mapped_bytes;
   out->remote_frees = g_remote_frees.load(std::memory_order_relaxed);
   out->process_rss_bytes = os_process_rss();
+  out->minor_page_faults = os_minor_faults();
+  out->large_free_extents = lg.cached;
+  out->large_recent_peak_bytes = lg.recent_peak_bytes;
 }
 
 void stats_print() {
@@ -82,10 +85,11 @@ void stats_print() {
   diag_print("stats: mid    %12lu", ul(s.mid_in_use_bytes));
   diag_print("stats: spans  %12lu  %12lu  (page arena, %lu chunks)", ul(s.arena_used_bytes), ul(s.arena_mapped_bytes),
              ul(s.arena_chunks));
-  diag_print("stats: large  %12lu  %12lu  (%lu live, %lu B cached)", ul(s.large_live_bytes), ul(s.large_mapped_bytes),
-             ul(s.large_live), ul(s.large_cached_bytes));
-  diag_print("stats: mapped %lu B (peak %lu B), process resident %lu B", ul(s.mapped_bytes), ul(s.peak_mapped_bytes),
-             ul(s.process_rss_bytes));
+  diag_print("stats: large  %12lu  %12lu  (%lu live, %lu B cached in %lu free extents, recent peak %lu B)",
+             ul(s.large_live_bytes), ul(s.large_mapped_bytes), ul(s.large_live), ul(s.large_cached_bytes),
+             ul(s.large_free_extents), ul(s.large_recent_peak_bytes));
+  diag_print("stats: mapped %lu B (peak %lu B), process resident %lu B, minor page faults %lu", ul(s.mapped_bytes),
+             ul(s.peak_mapped_bytes), ul(s.process_rss_bytes), ul(s.minor_page_faults));
   diag_print("stats: superslabs live %lu retired %lu, slab runs %lu; threads live %lu cached %lu",
              ul(s.superslabs_live), ul(s.superslabs_retired), ul(s.slabs_in_use), ul(s.threads_live),
              ul(s.threads_cached));

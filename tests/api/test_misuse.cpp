@@ -94,6 +94,40 @@ Test(misuse, double_free_of_a_span_block) {
   });
 }
 
+Test(misuse, double_free_of_a_large_block) {
+  expect_abort("large double free", "in freed Large memory: double free?", [] {
+    void* p = malloc(8 << 20);
+    escape(p);
+    free(p);
+    free(p);
+  });
+}
+
+Test(misuse, double_free_of_a_large_block_merged_with_its_neighbour) {
+  expect_abort("large double free after a merge", "in freed Large memory: double free?", [] {
+    char* big = static_cast<char*>(malloc(16 << 20));
+    escape(big);
+    free(big);
+    char* a = static_cast<char*>(malloc(4 << 20));  // both cut from big's free extent
+    char* b = static_cast<char*>(malloc(4 << 20));
+    escape(a);
+    escape(b);
+    free(a);
+    free(b);  // merges with a and the rest
+    free(b);
+  });
+}
+
+Test(misuse, realloc_of_a_freed_large_block) {
+  expect_abort("large realloc after free", "realloc(", [] {
+    void* p = malloc(8 << 20);
+    escape(p);
+    free(p);
+    void* q = realloc(p, 16 << 20);
+    escape(q);
+  });
+}
+
 Test(misuse, free_of_a_pointer_inside_a_span_block) {
   expect_abort("span interior pointer", "invalid pointer (no span header", [] {
     char* p = static_cast<char*>(malloc(100000));

@@ -19,11 +19,15 @@ declare -A smoke=(
   [mid_large_mix]="5000 64"
   [fixed_size]="200000 64"
   [mem_efficiency]="20000 64"
+  [large_reuse]="40 4 1 4"
+  [realloc_grow]="2 8"
 )
 extra=(  # more smoke commands: name and arguments
   "larson 0.5 16 1024 500 10 7 4"
   "fixed_size 20000 1024 64"
   "mem_efficiency 5000 0"
+  "large_reuse 30 3 1 3 1 0"
+  "realloc_grow 3 4 125"
 )
 
 fails=0

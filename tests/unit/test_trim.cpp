@@ -120,7 +120,8 @@ Test(trim, large_mappings_cached_then_returned) {
   hak_stats_t st3 = stats();
   check_sums(st3);
   cr_assert_eq(st3.large_cached_bytes, 0u, "trim returns the cached mappings");
-  cr_assert_geq(st3.munmap_calls, unmaps + 2);
+  // a and b may have merged into one free extent (the page heap coalesces neighbours).
+  cr_assert_geq(st3.munmap_calls, unmaps + 1);
   cr_assert_eq(st3.large_mapped_bytes, st3.large_live_bytes);
 }
 
