@@ -6,7 +6,6 @@
 #include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <string.h>
 #include <sys/auxv.h>
@@ -144,26 +143,7 @@ void os_futex_wait(uint32_t* word, uint32_t expected, uint64_t timeout_ns) {
 
 void os_futex_wake(uint32_t* word) { syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, INT32_MAX, nullptr, nullptr, 0); }
 
-namespace {
-struct ThreadStart {
-  void* (*fn)(void*);
-  char name[16];
-};
-ThreadStart g_thread_start;  // one thread starts at a time (the caller serialises)
-
-void* thread_trampoline(void*) {
-  ThreadStart st = g_thread_start;
-  prctl(PR_SET_NAME, st.name, 0, 0, 0);
-  return st.fn(nullptr);
-}
-}  // namespace
-
 bool os_start_thread(void* (*fn)(void*), const char* name) {
-  g_thread_start.fn = fn;
-  size_t n = strlen(name);
-  if (n > 15) n = 15;
-  memcpy(g_thread_start.name, name, n);
-  g_thread_start.name[n] = '\0';
   pthread_attr_t attr;
   if (pthread_attr_init(&attr) != 0) return false;
   pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
@@ -173,9 +153,12 @@ bool os_start_thread(void* (*fn)(void*), const char* name) {
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
   pthread_t t;
-  bool ok = pthread_create(&t, &attr, thread_trampoline, nullptr) == 0;
+  bool ok = pthread_create(&t, &attr, fn, nullptr) == 0;
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
   pthread_attr_destroy(&attr);
+  // Named by its creator, so the name is there before anyone looks (glibc writes
+  // /proc/self/task/<tid>/comm: no allocation).
+  if (ok) pthread_setname_np(t, name);
   return ok;
 }
 

@@ -1,0 +1,80 @@
+// decay_thread.c — run under LD_PRELOAD by tests/preload/decay_thread.sh: the idle-decay
+// thread as a program sees it. Prints, one per line:
+//   threads_before N     threads of the process before any Large free (1: none started yet)
+//   threads_after N      threads after a 64 MiB block was freed
+//   thread_name S        the name of the second thread, if any
+//   kept_mib N           RSS above the start right after the free, in MiB
+//   idle_mib N           RSS above the start after 2 s with no allocator call, in MiB
+//   single_threaded N    1 when fork+exec of /bin/true still worked in the child afterwards
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static int threads(char* second_name, size_t cap) {
+  DIR* d = opendir("/proc/self/task");
+  if (!d) return -1;
+  int n = 0;
+  struct dirent* e;
+  while ((e = readdir(d)) != NULL) {
+    if (e->d_name[0] == '.') continue;
+    ++n;
+    if (second_name && atoi(e->d_name) != getpid()) {
+      char path[300];
+      snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
+      FILE* f = fopen(path, "r");
+      if (f) {
+        if (fgets(second_name, (int)cap, f)) second_name[strcspn(second_name, "\n")] = 0;
+        fclose(f);
+      }
+    }
+  }
+  closedir(d);
+  return n;
+}
+
+static long rss_mib(void) {
+  FILE* f = fopen("/proc/self/statm", "r");
+  long size = 0, res = 0;
+  if (f) {
+    if (fscanf(f, "%ld %ld", &size, &res) != 2) res = 0;
+    fclose(f);
+  }
+  return res * sysconf(_SC_PAGESIZE) / (1 << 20);
+}
+
+int main(void) {
+  char name[64] = "-";
+  printf("threads_before %d\n", threads(NULL, 0));
+  long start = rss_mib();
+  char* p = malloc(64 << 20);
+  if (!p) return 1;
+  memset(p, 1, 64 << 20);
+  __asm__ volatile("" : : "r"(p) : "memory");  // keep the malloc/memset/free
+  free(p);
+  long kept = rss_mib() - start;
+  printf("threads_after %d\n", threads(name, sizeof name));
+  printf("thread_name %s\n", name);
+  printf("kept_mib %ld\n", kept);
+  struct timespec ts = {2, 0};
+  nanosleep(&ts, NULL);
+  printf("idle_mib %ld\n", rss_mib() - start);
+  fflush(stdout);
+  pid_t pid = fork();
+  if (pid == 0) {
+    char* q = malloc(32 << 20);  // the child's heap works and may start its own thread
+    memset(q, 2, 32 << 20);
+    __asm__ volatile("" : : "r"(q) : "memory");
+    free(q);
+    execl("/bin/true", "true", (char*)NULL);
+    _exit(127);
+  }
+  int st = 0;
+  waitpid(pid, &st, 0);
+  printf("single_threaded %d\n", WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  return 0;
+}
