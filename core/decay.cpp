@@ -72,7 +72,7 @@ bool decay_background(uint64_t now_ns) {
     shared_pool_decommit_free_slots();
     arena_decay();
   }
-  return large_holds_free();
+  return large_holds_free() || arena_dirty_bytes() != 0;
 }
 
 bool decay_run(uint64_t now_ns) {

@@ -54,7 +54,8 @@ bool decay_run(uint64_t now_ns);
 
 // The idle-decay thread's worker (decay_thread.h): the Large rules every tick, and the pass
 // over the shared structures (pool, arena) when a period is due, as a slow path would run it
-// (the per-thread parts stay with their threads). True while the page heap holds memory.
+// (the per-thread parts stay with their threads). True while the page heap or the page
+// arena holds free memory.
 bool decay_background(uint64_t now_ns);
 
 }  // namespace hak

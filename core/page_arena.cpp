@@ -3,6 +3,7 @@
 
 #include <pthread.h>
 
+#include "decay_thread.h"
 #include "diag.h"
 #include "os.h"
 #include "region_map.h"
@@ -31,6 +32,22 @@ static_assert(sizeof(ArenaChunk) <= kArenaPage, "arena header must fit its page"
 pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 ArenaChunk* g_chunks = nullptr;  // most recently created first
 size_t g_chunk_count = 0, g_used_pages = 0, g_dirty_pages = 0;
+// The fewest free pages resident since the last decay pass: that many were not needed for a
+// whole period (the pass returns them).
+size_t g_dirty_min = 0;
+// The recent peak of pages in live spans: the most since the last decay pass and in the
+// period before it (the pass rotates them: no clock read per span).
+size_t g_peak_cur = 0, g_peak_prev = 0;
+
+void note_used_locked() {
+  if (g_used_pages > g_peak_cur) g_peak_cur = g_used_pages;
+}
+
+// Free pages the arena may keep resident: kArenaDirtyMin plus the room to the recent peak.
+size_t dirty_limit_locked() {
+  size_t peak = g_peak_cur > g_peak_prev ? g_peak_cur : g_peak_prev;
+  return kArenaDirtyMin + (peak > g_used_pages ? peak - g_used_pages : 0) * kArenaPage;
+}
 
 ArenaChunk* chunk_of(void* p) {
   return reinterpret_cast<ArenaChunk*>(reinterpret_cast<uintptr_t>(p) & ~(uintptr_t(kArenaChunkSize) - 1));
@@ -96,9 +113,11 @@ void* take_span(ArenaChunk* c, size_t first, size_t pages) {
     c->dirty.assign(first, pages, false);
     c->dirty_pages -= dirty;
     g_dirty_pages -= dirty;
+    if (g_dirty_pages < g_dirty_min) g_dirty_min = g_dirty_pages;
   }
   c->used_pages += pages;
   g_used_pages += pages;
+  note_used_locked();
   return reinterpret_cast<char*>(c) + first * kArenaPage;
 }
 
@@ -133,9 +152,20 @@ bool release_dirty_locked(size_t target) {
 
 bool arena_decay() {
   pthread_mutex_lock(&g_lock);
-  bool released = g_dirty_pages * kArenaPage > kArenaDirtyMin / 4 && release_dirty_locked(kArenaDirtyMin / 4);
+  // Pages that stayed free and resident through the whole period go back.
+  bool released = g_dirty_min != 0 && release_dirty_locked((g_dirty_pages - g_dirty_min) * kArenaPage);
+  g_dirty_min = g_dirty_pages;
+  g_peak_prev = g_peak_cur;
+  g_peak_cur = g_used_pages;
   pthread_mutex_unlock(&g_lock);
   return released;
+}
+
+size_t arena_dirty_bytes() {
+  pthread_mutex_lock(&g_lock);
+  size_t d = g_dirty_pages * kArenaPage;
+  pthread_mutex_unlock(&g_lock);
+  return d;
 }
 
 void* arena_alloc(size_t bytes) {
@@ -186,14 +216,18 @@ void arena_free(void* span, size_t bytes) {
   c->dirty_pages += pages;
   g_used_pages -= pages;
   g_dirty_pages += pages;
-  size_t limit = kArenaDirtyMin + g_used_pages * kArenaPage / 4;
-  if (g_dirty_pages * kArenaPage > limit) release_dirty_locked(limit / 2);
+  note_used_locked();
+  size_t limit = dirty_limit_locked();
+  if (g_dirty_pages * kArenaPage > limit) release_dirty_locked(limit);
+  bool wake = g_dirty_pages * kArenaPage >= kArenaWakeDirty;
   pthread_mutex_unlock(&g_lock);
+  if (wake) decay_thread_wake();  // what stays resident must go back if the program stops
 }
 
 bool arena_trim() {
   pthread_mutex_lock(&g_lock);
   bool released = false;
+  g_dirty_min = 0;
   for (ArenaChunk* c = g_chunks; c != nullptr;) {
     ArenaChunk* next = c->next;
     released |= chunk_release_free(c, true);
@@ -205,7 +239,9 @@ bool arena_trim() {
 
 ArenaStats arena_stats() {
   pthread_mutex_lock(&g_lock);
-  ArenaStats st{g_chunk_count, g_chunk_count * kArenaChunkSize, g_used_pages * kArenaPage, g_dirty_pages * kArenaPage};
+  size_t peak = g_peak_cur > g_peak_prev ? g_peak_cur : g_peak_prev;
+  ArenaStats st{g_chunk_count, g_chunk_count * kArenaChunkSize, g_used_pages * kArenaPage, g_dirty_pages * kArenaPage,
+                peak * kArenaPage};
   pthread_mutex_unlock(&g_lock);
   return st;
 }

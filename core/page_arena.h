@@ -4,12 +4,21 @@
 //
 // A chunk is 2 MiB-aligned; its first 4 KiB page holds the header (page bitmaps); spans are
 // runs of 4 KiB pages found first-fit in the bitmap, under one lock. Freed pages stay
-// resident ("dirty") for reuse — empty chunks stay mapped too — until the arena holds more
-// dirty bytes than kArenaDirtyMin (32 MiB) + a quarter of the bytes in live spans; then, oldest chunks
-// first, empty chunks are unmapped and the others' dirty pages decommitted (MADV_DONTNEED),
-// down to half of that limit. Re-faulting freshly unmapped pages is what made a span churn
-// slow (bench/mid_large_mix: 4× the page faults of glibc before this policy).
+// resident ("dirty") for reuse — empty chunks stay mapped too — by two rules:
+//   - a bound tied to the recent peak: at most kArenaDirtyMin (32 MiB) plus the room between
+//     the pages in live spans now and their recent peak (the most since the previous decay
+//     pass and in the period before it); over it, oldest chunks first, empty chunks are unmapped and the others'
+//     dirty pages decommitted (MADV_DONTNEED) down to the bound;
+//   - time: each decay pass (decay.h, about once a second, also from the idle-decay thread
+//     when the program is idle) returns as many pages as stayed dirty through the whole
+//     period since the previous pass (the period's minimum): pages no allocation needed.
+// A program whose spans come and go in waves (an interpreter's garbage collector freeing a
+// burst, then allocating it again) keeps its wave resident instead of faulting it in anew;
+// re-faulting freshly returned pages is what made span churn slow (bench/mid_large_mix: 4×
+// the page faults of glibc with a fixed small cap; ruby with 2 threads: 2.5×).
 // The region map marks every chunk kRegionSpan; spans carry the 16-byte header (span.h).
+//
+// May call: os, region_map, decay_thread (wake, after its lock is released).
 #ifndef HAKMEM_PAGE_ARENA_H
 #define HAKMEM_PAGE_ARENA_H
 
@@ -23,6 +32,8 @@ inline constexpr size_t kArenaPage = 4096;
 inline constexpr size_t kArenaPagesPerChunk = kArenaChunkSize / kArenaPage;  // 512, page 0 = header
 inline constexpr size_t kArenaMaxSpan = 1024 * 1024;                         // largest span (bytes)
 inline constexpr size_t kArenaDirtyMin = 32 * 1024 * 1024;
+// Free pages resident from which the idle-decay thread is woken (or started).
+inline constexpr size_t kArenaWakeDirty = 4 * 1024 * 1024;
 
 // A span of `bytes` (a multiple of kArenaPage, ≤ kArenaMaxSpan). nullptr when out of memory.
 void* arena_alloc(size_t bytes);
@@ -30,12 +41,14 @@ void* arena_alloc(size_t bytes);
 void arena_free(void* span, size_t bytes);
 // Decommits every free page and unmaps every empty chunk. Returns true if anything was released.
 bool arena_trim();
-// Decay: if more than kArenaDirtyMin / 4 of free pages are resident, decommit (oldest chunks
-// first) down to that. Returns true if anything was released.
+// Decay pass: returns the free pages that stayed resident through the whole period since the
+// previous pass (oldest chunks first). Returns true if anything was released.
 bool arena_decay();
+// Free pages resident now, in bytes.
+size_t arena_dirty_bytes();
 
 struct ArenaStats {
-  uint64_t chunks, mapped_bytes, used_bytes, dirty_bytes;
+  uint64_t chunks, mapped_bytes, used_bytes, dirty_bytes, recent_peak_bytes;
 };
 ArenaStats arena_stats();
 

@@ -1,5 +1,6 @@
 // test_page_arena.cpp — the page arena (page_arena.h): spans of 4 KiB pages carved first-fit
-// from 2 MiB chunks, reuse, the dirty-page limit, chunk release with hysteresis, arena_trim,
+// from 2 MiB chunks, reuse, the dirty-page bound tied to the recent peak, the decay of pages
+// free through a whole period, chunk release with hysteresis, arena_trim,
 // the statistics and the arena_is_valid checker.
 #include <criterion/criterion.h>
 #include <criterion/redirect.h>
@@ -7,6 +8,7 @@
 #include <signal.h>
 #include <string.h>
 
+#include "decay_thread.h"
 #include "os.h"
 #include "page_arena.h"
 #include "region_map.h"
@@ -126,33 +128,55 @@ Test(page_arena, empty_chunks_stay_mapped_until_trim) {
   cr_assert(arena_is_valid());
 }
 
-Test(page_arena, over_the_dirty_limit_empty_chunks_are_unmapped_oldest_first) {
+// Pages that stayed free through a whole decay period go back at the next pass: empty chunks
+// unmapped oldest first (never the newest, which is decommitted instead).
+Test(page_arena, pages_free_for_a_whole_period_go_back_oldest_chunks_first) {
   arena_trim();
-  const int n = int(2 * kArenaDirtyMin / kArenaChunkSize) + 4;  // about 2 MiB per round
-  static char* spans[512];
-  static char* opened[256];  // chunks this test made, oldest first
+  const int n = 12;  // chunks' worth of 1 MiB spans
+  static char* spans[64];
+  static char* opened[64];
   int nspans = 0, nopened = 0;
   for (int i = 0; i < 2 * n; ++i) {
     uint64_t before = arena_stats().chunks;
-    char* a = alloc(i % 2 ? kArenaMaxSpan / kPage - 1 : kArenaMaxSpan / kPage);
+    char* a = alloc(kArenaMaxSpan / kPage);
+    memset(a, 1, kArenaMaxSpan);
     if (arena_stats().chunks > before) opened[nopened++] = chunk_of(a);
     spans[nspans++] = a;
   }
-  cr_assert_geq(nopened, n - 2, "the spans needed new chunks (%d of %d)", nopened, n);
+  cr_assert_geq(nopened, n - 1);
   char* newest = opened[nopened - 1];
+  arena_decay();  // starts a period
+  for (int i = 0; i < nspans; ++i) arena_free(spans[i], kArenaMaxSpan);
+  ArenaStats st = arena_stats();
+  cr_assert_geq(st.dirty_bytes, size_t(nspans) * kArenaMaxSpan, "under the bound: everything freed stays resident");
   uint64_t unmaps0 = os_counters().munmap_calls;
-  uint64_t chunks0 = arena_stats().chunks;
-  for (int i = 0; i < nspans; ++i) {
-    arena_free(spans[i], size_t(i % 2 ? kArenaMaxSpan - kPage : kArenaMaxSpan));
-    ArenaStats st = arena_stats();
-    size_t limit = kArenaDirtyMin + st.used_bytes / 4;
-    cr_assert_leq(st.dirty_bytes, limit, "after free %d: %lu dirty bytes > limit %zu", i,
-                  (unsigned long)st.dirty_bytes, limit);
+  arena_decay();  // they were freed during this period: the next one starts with them free
+  arena_decay();  // and none was needed through it
+  // (the idle-decay thread may have run this pass already: the outcome is the same)
+  cr_assert_eq(arena_stats().dirty_bytes, 0u, "pages free through the period went back");
+  cr_assert_geq(os_counters().munmap_calls, unmaps0);
+  cr_assert_eq(region_map_lookup(opened[0] + kPage), kRegionNone, "the oldest empty chunk is unmapped");
+  cr_assert_eq(region_map_lookup(newest + kPage), kRegionSpan, "the newest chunk stays mapped (decommitted)");
+  cr_assert(arena_is_valid());
+}
+
+// Pages reused during the period are not returned: only the period's minimum goes.
+Test(page_arena, pages_reused_during_the_period_stay) {
+  arena_trim();
+  static char* spans[16];
+  for (char*& s : spans) {
+    s = alloc(kArenaMaxSpan / kPage);
+    memset(s, 2, kArenaMaxSpan);
   }
-  cr_assert_gt(os_counters().munmap_calls, unmaps0, "going over the limit unmapped empty chunks");
-  cr_assert_lt(arena_stats().chunks, chunks0, "some empty chunks went back");
-  cr_assert_eq(region_map_lookup(opened[0] + kPage), kRegionNone, "the oldest empty chunk went first");
-  cr_assert_eq(region_map_lookup(newest + kPage), kRegionSpan, "the newest chunk is never unmapped this way");
+  for (int i = 0; i < 16; ++i) arena_free(spans[i], kArenaMaxSpan);
+  arena_decay();  // the period starts with these 16 MiB free
+  for (int i = 0; i < 12; ++i) spans[i] = alloc(kArenaMaxSpan / kPage);  // 12 of them reused
+  for (int i = 0; i < 12; ++i) arena_free(spans[i], kArenaMaxSpan);
+  size_t before = arena_stats().dirty_bytes;
+  arena_decay();
+  size_t after = arena_stats().dirty_bytes;
+  cr_assert_leq(after, before - 3 * kArenaMaxSpan, "the ~4 MiB never reused go (dirty %zu -> %zu)", before, after);
+  cr_assert_geq(after, 11 * kArenaMaxSpan, "the reused part stays resident (dirty %zu)", after);
   cr_assert(arena_is_valid());
 }
 
@@ -173,32 +197,56 @@ Test(page_arena, trim_decommits_free_pages_of_live_chunks) {
   cr_assert(arena_is_valid());
 }
 
-Test(page_arena, dirty_pages_of_live_chunks_are_decommitted_over_the_limit) {
+// The bound: at most kArenaDirtyMin plus the room to the recent peak of pages in live spans.
+// Holes that new spans cannot use (255-page holes, 256-page requests) make the arena grow
+// back to its peak with the old holes still resident: then the free pages above the bound go
+// back at the next free, decommitted in chunks that still have live spans.
+Test(page_arena, over_the_bound_tied_to_the_recent_peak_free_pages_go_back) {
+  decay_thread_set_worker(nullptr, false);  // no background pass: this test is about the bound
   arena_trim();
-  const size_t span_pages = (kArenaPagesPerChunk - 2) / 2;  // 255: two per chunk, + 1 page
-  const int chunks = int(2 * kArenaDirtyMin / kArenaChunkSize) + 4;
+  const size_t hole = (kArenaPagesPerChunk - 2) / 2;  // 255 pages: [hdr][span][pin][span]
+  const int chunks = int(kArenaDirtyMin / kArenaChunkSize) + 8;
   static char* spans[256];
   static char* pins[128];
+  static char* big[256];
   cr_assert_leq(chunks, 128);
-  int n = 0;
+  static char* junk[64];
+  int n = 0, njunk = 0;
+  auto page_of = [](char* p) { return size_t(p - chunk_of(p)) / kPage; };
   for (int i = 0; i < chunks; ++i) {
-    spans[n++] = alloc(span_pages);
-    spans[n++] = alloc(span_pages);
-    pins[i] = alloc(1);  // keeps each chunk alive once its big spans are freed
+    char* a = alloc(hole);
+    while (page_of(a) != 1) {  // fills the room of older chunks until a new chunk opens
+      cr_assert_lt(njunk, 64);
+      junk[njunk++] = a;
+      a = alloc(hole);
+    }
+    spans[n++] = a;
+    pins[i] = alloc(1);
+    spans[n++] = alloc(hole);
+    cr_assert(page_of(pins[i]) == 1 + hole && page_of(spans[n - 1]) == 2 + hole && chunk_of(pins[i]) == chunk_of(a),
+              "layout [header][span][pin][span] in chunk %d", i);
   }
+  for (int i = 0; i < n; ++i) memset(spans[i], 3, hole * kPage);
   uint64_t madv0 = os_counters().madvise_calls;
-  uint64_t chunks0 = arena_stats().chunks;
-  for (int i = 0; i < n; ++i) {
-    arena_free(spans[i], span_pages * kPage);
-    ArenaStats st = arena_stats();
-    size_t limit = kArenaDirtyMin + st.used_bytes / 4;
-    cr_assert_leq(st.dirty_bytes, limit, "after free %d: %lu dirty bytes > limit %zu", i,
-                  (unsigned long)st.dirty_bytes, limit);
-  }
-  cr_assert_gt(os_counters().madvise_calls, madv0, "going over the limit decommits");
-  cr_assert_eq(arena_stats().chunks, chunks0, "chunks with a live span stay mapped");
+  for (int i = 0; i < n; ++i) arena_free(spans[i], hole * kPage);
+  ArenaStats st = arena_stats();
+  cr_assert_eq(os_counters().madvise_calls, madv0, "within the room to the peak nothing is decommitted");
+  cr_assert_geq(st.dirty_bytes, size_t(n) * hole * kPage);
+  // As many pages again, in 256-page spans that fit no hole: new chunks, back at the peak.
+  const int nbig = int(size_t(n) * hole / (kArenaMaxSpan / kPage));
+  for (int i = 0; i < nbig; ++i) big[i] = alloc(kArenaMaxSpan / kPage);
+  cr_assert_eq(os_counters().madvise_calls, madv0, "allocation alone releases nothing");
+  arena_free(big[0], kArenaMaxSpan);
+  st = arena_stats();
+
+  cr_assert_gt(os_counters().madvise_calls, madv0, "over the bound, free pages are decommitted");
+  size_t bound = kArenaDirtyMin + (st.recent_peak_bytes - st.used_bytes);
+  cr_assert_leq(st.dirty_bytes, bound, "%lu dirty bytes over the bound %zu", (unsigned long)st.dirty_bytes, bound);
+  cr_assert_geq(st.dirty_bytes + hole * kPage, bound, "down to the bound, not far below it");
   cr_assert(arena_is_valid());
+  for (int i = 1; i < nbig; ++i) arena_free(big[i], kArenaMaxSpan);
   for (int i = 0; i < chunks; ++i) arena_free(pins[i], kPage);
+  for (int i = 0; i < njunk; ++i) arena_free(junk[i], hole * kPage);
   cr_assert(arena_is_valid());
 }
 
