@@ -12,7 +12,7 @@
 
 BENCH_SRCS  := $(sort $(wildcard bench/*.cpp))
 BENCH_NAMES := $(basename $(notdir $(BENCH_SRCS)))
-BENCH_HDRS  := bench/bench_util.h
+BENCH_HDRS  := bench/bench_util.h bench/bench_queue.h
 
 define BENCH_RULES
 BENCH_SYSTEM_$(1) := $$(foreach n,$$(BENCH_NAMES),out/$(1)/$$(n)_system)

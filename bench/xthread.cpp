@@ -20,15 +20,13 @@
 // some rounds, time-sharing one (no block crossing caches: 3x faster), and the medians of
 // a few rounds depended on which. With more threads than CPUs the scheduler places them.
 // Smoke: xthread 1 1 20000
+#include "bench_queue.h"
 #include "bench_util.h"
 
 #include <pthread.h>
 #include <sched.h>
 
-#include <condition_variable>
 #include <cstdlib>
-#include <deque>
-#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -51,40 +49,7 @@ struct Block {
 };
 using Batch = std::vector<Block>;
 
-// A bounded multi-producer multi-consumer queue of batches (mutex + two condition variables;
-// one transfer per batch keeps the lock out of the per-block cost).
-class BatchQueue {
- public:
-  explicit BatchQueue(size_t capacity) : capacity_(capacity) {}
-  void push(Batch&& b) {
-    std::unique_lock<std::mutex> lock(mu_);
-    not_full_.wait(lock, [&] { return q_.size() < capacity_; });
-    q_.push_back(std::move(b));
-    not_empty_.notify_one();
-  }
-  // Returns false when the queue is empty and every producer is done.
-  bool pop(Batch& out) {
-    std::unique_lock<std::mutex> lock(mu_);
-    not_empty_.wait(lock, [&] { return !q_.empty() || producers_left_ == 0; });
-    if (q_.empty()) return false;
-    out = std::move(q_.front());
-    q_.pop_front();
-    not_full_.notify_one();
-    return true;
-  }
-  void set_producers(unsigned n) { producers_left_ = n; }
-  void producer_done() {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (--producers_left_ == 0) not_empty_.notify_all();
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable not_full_, not_empty_;
-  std::deque<Batch> q_;
-  size_t capacity_;
-  unsigned producers_left_ = 0;
-};
+using BatchQueue = bench::BatchQueue<Batch>;
 
 }  // namespace
 

@@ -21,6 +21,8 @@ declare -A smoke=(
   [mem_efficiency]="20000 64"
   [large_reuse]="40 4 1 4"
   [realloc_grow]="2 8"
+  [batch]="200 25 200"
+  [pipeline]="1 1 1 20000"
 )
 extra=(  # more smoke commands: name and arguments
   "larson 0.5 16 1024 500 10 7 4"
@@ -28,6 +30,8 @@ extra=(  # more smoke commands: name and arguments
   "mem_efficiency 5000 0"
   "large_reuse 30 3 1 3 1 0"
   "realloc_grow 3 4 125"
+  "batch 100 10 100 16 1024 2 2"
+  "pipeline 2 1 2 5000 16 4096 16 4 100"
 )
 
 fails=0
