@@ -66,6 +66,11 @@ BENCHES=(
   "fixed_1024|fixed_size|10000000 1024|50000000 1024|throughput"
   "mem_eff_64|mem_efficiency|1000000 64|2000000 64|overhead"
   "mem_eff_mixed|mem_efficiency|300000 0|1000000 0|overhead"
+  "large_reuse|large_reuse|600 20 5 25|2000 20 5 25|throughput"
+  "realloc_grow|realloc_grow|5 256 200|20 256 200|throughput"
+  "batch|batch|5000 25 1600 16 4096|20000 25 1600 16 4096|throughput"
+  "pipeline|pipeline|2 2 2 100000|2 2 2 300000|throughput"
+  "pipeline_4x4|xthread|4 4 300000 16 256 64|4 4 1000000 16 256 64|throughput"
 )
 if [ -z "$rounds" ]; then
   if [ $profile = full ]; then rounds=11; else rounds=5; fi
@@ -202,6 +207,11 @@ about = {
     'fixed_256': 'fixed_size 256 B pairs/s', 'fixed_1024': 'fixed_size 1024 B pairs/s',
     'mem_eff_64': 'mem_efficiency, 64 B objects: resident bytes per payload byte (lower is better)',
     'mem_eff_mixed': 'mem_efficiency, 16-1024 B objects: resident bytes per payload byte (lower is better)',
+    'large_reuse': 'large_reuse, 5-25 MiB buffers, 20 live, each filled (bytes/s)',
+    'realloc_grow': 'realloc_grow, a buffer doubled from 4 KiB to 256 MiB (bytes appended/s)',
+    'batch': 'batch, N = 25-1600 blocks of one size (16 B-4 KiB) allocated then freed (blocks/s)',
+    'pipeline': 'pipeline, 2 producers -> 2 workers -> 2 consumers, 16 B-32 KiB, idle pauses (requests/s)',
+    'pipeline_4x4': 'xthread, 4 producers -> 4 consumers on 2 CPUs, 16-256 B (blocks/s)',
 }
 summary = {}  # (bench, alloc) -> dict
 md = []

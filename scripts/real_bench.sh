@@ -9,7 +9,9 @@
 #   --alloc LIST   comma-separated subset of: hakmem,glibc,mimalloc,jemalloc,tcmalloc
 #   --extra N=LIB  also run allocator N by LD_PRELOAD of LIB; repeatable
 #
-# Every program comes from a Debian package (scripts/setup.sh --real installs what is missing)
+# Every program comes from a Debian package (scripts/setup.sh --real installs what is missing;
+# python3 is run as /usr/bin/python3, so that a version manager's shim on PATH, a shell script
+# that starts more processes, is not what gets measured)
 # and works on inputs this script generates (deterministic, no downloads) in
 # out/bench/real/work. Each run is the whole process tree under LD_PRELOAD of the allocator
 # (glibc: no preload), timed by /usr/bin/time: wall time, the peak RSS of the biggest process
@@ -20,7 +22,7 @@
 #
 #   python_json     python3: a 9 MB JSON document dumped, parsed and dumped again (big strings
 #                   grown by realloc, the dict/list churn of a parser)
-#   python_startup  python3: 12 short interpreters importing json, re, collections (start-up)
+#   python_startup  python3: 40 short interpreters importing json, re, collections (start-up)
 #   perl_hash       perl: 300 000 hash entries built from strings, sorted, filtered, deleted
 #   ruby_threads    ruby: two threads building hashes, strings and arrays of hashes
 #   lua_tables      lua5.4: tables of tables built, concatenated, sorted, collected
@@ -211,10 +213,10 @@ fi
 # stdout is what gets compared with glibc's run.
 in="$work/in"
 cat >"$work/cmd/python_json.sh" <<EOF
-python3 "$in/json_rt.py"
+/usr/bin/python3 "$in/json_rt.py"
 EOF
 cat >"$work/cmd/python_startup.sh" <<'EOF'
-for i in $(seq 12); do python3 -c 'import json, re, collections; print(len(json.dumps(collections.Counter(re.findall("[a-z]+", "the quick brown fox jumps over the lazy dog " * 50)))))'; done | sort | uniq -c
+for i in $(seq 40); do /usr/bin/python3 -c 'import json, re, collections; print(len(json.dumps(collections.Counter(re.findall("[a-z]+", "the quick brown fox jumps over the lazy dog " * 50)))))'; done | sort | uniq -c
 EOF
 cat >"$work/cmd/perl_hash.sh" <<EOF
 perl "$in/hash.pl"
@@ -269,7 +271,7 @@ PROGRAMS=(python_json python_startup perl_hash ruby_threads lua_tables sqlite3 r
 
 have_prog() {  # the executables a program needs
   case "$1" in
-    python_json|python_startup) command -v python3 ;; perl_hash) command -v perl ;; ruby_threads) command -v ruby ;;
+    python_json|python_startup) [ -x /usr/bin/python3 ] ;; perl_hash) command -v perl ;; ruby_threads) command -v ruby ;;
     lua_tables) command -v lua5.4 ;; sqlite3) command -v sqlite3 ;; rocksdb) command -v db_bench ;;
     redis) command -v redis-server && command -v redis-benchmark ;; gxx_templates) command -v g++ ;;
     z3_solver) command -v z3 ;; sort_pipeline) command -v sort && command -v awk ;; xz_gzip) command -v xz && command -v gzip ;;
