@@ -402,7 +402,7 @@ if not gp:
     print("(gnuplot not installed: no chart)"); sys.exit(0)
 dat = os.path.join(dest, 'real_programs.dat')
 with open(dat, 'w') as f:
-    f.write("program " + " ".join(allocs) + "\n")
+    f.write("# program " + " ".join(allocs) + "\n")
     for p in progs:
         g = S[(p, 'glibc')]['t'] if (p, 'glibc') in S else None
         f.write(p.replace('_', '-') + " " + " ".join(f"{S[(p, a)]['t'] / g:.4f}" if g and S[(p, a)]['t'] else "NaN" for a in allocs) + "\n")
@@ -412,12 +412,12 @@ term = 'pngcairo' if 'pngcairo' in subprocess.run([gp, '-e', 'set terminal'], ca
 plot = ", ".join(f"'{dat}' using {i + 2}:xtic(1) title '{a}'" for i, a in enumerate(allocs))
 script = f"""set terminal {term} size 1200,500
 set output '{png}'
-set title 'Real programs: wall time relative to glibc (lower is better; median of the rounds)'
+set title 'Real programs: wall time relative to glibc (lower is better; median of the rounds; bars cut at 3)'
 set style data histogram
 set style histogram clustered gap 1
 set style fill solid 0.8 border -1
 set xtics rotate by -35 scale 0
-set yrange [0:*]
+set yrange [0:3]
 set grid ytics
 set key top left
 set arrow from graph 0, first 1 to graph 1, first 1 nohead dt 2
