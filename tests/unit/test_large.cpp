@@ -159,13 +159,14 @@ Test(large, an_idle_process_gets_its_memory_back_from_the_decay_thread) {
   cr_assert_eq(large_stats().cached_bytes, 24 * MiB);
   // No allocator call at all from here: only the background thread can return it.
   long waited = 0;
-  while (waited < 2500) {
+  while (waited < 3000) {
     sleep_ms(50);
     waited += 50;
     if (region_map_lookup(p) == kRegionNone) break;
   }
   cr_assert_eq(region_map_lookup(p), kRegionNone, "still kept after %ld ms of idleness", waited);
-  cr_assert_leq(waited, 1600, "returned after %ld ms; the age limit is 1 s, the tick 250 ms", waited);
+  // The age limit is 1 s and the tick 250 ms: about 1.25 s, 2 s allowed for a loaded machine.
+  cr_assert_leq(waited, 2000, "returned after %ld ms; the age limit is 1 s, the tick 250 ms", waited);
   cr_assert_eq(large_stats().cached_bytes, 0u);
 }
 
