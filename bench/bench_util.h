@@ -136,6 +136,12 @@ inline long peak_rss_kib() {
   return ru.ru_maxrss;
 }
 
+// Minor page faults of this process so far (getrusage ru_minflt).
+inline long minor_faults() {
+  rusage ru;
+  return getrusage(RUSAGE_SELF, &ru) == 0 ? ru.ru_minflt : 0;
+}
+
 // Current resident set size in bytes (second field of /proc/self/statm, in pages).
 inline long long current_rss_bytes() {
   std::FILE* f = std::fopen("/proc/self/statm", "r");

@@ -17,8 +17,6 @@
 // Smoke: large_reuse 40 4 1 4
 #include "bench_util.h"
 
-#include <sys/resource.h>
-
 #include <cmath>
 #include <vector>
 
@@ -39,11 +37,6 @@ struct Slot {
   uint64_t tag;
 };
 
-long minor_faults() {
-  rusage ru;
-  return getrusage(RUSAGE_SELF, &ru) == 0 ? ru.ru_minflt : 0;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -62,7 +55,7 @@ int main(int argc, char** argv) {
   const double log_lo = std::log2(double(min_mib) * 1048576.0);
   const double log_span = std::log2(double(max_mib) * 1048576.0 + 1) - log_lo;
   uint64_t next_tag = 0, bytes = 0;
-  const long faults0 = minor_faults();
+  const long faults0 = bench::minor_faults();
   const double start = bench::now_seconds();
   for (uint64_t i = 0; i < ops; ++i) {
     Slot& s = slots[rng.below(live)];
@@ -89,7 +82,7 @@ int main(int argc, char** argv) {
     bytes += size;
   }
   const double elapsed = bench::now_seconds() - start;
-  const long faults = minor_faults() - faults0;
+  const long faults = bench::minor_faults() - faults0;
   for (Slot& s : slots) {
     if (s.p == nullptr) continue;
     bench::check_block(s.p, s.size, s.tag, "large_reuse");

@@ -16,8 +16,6 @@
 // Smoke: realloc_grow 2 8
 #include "bench_util.h"
 
-#include <sys/resource.h>
-
 namespace {
 
 const char kUsage[] =
@@ -26,11 +24,6 @@ const char kUsage[] =
     "  max_mib  final size in MiB, 1-4096 (default 256)\n"
     "  factor   growth per step in percent, 110-400 (default 200: doubling)\n"
     "  seed     random seed for the contents (default 1)\n";
-
-long minor_faults() {
-  rusage ru;
-  return getrusage(RUSAGE_SELF, &ru) == 0 ? ru.ru_minflt : 0;
-}
 
 }  // namespace
 
@@ -43,7 +36,7 @@ int main(int argc, char** argv) {
   const size_t max_bytes = size_t(max_mib) << 20;
 
   uint64_t steps = 0;
-  const long faults0 = minor_faults();
+  const long faults0 = bench::minor_faults();
   const double start = bench::now_seconds();
   for (uint64_t r = 0; r < rounds; ++r) {
     const uint64_t tag = bench::mix64(seed + r);
@@ -69,7 +62,7 @@ int main(int argc, char** argv) {
     std::free(p);
   }
   const double elapsed = bench::now_seconds() - start;
-  const long faults = minor_faults() - faults0;
+  const long faults = bench::minor_faults() - faults0;
 
   std::printf("realloc_grow: rounds = %" PRIu64 ", 4 KiB -> %" PRIu64 " MiB by %" PRIu64 "%%, %" PRIu64
               " reallocs\n",

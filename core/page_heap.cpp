@@ -45,7 +45,7 @@ FreeExtent* PageHeap::write_node(void* base, size_t bytes, uint64_t freed_at) {
   return e;
 }
 
-void PageHeap::link(FreeExtent* e) {
+void PageHeap::bin_link(FreeExtent* e) {
   uint32_t b = bin_of(e->bytes);
   e->bin = b;
   e->bin_prev = nullptr;
@@ -53,6 +53,18 @@ void PageHeap::link(FreeExtent* e) {
   if (bins_[b] != nullptr) bins_[b]->bin_prev = e;
   bins_[b] = e;
   nonempty_[b >> 6] |= uint64_t(1) << (b & 63);
+}
+
+void PageHeap::bin_unlink(FreeExtent* e) {
+  uint32_t b = e->bin;
+  if (e->bin_prev != nullptr) e->bin_prev->bin_next = e->bin_next;
+  else bins_[b] = e->bin_next;
+  if (e->bin_next != nullptr) e->bin_next->bin_prev = e->bin_prev;
+  if (bins_[b] == nullptr) nonempty_[b >> 6] &= ~(uint64_t(1) << (b & 63));
+}
+
+void PageHeap::link(FreeExtent* e) {
+  bin_link(e);
   e->age_next = nullptr;
   e->age_prev = age_tail_;
   if (age_tail_ != nullptr) age_tail_->age_next = e;
@@ -63,11 +75,7 @@ void PageHeap::link(FreeExtent* e) {
 }
 
 void PageHeap::unlink(FreeExtent* e) {
-  uint32_t b = e->bin;
-  if (e->bin_prev != nullptr) e->bin_prev->bin_next = e->bin_next;
-  else bins_[b] = e->bin_next;
-  if (e->bin_next != nullptr) e->bin_next->bin_prev = e->bin_prev;
-  if (bins_[b] == nullptr) nonempty_[b >> 6] &= ~(uint64_t(1) << (b & 63));
+  bin_unlink(e);
   if (e->age_prev != nullptr) e->age_prev->age_next = e->age_next;
   else age_head_ = e->age_next;
   if (e->age_next != nullptr) e->age_next->age_prev = e->age_prev;
@@ -174,20 +182,10 @@ ExtentRange PageHeap::cut_top(FreeExtent* e, size_t bytes) {
   size_t keep = e->bytes - cut;
   void* top = as_bytes(e) + keep;
   region_map_set(top, cut, kRegionNone);
-  // Re-bin at the new size, keeping the age position: unlink from the bin only.
-  uint32_t b = e->bin;
-  if (e->bin_prev != nullptr) e->bin_prev->bin_next = e->bin_next;
-  else bins_[b] = e->bin_next;
-  if (e->bin_next != nullptr) e->bin_next->bin_prev = e->bin_prev;
-  if (bins_[b] == nullptr) nonempty_[b >> 6] &= ~(uint64_t(1) << (b & 63));
+  // Re-bin at the new size, keeping the age position.
+  bin_unlink(e);
   e->bytes = keep;
-  b = bin_of(keep);
-  e->bin = b;
-  e->bin_prev = nullptr;
-  e->bin_next = bins_[b];
-  if (bins_[b] != nullptr) bins_[b]->bin_prev = e;
-  bins_[b] = e;
-  nonempty_[b >> 6] |= uint64_t(1) << (b & 63);
+  bin_link(e);
   ExtentFooter* f = footer_of(e, keep);
   if constexpr (kValgrind) vg_undefined(f, sizeof *f);
   *f = ExtentFooter{kFooterMagic, e};

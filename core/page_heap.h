@@ -77,8 +77,10 @@ class PageHeap {
 
  private:
   static uint32_t bin_of(size_t bytes);
-  void link(FreeExtent* e);      // into its bin and at the newest end of the age list
-  void unlink(FreeExtent* e);    // out of both
+  void bin_link(FreeExtent* e);    // into the bin of its size
+  void bin_unlink(FreeExtent* e);  // out of its bin
+  void link(FreeExtent* e);        // into its bin and at the newest end of the age list
+  void unlink(FreeExtent* e);      // out of both
   FreeExtent* write_node(void* base, size_t bytes, uint64_t freed_at);
   FreeExtent* extent_at(void* base) const;       // the extent starting at base, or nullptr
   FreeExtent* extent_ending_at(void* end) const; // the extent ending at end, or nullptr
