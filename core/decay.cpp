@@ -31,15 +31,21 @@ void debug_check_tick() {
 std::atomic<uint64_t> g_decay_passes{0};
 HAK_TLS uint64_t t_passes_seen;
 
+// One caller per period claims the pass: returns its number, or 0. The first slow-path call
+// only starts the clock (start_clock); the idle-decay thread never starts it.
+uint64_t claim_pass(uint64_t now, bool start_clock) {
+  uint64_t next = g_next_decay_ns.load(std::memory_order_relaxed);
+  if (now < next || (next == 0 && !start_clock)) return 0;
+  if (!g_next_decay_ns.compare_exchange_strong(next, now + kDecayPeriodNs, std::memory_order_relaxed) || next == 0)
+    return 0;
+  return g_decay_passes.fetch_add(1, std::memory_order_relaxed) + 1;
+}
+
 void decay_check_clock() {
   uint64_t now = os_now_ns();
-  uint64_t next = g_next_decay_ns.load(std::memory_order_relaxed);
-  // One thread per period does the work (the first call only starts the clock). Its own part
-  // is in the pass, so it does not do it again below.
-  if (now >= next &&
-      g_next_decay_ns.compare_exchange_strong(next, now + kDecayPeriodNs, std::memory_order_relaxed) &&
-      next != 0) {
-    t_passes_seen = g_decay_passes.fetch_add(1, std::memory_order_relaxed) + 1;
+  // The thread that runs the pass does its own part in it, not again below.
+  if (uint64_t pass = claim_pass(now, true)) {
+    t_passes_seen = pass;
     decay_run(now);
     return;
   }
@@ -64,10 +70,7 @@ bool heap_check_all() {
 
 bool decay_background(uint64_t now_ns) {
   large_decay(now_ns);
-  uint64_t next = detail::g_next_decay_ns.load(std::memory_order_relaxed);
-  if (next != 0 && now_ns >= next &&
-      detail::g_next_decay_ns.compare_exchange_strong(next, now_ns + kDecayPeriodNs, std::memory_order_relaxed)) {
-    detail::g_decay_passes.fetch_add(1, std::memory_order_relaxed);
+  if (detail::claim_pass(now_ns, false) != 0) {
     shared_pool_decay();
     shared_pool_decommit_free_slots();
     arena_decay();

@@ -287,9 +287,7 @@ void* large_realloc(void* p, size_t n) {
   }
   if (large_grow_in_place(start, bytes, need)) {
     h->span_bytes = need;
-    if constexpr (kValgrind) {
-      if (vg_running()) vg_resizeinplace(p, vg_block_size(p, bytes - h->offset), n);
-    }
+    if constexpr (kValgrind) vg_realloc_in_place(p, vg_block_size(p, bytes - h->offset), n);
     return p;
   }
   if (kValgrind && vg_running()) return nullptr;
