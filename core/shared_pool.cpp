@@ -15,6 +15,7 @@ namespace {
 
 TaggedStack<Slab, &Slab::next> g_empty_runs[kNumClasses + 1];      // stage 1
 std::atomic<int> g_empty_count[kNumClasses + 1];
+std::atomic<int> g_empty_total{0};  // runs in all the stage-1 stacks
 // Set when a class's stack is pushed or popped; shared_pool_decay clears it, and releases
 // the runs of a stack nobody touched for a whole decay period.
 std::atomic<bool> g_empty_touched[kNumClasses + 1];
@@ -37,18 +38,28 @@ Slab* claim_in(SuperSlab* ss, int cls, ThreadHeap* owner) {
   return slab_run_init(ss, idx, cls, owner);
 }
 
-// Stage 2: one SuperSlab from the partial stack.
-Slab* acquire_partial(int cls, ThreadHeap* owner) {
-  SuperSlab* ss = g_partial.pop();
-  if (ss == nullptr) return nullptr;
-  // An RMW, not a store: the state load below must not pass it (a releaser that still saw
-  // in_partial == true relies on us to see its freed slots and push ss again).
-  ss->in_partial.exchange(false, std::memory_order_seq_cst);
-  Slab* s = claim_in(ss, cls, owner);
-  uint64_t st = ss->state.load(std::memory_order_acquire);
-  // Still has free slots (or the claim needed more contiguous ones than it had): keep it listed.
-  if (!(st & kRetiredBit) && (st & kAllSlotsFree) != 0 && ss != g_current.load(std::memory_order_relaxed))
-    partial_push(ss);
+// Stage 2: a SuperSlab from the partial stack, trying up to `tries` of them. Every one that
+// still has free slots goes back on the stack, the one that served last (on top). A
+// SuperSlab whose free slots are too few or too scattered for this class's run stays listed
+// for classes with shorter runs; looking at one only would map a new SuperSlab while older
+// ones hold enough free slots (batch: 92 SuperSlabs, 190 MiB resident, for 6.4 MB live).
+Slab* acquire_partial(int cls, ThreadHeap* owner, int tries) {
+  SuperSlab* tried[kPartialTriesMax];
+  int n = 0;
+  Slab* s = nullptr;
+  while (n < tries) {
+    SuperSlab* ss = g_partial.pop();
+    if (ss == nullptr) break;
+    // An RMW, not a store: the state load below must not pass it (a releaser that still saw
+    // in_partial == true relies on us to see its freed slots and push ss again).
+    ss->in_partial.exchange(false, std::memory_order_seq_cst);
+    s = claim_in(ss, cls, owner);
+    uint64_t st = ss->state.load(std::memory_order_acquire);
+    if (!(st & kRetiredBit) && (st & kAllSlotsFree) != 0 && ss != g_current.load(std::memory_order_relaxed))
+      tried[n++] = ss;
+    if (s != nullptr) break;
+  }
+  while (n > 0) partial_push(tried[--n]);
   return s;
 }
 
@@ -123,6 +134,7 @@ bool release_cached_runs(int c) {
   bool released = false;
   while (Slab* s = g_empty_runs[c].pop()) {
     g_empty_count[c].fetch_sub(1, std::memory_order_relaxed);
+    g_empty_total.fetch_sub(1, std::memory_order_relaxed);
     release_slots(s);
     released = true;
   }
@@ -135,16 +147,19 @@ Slab* shared_pool_acquire(int cls, ThreadHeap* owner) {
   // Stage 1: an empty run of this class.
   if (Slab* s = g_empty_runs[cls].pop()) {
     g_empty_count[cls].fetch_sub(1, std::memory_order_relaxed);
+    g_empty_total.fetch_sub(1, std::memory_order_relaxed);
     g_empty_touched[cls].store(true, std::memory_order_relaxed);
     slab_run_reset(s, owner);
     return s;
   }
   // Stage 2: a SuperSlab with free slots.
-  if (Slab* s = acquire_partial(cls, owner)) return s;
+  if (Slab* s = acquire_partial(cls, owner, kPartialTries)) return s;
   // Stage 3: the current SuperSlab.
   if (SuperSlab* cur = g_current.load(std::memory_order_acquire)) {
     if (Slab* s = claim_in(cur, cls, owner)) return s;
   }
+  // Before mapping: a longer look down the partial stack.
+  if (Slab* s = acquire_partial(cls, owner, kPartialTriesMax)) return s;
   // Stage 4: a retired or new SuperSlab.
   return acquire_new(cls, owner);
 }
@@ -152,13 +167,16 @@ Slab* shared_pool_acquire(int cls, ThreadHeap* owner) {
 void shared_pool_release(Slab* s) {
   HAK_ASSERT(s->used == 0 && s->list == kListNone);
   int cls = s->cls;
-  if (g_empty_count[cls].fetch_add(1, std::memory_order_relaxed) < kEmptyRunsPerClass) {
-    s->owner = nullptr;
-    g_empty_runs[cls].push(s);
-    g_empty_touched[cls].store(true, std::memory_order_relaxed);
-    return;
+  if (g_empty_total.fetch_add(1, std::memory_order_relaxed) < kEmptyRunsTotal) {
+    if (g_empty_count[cls].fetch_add(1, std::memory_order_relaxed) < kEmptyRunsPerClass) {
+      s->owner = nullptr;
+      g_empty_runs[cls].push(s);
+      g_empty_touched[cls].store(true, std::memory_order_relaxed);
+      return;
+    }
+    g_empty_count[cls].fetch_sub(1, std::memory_order_relaxed);
   }
-  g_empty_count[cls].fetch_sub(1, std::memory_order_relaxed);
+  g_empty_total.fetch_sub(1, std::memory_order_relaxed);
   release_slots(s);
 }
 

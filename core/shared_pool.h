@@ -2,11 +2,13 @@
 //
 // Staged acquire of a run for class c, cheapest stage first:
 //   1. reuse an empty run of class c          (per-class lock-free stack; nothing to re-map)
-//   2. pop a SuperSlab with free slots        (lock-free partial stack) and claim slots (CAS)
+//   2. pop a SuperSlab with free slots        (lock-free partial stack) and claim slots (CAS);
+//      a few are tried here, and up to kPartialTriesMax before stage 4 maps memory
 //   3. claim never-used slots in the current SuperSlab (CAS)
 //   4. revive a retired SuperSlab or map a new one (the only stage with a lock or a syscall)
-// Release is the mirror image: an emptied run goes to its class's stack (up to a small cap),
-// otherwise its slots go back to the SuperSlab (CAS) and the SuperSlab onto the partial stack.
+// Release is the mirror image: an emptied run goes to its class's stack (up to a small cap
+// per class and in all), otherwise its slots go back to the SuperSlab (CAS) and the
+// SuperSlab onto the partial stack, where any class can claim them.
 // A SuperSlab whose slots are all free stays mapped while it is the newest such one
 // (hysteresis); the previous one is retired: its data pages are decommitted (MADV_DONTNEED)
 // and it waits for stage 4. Headers stay mapped, so lock-free readers never fault.
@@ -41,8 +43,13 @@ bool shared_pool_decommit_free_slots();
 // was released.
 bool shared_pool_decay();
 
-// Runs per class kept in stage 1.
+// Runs kept in stage 1: per class, and in all (so that a program using many classes in turn
+// does not keep a run of each: their slots serve any class once given back).
 inline constexpr int kEmptyRunsPerClass = 2;
+inline constexpr int kEmptyRunsTotal = 8;
+// SuperSlabs of the partial stack that stage 2 looks at, and that are looked at before
+// stage 4 maps memory.
+inline constexpr int kPartialTries = 4, kPartialTriesMax = 64;
 
 struct SharedPoolStats {
   uint64_t superslabs_mapped;   // ever mapped (address space held)

@@ -151,6 +151,7 @@ struct RunIndex {
   const char* end;
   uint64_t recip;
   size_t size;
+  RunIndex() = default;
   explicit RunIndex(const Slab* s)
       : start(s->start), end(s->end), recip(detail::kTables.recip[s->cls]), size(class_to_size(s->cls)) {}
   // Index of block b, or UINT32_MAX when b is not the start of one of the run's blocks.

@@ -68,7 +68,7 @@ int runs_in(SuperSlab* ss, Slab** runs, int n, int* idx) {
   return k;
 }
 
-Slab* g_runs[4 * kSlabsPerSuperSlab + 8];
+Slab* g_runs[10 * kSlabsPerSuperSlab + 8];
 
 // Fills cls's stage-1 stack (empty after a trim) with fresh runs, so that later releases of
 // that class give their slots back to the SuperSlab.
@@ -133,6 +133,31 @@ Test(shared_pool, stage1_is_per_class_and_capped) {
   cr_assert(shared_pool_is_valid());
 }
 
+// Stage 1 keeps kEmptyRunsTotal runs in all, whatever the classes: a program that uses many
+// classes in turn (batches of one size after another) gives the slots of the others back,
+// for any class to claim.
+Test(shared_pool, stage1_keeps_at_most_kEmptyRunsTotal_runs_in_all) {
+  shared_pool_trim();
+  SharedPoolStats st0 = stats();
+  static Slab* runs[kEmptyRunsTotal + 4];
+  int n = 0, c = 1;
+  for (; n < kEmptyRunsTotal + 4; ++c) {
+    cr_assert_leq(c, kNumClasses);
+    if (class_run_slabs(c) != 1) continue;
+    runs[n++] = acq(c, &g_owner_a);
+  }
+  for (Slab* r : runs) shared_pool_release(r);
+  cr_assert_eq(stats().empty_runs_cached, uint64_t(kEmptyRunsTotal), "stage 1 holds %d runs, not %lu",
+               kEmptyRunsTotal, (unsigned long)stats().empty_runs_cached);
+  cr_assert_eq(stats().runs_assigned, st0.runs_assigned + kEmptyRunsTotal, "the others gave their slots back");
+  for (int i = kEmptyRunsTotal; i < n; ++i) {
+    SuperSlab* ss = superslab_of_slab(runs[i]);
+    cr_assert_eq(region_map_lookup(slab_data_start(ss, slot(runs[i]))), kRegionFreeSlab);
+  }
+  cr_assert(shared_pool_is_valid());
+  shared_pool_trim();
+}
+
 Test(shared_pool, stage3_claims_consecutive_slots_of_the_current_superslab_and_stage4_maps) {
   shared_pool_trim();
   uint64_t mmaps0 = stats().superslabs_mapped;
@@ -186,6 +211,45 @@ Test(shared_pool, stage2_reuses_released_slots_of_an_older_superslab) {
   cr_assert_eq(free_mask(a), 0u);
   Slab* d3 = acq(kD, &g_owner_b);
   cr_assert_eq(superslab_of_slab(d3), b, "a full SuperSlab leaves the partial stack; stage 3 serves");
+  cr_assert_eq(stats().superslabs_mapped, mapped0);
+  cr_assert(shared_pool_is_valid());
+}
+
+// Stage 2 looks past SuperSlabs whose free slots are too few or too scattered for the run it
+// needs before stage 4 maps memory: several such SuperSlabs on top of the partial stack, one
+// with room below them.
+Test(shared_pool, stage2_looks_past_superslabs_without_room_before_mapping) {
+  shared_pool_trim();
+  const int kFragmented = kPartialTries + 2;
+  int n = fill_until_mapped(kC, g_runs, int(sizeof g_runs / sizeof g_runs[0]), kFragmented + 2);
+  // The SuperSlabs mapped for this test, newest first: the current one, then room, then the
+  // fragmented ones.
+  SuperSlab* cur = superslab_of_slab(g_runs[n - 1]);
+  SuperSlab* room = cur->next_all;
+  fill_stage1(kC);  // so that kC's releases below give their slots back
+  while (free_mask(cur) != 0) acq(kD, &g_owner_a);  // the current SuperSlab is full too
+  Slab* by_slot[kSlabsPerSuperSlab];
+  int idx[kSlabsPerSuperSlab];
+  cr_assert_eq(runs_in(room, g_runs, n, idx), kSlabsPerSuperSlab);
+  for (int i = 0; i < kSlabsPerSuperSlab; ++i) by_slot[slot(g_runs[idx[i]])] = g_runs[idx[i]];
+  for (int s = 12; s < 16; ++s) shared_pool_release(by_slot[s]);  // four free slots in a row
+  SuperSlab* frag = room;
+  for (int f = 0; f < kFragmented; ++f) {  // pushed after `room`: above it on the stack
+    frag = frag->next_all;
+    cr_assert_eq(runs_in(frag, g_runs, n, idx), kSlabsPerSuperSlab);
+    for (int i = 0; i < kSlabsPerSuperSlab; ++i) by_slot[slot(g_runs[idx[i]])] = g_runs[idx[i]];
+    for (int s : {3, 7, 11}) shared_pool_release(by_slot[s]);  // single free slots
+  }
+  uint64_t mapped0 = stats().superslabs_mapped;
+  int m4 = class_with_run(4);
+  cr_assert_neq(m4, 0);
+  Slab* r = acq(m4, &g_owner_b);
+  cr_assert_eq(superslab_of_slab(r), room, "a four-slab run came from a new SuperSlab, not the one with room");
+  cr_assert_eq(slot(r), 12);
+  cr_assert_eq(stats().superslabs_mapped, mapped0, "mapped memory while a listed SuperSlab had room");
+  // The fragmented ones are still listed: single-slab runs are served from them.
+  Slab* one = acq(kD, &g_owner_b);
+  cr_assert_neq(superslab_of_slab(one), room);
   cr_assert_eq(stats().superslabs_mapped, mapped0);
   cr_assert(shared_pool_is_valid());
 }

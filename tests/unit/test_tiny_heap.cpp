@@ -525,3 +525,96 @@ Test(tiny_heap, a_thread_decays_its_own_heap_after_another_thread_ran_a_pass) {
   cr_assert_eq(pthread_create(&t, nullptr, body, nullptr), 0);
   cr_assert_eq(pthread_join(t, nullptr), 0);
 }
+
+// tiny_flush keeps the run of the blocks it returns while the next ones belong to it too: a
+// list whose blocks alternate between runs, with runs of several blocks of one run between,
+// must leave every run with exactly the blocks it got back (counts, free list, out-bitmap).
+Test(tiny_heap, flush_returns_blocks_of_interleaved_runs_each_to_its_own) {
+  pthread_t t;
+  auto body = [](void*) -> void* {
+    const size_t n = 3000;  // a Mid class: few blocks per run, so three runs fill quickly
+    const int cls = size_to_class(n);
+    static void* by_run[3][256];
+    static Slab* runs[3];
+    int nruns = 0, count[3] = {0, 0, 0};
+    while (nruns < 3 || count[2] < 8) {
+      void* p = hak_malloc(n);
+      cr_assert_not_null(p);
+      Slab* s = slab_of_block(p);
+      int r = 0;
+      while (r < nruns && runs[r] != s) ++r;
+      if (r == nruns) {
+        cr_assert_lt(nruns, 3, "a fourth run before the third had 8 blocks");
+        runs[nruns++] = s;
+      }
+      cr_assert_lt(count[r], 256);
+      by_run[r][count[r]++] = p;
+    }
+    empty_list(cls);
+    uint32_t used0[3];
+    for (int r = 0; r < 3; ++r) used0[r] = runs[r]->used;
+    // Free in turns: two blocks of run 0, one of run 1, one of run 2, ... keeping each run's
+    // last block out (so that no run empties and leaves the heap).
+    int next[3] = {0, 0, 0};
+    uint32_t returned[3] = {0, 0, 0};
+    for (bool any = true; any;) {
+      any = false;
+      for (int r = 0; r < 3; ++r) {
+        for (int j = 0; j < (r == 0 ? 2 : 1) && next[r] < count[r] - 1; ++j) {
+          hak_free(by_run[r][next[r]++]);
+          ++returned[r];
+          any = true;
+        }
+      }
+    }
+    tiny_flush(cls, t_cache[cls].count);
+    for (int r = 0; r < 3; ++r) {
+      cr_assert_eq(runs[r]->used, used0[r] - returned[r], "run %d: %u blocks out, expected %u", r, runs[r]->used,
+                   used0[r] - returned[r]);
+      cr_assert(slab_is_valid(runs[r]));
+    }
+    cr_assert(tiny_heap_is_valid());
+    for (int r = 0; r < 3; ++r) hak_free(by_run[r][count[r] - 1]);
+    empty_list(cls);
+    cr_assert(tiny_heap_is_valid());
+    return nullptr;
+  };
+  cr_assert_eq(pthread_create(&t, nullptr, body, nullptr), 0);
+  cr_assert_eq(pthread_join(t, nullptr), 0);
+}
+
+// A run whose blocks are all back (the class's kept run after a batch was freed) starts over
+// from its first block at the next refill instead of walking its free list, in address order
+// (release and secure; the debug variant walks it, so that malloc can check each freed
+// block's poison).
+Test(tiny_heap, a_run_with_every_block_back_is_carved_again_from_its_start) {
+  pthread_t t;
+  auto body = [](void*) -> void* {
+    const size_t n = 1800;  // a Mid class no other step of this thread uses
+    const int cls = size_to_class(n);
+    static void* blocks[16];
+    for (void*& b : blocks) cr_assert_not_null(b = hak_malloc(n));
+    Slab* s = slab_of_block(blocks[0]);
+    for (int i = 15; i >= 0; --i) hak_free(blocks[i]);
+    empty_list(cls);
+    cr_assert_eq(tiny_current_heap()->avail[cls].head, s, "the emptied run is kept as the class's last");
+    cr_assert_eq(s->used, 0u);
+    cr_assert_not_null(s->free);
+    void* p = hak_malloc(n);
+    cr_assert_eq(slab_of_block(p), s);
+    if (!kDebug) {
+      cr_assert_eq(p, static_cast<void*>(s->start), "the refill starts the run over at its first block");
+      cr_assert_null(s->free, "the old free list was dropped");
+      void* q = hak_malloc(n);
+      cr_assert_eq(q, static_cast<void*>(s->start + class_to_size(cls)), "then the next block in address order");
+      hak_free(q);
+    }
+    cr_assert(slab_is_valid(s));
+    cr_assert(tiny_heap_is_valid());
+    hak_free(p);
+    empty_list(cls);
+    return nullptr;
+  };
+  cr_assert_eq(pthread_create(&t, nullptr, body, nullptr), 0);
+  cr_assert_eq(pthread_join(t, nullptr), 0);
+}
