@@ -164,6 +164,13 @@ void* large_alloc(size_t bytes, bool* fresh) {
   return map_new(bytes);
 }
 
+void* large_take_for_arena(size_t bytes, size_t align) {
+  pthread_mutex_lock(&g_lock);
+  void* p = g_heap.take_aligned(bytes, align);
+  pthread_mutex_unlock(&g_lock);
+  return p;
+}
+
 void large_free(void* base, size_t bytes) {
   pthread_mutex_lock(&g_lock);
   count_live_locked(-1, -int64_t(bytes));

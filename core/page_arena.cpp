@@ -3,8 +3,11 @@
 
 #include <pthread.h>
 
+#include <string.h>
+
 #include "decay_thread.h"
 #include "diag.h"
+#include "large.h"
 #include "os.h"
 #include "region_map.h"
 
@@ -92,17 +95,30 @@ void chunk_destroy(ArenaChunk* c) {
   os_unmap(c, kArenaChunkSize);
 }
 
+// A new chunk: freed Large memory if the page heap has an aligned 2 MiB of it (resident: its
+// pages count as dirty free pages, for the bound and the decay to return if no span needs
+// them), else a new mapping. The caller links it and adds dirty_pages to g_dirty_pages.
 ArenaChunk* chunk_create() {
-  void* m = os_map_aligned(kArenaChunkSize, kArenaChunkSize);
-  if (m == nullptr) return nullptr;
+  bool recycled = true;
+  void* m = large_take_for_arena(kArenaChunkSize, kArenaChunkSize);
+  if (m == nullptr) {
+    recycled = false;
+    m = os_map_aligned(kArenaChunkSize, kArenaChunkSize);
+    if (m == nullptr) return nullptr;
+  }
   if (!region_map_set(m, kArenaChunkSize, kRegionSpan)) {
     os_unmap(m, kArenaChunkSize);
     return nullptr;
   }
   auto* c = static_cast<ArenaChunk*>(m);
+  if (recycled) memset(static_cast<void*>(c), 0, sizeof(ArenaChunk));  // a new mapping reads as zero
   c->magic = kChunkMagic;
   c->used.assign(0, 1, true);  // the header page
   c->max_run = kArenaPagesPerChunk - 1;
+  if (recycled) {
+    c->dirty.assign(1, kArenaPagesPerChunk - 1, true);
+    c->dirty_pages = kArenaPagesPerChunk - 1;
+  }
   return c;
 }
 
@@ -188,6 +204,7 @@ void* arena_alloc(size_t bytes) {
   pthread_mutex_lock(&g_lock);
   chunk_link(c);
   ++g_chunk_count;
+  g_dirty_pages += c->dirty_pages;
   void* p = take_span(c, 1, pages);
   pthread_mutex_unlock(&g_lock);
   return p;

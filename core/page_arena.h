@@ -18,7 +18,11 @@
 // the page faults of glibc with a fixed small cap; ruby with 2 threads: 2.5×).
 // The region map marks every chunk kRegionSpan; spans carry the 16-byte header (span.h).
 //
-// May call: os, region_map, decay_thread (wake, after its lock is released).
+// A new chunk comes from freed Large memory when the page heap has an aligned 2 MiB of it
+// (large_take_for_arena: resident pages, counted dirty), else from a new mapping.
+//
+// May call: os, region_map, large (a chunk, outside the arena's lock), decay_thread (wake,
+// after its lock is released).
 #ifndef HAKMEM_PAGE_ARENA_H
 #define HAKMEM_PAGE_ARENA_H
 

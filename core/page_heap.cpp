@@ -157,18 +157,62 @@ bool PageHeap::take_at(void* addr, size_t bytes) {
     // The rest keeps its place in the age order.
     FreeExtent* r = write_node(as_bytes(addr) + bytes, rest, freed_at);
     link(r);
-    if (r->age_prev != older) {
-      // move r from the newest end to just after `older`
-      age_tail_ = r->age_prev;
-      age_tail_->age_next = nullptr;
-      r->age_prev = older;
-      r->age_next = older != nullptr ? older->age_next : age_head_;
-      if (older != nullptr) older->age_next = r;
-      else age_head_ = r;
-      r->age_next->age_prev = r;
-    }
+    age_move_after(r, older);
   }
   return true;
+}
+
+void PageHeap::age_move_after(FreeExtent* e, FreeExtent* older) {
+  if (e->age_prev == older) return;
+  // e is at the newest end: unhook it there, hook it in after `older` (nullptr: first).
+  age_tail_ = e->age_prev;
+  age_tail_->age_next = nullptr;
+  e->age_prev = older;
+  e->age_next = older != nullptr ? older->age_next : age_head_;
+  if (older != nullptr) older->age_next = e;
+  else age_head_ = e;
+  e->age_next->age_prev = e;
+}
+
+void* PageHeap::take_aligned(size_t bytes, size_t align) {
+  auto start_in = [&](const FreeExtent* e) {
+    uintptr_t lo = reinterpret_cast<uintptr_t>(e);
+    return (lo + align - 1) & ~(uintptr_t(align) - 1);
+  };
+  auto fits = [&](const FreeExtent* e) { return start_in(e) + bytes <= reinterpret_cast<uintptr_t>(e) + e->bytes; };
+  FreeExtent* best = nullptr;
+  for (uint32_t b = bin_of(bytes); b < kPageHeapBins && best == nullptr;) {
+    uint64_t bits = nonempty_[b >> 6] & (~uint64_t(0) << (b & 63));
+    if (bits == 0) {
+      b = (b | 63) + 1;
+      continue;
+    }
+    b = (b & ~uint32_t(63)) + uint32_t(__builtin_ctzll(bits));
+    for (FreeExtent* e = bins_[b]; e != nullptr; e = e->bin_next)
+      if (fits(e) && (best == nullptr || e->bytes < best->bytes || (e->bytes == best->bytes && e < best))) best = e;
+    ++b;
+  }
+  if (best == nullptr) return nullptr;
+  void* start = reinterpret_cast<void*>(start_in(best));
+  size_t front = size_t(as_bytes(start) - as_bytes(best));
+  if (front != 0) {
+    // best keeps [best, start); [start, end) becomes an extent of its own, of the same age.
+    size_t back = best->bytes - front;
+    bin_unlink(best);
+    best->bytes = front;
+    bin_link(best);
+    ExtentFooter* f = footer_of(best, front);
+    if constexpr (kValgrind) vg_undefined(f, sizeof *f);
+    *f = ExtentFooter{kFooterMagic, best};
+    free_bytes_ -= back;  // link() counts it again, as an extent of its own
+    FreeExtent* r = write_node(start, back, best->freed_at);
+    link(r);
+    age_move_after(r, best);
+  }
+  bool ok = take_at(start, bytes);
+  HAK_ASSERT(ok);
+  (void)ok;
+  return start;
 }
 
 ExtentRange PageHeap::cut_top(FreeExtent* e, size_t bytes) {

@@ -56,6 +56,11 @@ class PageHeap {
   // range's region map entries become kRegionSpan. nullptr if no extent holds it.
   void* take(size_t bytes);
 
+  // Takes `bytes` (a multiple of 64 KiB) starting at a multiple of `align` (a power of two,
+  // at least 64 KiB) from the smallest extent that holds such a range (the first non-empty
+  // bin that has one), the parts before and after it staying free. nullptr if none does.
+  void* take_aligned(size_t bytes, size_t align);
+
   // Takes [addr, addr + bytes) if a free extent starts at addr and holds at least `bytes`
   // (growing a block in place into the free memory after it). addr is the end of a live span
   // or the start of an extent (never the inside of one). False otherwise.
@@ -81,6 +86,7 @@ class PageHeap {
   void bin_unlink(FreeExtent* e);  // out of its bin
   void link(FreeExtent* e);        // into its bin and at the newest end of the age list
   void unlink(FreeExtent* e);      // out of both
+  void age_move_after(FreeExtent* e, FreeExtent* older);  // e, just linked, to just after older
   FreeExtent* write_node(void* base, size_t bytes, uint64_t freed_at);
   FreeExtent* extent_at(void* base) const;       // the extent starting at base, or nullptr
   FreeExtent* extent_ending_at(void* end) const; // the extent ending at end, or nullptr

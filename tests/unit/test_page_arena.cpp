@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "decay_thread.h"
+#include "large.h"
 #include "os.h"
 #include "page_arena.h"
 #include "region_map.h"
@@ -270,3 +271,33 @@ Test(page_arena, double_free_of_a_span_is_fatal_in_debug, .signal = SIGABRT, .in
   arena_free(p, 2 * kPage);
 }
 #endif
+
+// A new chunk comes from freed Large memory when the page heap holds an aligned 2 MiB of it:
+// no new mapping, no page faults for the pages it hands out (they are resident), and its
+// free pages count as dirty so that the bound and the decay can return them.
+Test(page_arena, a_new_chunk_comes_from_freed_large_memory) {
+  large_trim();
+  arena_trim();
+  const size_t big = 6 * 1024 * 1024;
+  bool fresh = false;
+  char* l = static_cast<char*>(large_alloc(big, &fresh));
+  cr_assert_not_null(l);
+  memset(l, 0x5A, big);  // resident
+  large_free(l, big);
+  cr_assert_eq(large_stats().cached_bytes, big, "the page heap keeps the freed buffer");
+  char* p = open_new_chunk();
+  char* c = chunk_of(p);
+  cr_assert(c >= l && c + kArenaChunkSize <= l + big, "the new chunk %p is not inside the freed Large memory %p", c, l);
+  cr_assert_eq(large_stats().cached_bytes, big - kArenaChunkSize, "the chunk left the page heap");
+  cr_assert_eq(region_map_lookup(c), kRegionSpan);
+  uint64_t faults0 = os_minor_faults();
+  memset(p, 1, kArenaMaxSpan);
+  cr_assert_lt(os_minor_faults() - faults0, 8u, "the chunk's pages were resident");
+  ArenaStats st = arena_stats();
+  cr_assert_geq(st.dirty_bytes, kArenaChunkSize - kPage - kArenaMaxSpan, "the chunk's free pages are counted dirty");
+  cr_assert(arena_is_valid());
+  for (int i = 0; i < g_nfill; ++i) arena_free(g_fill[i], kArenaMaxSpan);
+  cr_assert(arena_is_valid());
+  arena_trim();
+  large_trim();
+}

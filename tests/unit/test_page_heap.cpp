@@ -181,3 +181,41 @@ Test(page_heap, the_age_list_is_in_free_order_and_a_merge_is_a_free) {
   cr_assert(h.is_valid());
   unmap(m, 12 * MiB);
 }
+
+// take_aligned (the page arena's chunks): the range starts on the alignment, the parts of the
+// extent before and after it stay free with the extent's age, and an extent that is big
+// enough but holds no aligned range is passed over.
+Test(page_heap, take_aligned_cuts_an_aligned_range_and_keeps_both_sides) {
+  PageHeap h;
+  const size_t A = 2 * MiB;
+  char* m = mapping(12 * MiB);
+  char* base = reinterpret_cast<char*>((uintptr_t(m) + A - 1) & ~(uintptr_t(A) - 1));  // aligned, within m
+  char* lo = base + U;  // an extent starting 64 KiB past an aligned address
+  // X: 3 MiB from lo: big enough for 2 MiB, but its only aligned address leaves too little.
+  h.insert(lo, 3 * MiB - 2 * U, 10);
+  cr_assert_null(h.take_aligned(A, A), "no aligned 2 MiB in X");
+  // Y: 4 MiB + 64 KiB, starting 64 KiB before an aligned address (a gap after X keeps them apart).
+  char* y = base + 4 * MiB - U;
+  h.insert(y, 4 * MiB + U, 20);
+  cr_assert(h.is_valid());
+  size_t free0 = h.free_bytes();
+  void* p = h.take_aligned(A, A);
+  cr_assert_eq(p, base + 4 * MiB, "the aligned 2 MiB inside Y");
+  cr_assert_eq(h.free_bytes(), free0 - A);
+  cr_assert_eq(h.extents(), 3u, "X, Y's front (64 KiB) and Y's back (2 MiB)");
+  cr_assert_eq(region_map_lookup(p), kRegionSpan);
+  cr_assert_eq(region_map_lookup(static_cast<char*>(p) - 1), kRegionLargeFree, "the front stays free");
+  cr_assert_eq(region_map_lookup(static_cast<char*>(p) + A), kRegionLargeFree, "the back stays free");
+  cr_assert(h.is_valid());
+  cr_assert_eq(static_cast<void*>(h.oldest()), lo, "X is still the oldest");
+  // An extent that starts aligned is cut from its low end.
+  void* q = h.take_aligned(A, A);
+  cr_assert_eq(q, base + 6 * MiB, "Y's back is aligned");
+  cr_assert(h.is_valid());
+  // Given back, both ranges merge with Y's front into one extent again (X stays apart: the gap).
+  h.insert(p, A, 30);
+  h.insert(q, A, 40);
+  cr_assert_eq(h.extents(), 2u);
+  cr_assert(h.is_valid());
+  unmap(m, 12 * MiB);
+}
