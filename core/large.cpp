@@ -9,6 +9,7 @@
 #include "os.h"
 #include "page_heap.h"
 #include "region_map.h"
+#include "valgrind_support.h"
 
 namespace hak {
 namespace {
@@ -164,10 +165,15 @@ void* large_alloc(size_t bytes, bool* fresh) {
   return map_new(bytes);
 }
 
-void* large_take_for_arena(size_t bytes, size_t align) {
+void* large_take_aligned(size_t bytes, size_t align) {
   pthread_mutex_lock(&g_lock);
   void* p = g_heap.take_aligned(bytes, align);
   pthread_mutex_unlock(&g_lock);
+  // To memcheck it was freed blocks' memory (NOACCESS): now it is the new owner's, accessible
+  // as a new mapping's would be.
+  if constexpr (kValgrind) {
+    if (p != nullptr) vg_defined(p, bytes);
+  }
   return p;
 }
 

@@ -16,11 +16,13 @@
 // kLargeRetainSlack: nothing else would return the memory of a program that stops.
 // Realloc of a Large block grows it in place into a free extent after it, else moves its pages
 // (mremap, no copy) into a free extent or a new mapping; shrinking returns the tail.
-// malloc_trim returns every free extent. The page arena takes its new chunks from the free
-// extents first (large_take_for_arena): a program that frees a big buffer and then makes
-// many medium blocks reuses the buffer's resident pages instead of faulting in new ones.
+// malloc_trim returns every free extent. The page arena's new chunks and new SuperSlabs come
+// from the free extents first (large_take_aligned): a program that frees a big buffer and
+// then makes many smaller blocks reuses the buffer's resident pages instead of faulting in
+// new ones beside it.
 //
-// May call: page_heap, region_map, os, decay_thread. One lock serialises it all.
+// May call: page_heap, region_map, os, decay_thread, valgrind_support. One lock serialises it
+// all.
 #ifndef HAKMEM_LARGE_H
 #define HAKMEM_LARGE_H
 
@@ -38,10 +40,10 @@ inline constexpr size_t kLargeRetainSlack = 8 * 1024 * 1024;
 // (straight from the OS). nullptr when out of memory.
 void* large_alloc(size_t bytes, bool* fresh);
 // `bytes` of freed Large memory, resident, aligned to `align` (a power of two ≥ 64 KiB), for
-// the page arena's next chunk: it leaves the heap (region map kRegionSpan) and is no longer
-// Large memory (not counted live; the arena unmaps it when it is done with it). nullptr if no
-// free extent holds such a range.
-void* large_take_for_arena(size_t bytes, size_t align);
+// the page arena's next chunk or a new SuperSlab: it leaves the heap (region map kRegionSpan)
+// and is no longer Large memory (not counted live; its new owner unmaps or keeps it as it
+// would its own mapping). nullptr if no free extent holds such a range.
+void* large_take_aligned(size_t bytes, size_t align);
 // Returns a span made by large_alloc (the same byte count, or as resized below).
 void large_free(void* base, size_t bytes);
 

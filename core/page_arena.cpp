@@ -100,7 +100,7 @@ void chunk_destroy(ArenaChunk* c) {
 // them), else a new mapping. The caller links it and adds dirty_pages to g_dirty_pages.
 ArenaChunk* chunk_create() {
   bool recycled = true;
-  void* m = large_take_for_arena(kArenaChunkSize, kArenaChunkSize);
+  void* m = large_take_aligned(kArenaChunkSize, kArenaChunkSize);
   if (m == nullptr) {
     recycled = false;
     m = os_map_aligned(kArenaChunkSize, kArenaChunkSize);

@@ -19,7 +19,7 @@
 // The region map marks every chunk kRegionSpan; spans carry the 16-byte header (span.h).
 //
 // A new chunk comes from freed Large memory when the page heap has an aligned 2 MiB of it
-// (large_take_for_arena: resident pages, counted dirty), else from a new mapping.
+// (large_take_aligned: resident pages, counted dirty), else from a new mapping.
 //
 // May call: os, region_map, large (a chunk, outside the arena's lock), decay_thread (wake,
 // after its lock is released).

@@ -5,6 +5,7 @@
 
 #include "diag.h"
 #include "free_link.h"
+#include "large.h"
 #include "os.h"
 
 namespace hak {
@@ -15,14 +16,17 @@ std::atomic<SuperSlab*> g_all{nullptr};
 SuperSlab* superslab_list_head() { return g_all.load(std::memory_order_acquire); }
 
 SuperSlab* superslab_create(uint32_t claimed) {
-  void* mem = os_map_aligned(kSuperSlabSize, kSuperSlabSize);
+  // Freed Large memory first (resident: no page faults, no RSS beside the memory kept).
+  void* mem = large_take_aligned(kSuperSlabSize, kSuperSlabSize);
+  if (mem != nullptr) memset(mem, 0, kSuperSlabHeader);  // a new mapping reads as zero
+  else mem = os_map_aligned(kSuperSlabSize, kSuperSlabSize);
   if (mem == nullptr) return nullptr;
   auto* bits = static_cast<uint64_t*>(os_map(kOutBitsBytes));
   if (bits == nullptr) {
     os_unmap(mem, kSuperSlabSize);
     return nullptr;
   }
-  auto* ss = static_cast<SuperSlab*>(mem);  // zeroed by the OS
+  auto* ss = static_cast<SuperSlab*>(mem);  // header zeroed
   ss->magic = kSuperSlabMagic;
   ss->out_bits = bits;
   ss->state.store(kAllSlotsFree & ~uint64_t(claimed), std::memory_order_relaxed);

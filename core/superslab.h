@@ -13,6 +13,9 @@
 //   │ 4 KiB    │ 60 KiB       │ 64 KiB       │     │ 64 KiB       │
 //   └──────────┴──────────────┴──────────────┴─────┴──────────────┘
 //
+// A new SuperSlab is cut from freed Large memory when the page heap holds an aligned 2 MiB of
+// it (large_take_aligned: resident pages, none faulted in beside the memory kept), else mapped.
+//
 // A block is in exactly one place: a thread's TLS list, its slab's free list (owner only), its
 // slab's remote queue (pushed by other threads, drained by the owner), never-carved space
 // (bump..end), or in use by the program. `used` counts blocks out of the slab (TLS lists,

@@ -11,6 +11,8 @@
 #include <sys/mman.h>
 
 #include "free_link.h"
+#include "large.h"
+#include "os.h"
 #include "superslab.h"
 
 using namespace hak;
@@ -369,4 +371,42 @@ Test(superslab, decommit_zeroes_data_but_keeps_the_header) {
     cr_assert_null(ss->slabs[i].owner);
   }
   cr_assert(superslab_is_valid(ss));
+}
+
+// A new SuperSlab is cut from freed Large memory when the page heap holds an aligned 2 MiB of
+// it: inside the freed range, its header reads as zero as a new mapping's would (whatever
+// the buffer held), no page of it faults again, and it works like any other.
+Test(superslab, create_takes_freed_large_memory_first) {
+  large_trim();
+  const size_t big = 6 * 1024 * 1024;
+  bool fresh_pages = false;
+  char* l = static_cast<char*>(large_alloc(big, &fresh_pages));
+  cr_assert_not_null(l);
+  memset(l, 0xA5, big);  // resident, and not zero
+  large_free(l, big);
+  SuperSlab* ss = fresh();
+  char* c = reinterpret_cast<char*>(ss);
+  cr_assert(c >= l && c + kSuperSlabSize <= l + big, "SuperSlab %p is not inside the freed Large memory %p", c, l);
+  cr_assert_eq(large_stats().cached_bytes, big - kSuperSlabSize, "its 2 MiB left the page heap");
+  cr_assert_eq(ss->magic, kSuperSlabMagic);
+  cr_assert_eq(ss->state.load(), kAllSlotsFree);
+  const unsigned char* h = reinterpret_cast<const unsigned char*>(ss->head_bits);
+  for (size_t i = 0; i < sizeof ss->head_bits; ++i) cr_assert_eq(h[i], 0, "header bitmaps not cleared at byte %zu", i);
+  for (int i = 0; i < kSlabsPerSuperSlab; ++i) {
+    cr_assert_eq(ss->slabs[i].used, 0u);
+    cr_assert_null(ss->slabs[i].free);
+    cr_assert_eq(region_map_lookup(c + size_t(i) * kSlabSize), kRegionFreeSlab);
+  }
+  uint64_t faults0 = os_minor_faults();
+  memset(c + kSlabSize, 1, kSuperSlabSize - kSlabSize);
+  cr_assert_lt(os_minor_faults() - faults0, 8u, "the SuperSlab's pages were resident");
+  int cls = class_with_run(1);
+  int idx = superslab_claim(ss, 1);
+  cr_assert_eq(idx, 0);
+  Slab* s = slab_run_init(ss, idx, cls, kFakeOwner);
+  void* b = carve(s);
+  cr_assert_eq(slab_of_block(b), s);
+  cr_assert(slab_is_valid(s));
+  cr_assert(superslab_is_valid(ss));
+  large_trim();
 }
