@@ -55,7 +55,9 @@ bool decay_run(uint64_t now_ns);
 // The idle-decay thread's worker (decay_thread.h): the Large rules every tick, and the pass
 // over the shared structures (pool, arena) when a period is due, as a slow path would run it
 // (the per-thread parts stay with their threads). True while the page heap or the page
-// arena holds free memory.
+// arena holds free memory, or SuperSlab slots were released since the last pass. A slow
+// path that finds 4 MiB of slots released since the last pass wakes (or starts) the thread,
+// so a program that frees a lot of small blocks and then goes idle gets the memory back.
 bool decay_background(uint64_t now_ns);
 
 }  // namespace hak

@@ -1,7 +1,8 @@
 // decay_thread.h — the thread that returns memory while the program is idle.
 //
 // Holds: one background thread per process ("hakmem-decay"), started the first time the
-// page heap keeps freed Large memory for reuse (never in a program that does not), and its
+// page heap or the arena keeps freed memory for reuse, or SuperSlab slots freed in bulk wait
+// for the next decay pass (never in a program that does neither: decay.cpp), and its
 // state word. While woken it runs the worker every kDecayThreadTickNs; when the worker
 // reports nothing left to wait for, it sleeps on a futex until the next wake, so an idle
 // program without cached memory sees no wake-ups at all. Without it, decay would advance only

@@ -25,6 +25,8 @@ std::atomic<SuperSlab*> g_hot_empty{nullptr};                       // hysteresi
 pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;                 // stage 4, retired list
 SuperSlab* g_retired = nullptr;
 std::atomic<uint64_t> g_mapped{0}, g_retired_count{0}, g_runs{0};
+// Slots given back since the last decommit pass (resident, unused until a run claims them).
+std::atomic<uint64_t> g_released_slots{0};
 
 void partial_push(SuperSlab* ss) {
   if (!ss->in_partial.exchange(true, std::memory_order_acq_rel)) g_partial.push(ss);
@@ -126,6 +128,7 @@ void release_slots(Slab* s) {
   g_runs.fetch_sub(1, std::memory_order_relaxed);
   uint32_t bits = (k >= 32 ? 0xFFFFFFFFu : ((1u << k) - 1)) << idx;
   ss->dirty_free.fetch_or(bits, std::memory_order_relaxed);
+  g_released_slots.fetch_add(uint64_t(k), std::memory_order_relaxed);
   slots_returned(ss, superslab_unclaim(ss, idx, k));
 }
 
@@ -180,8 +183,13 @@ void shared_pool_release(Slab* s) {
   release_slots(s);
 }
 
+bool shared_pool_holds_released_slots(uint64_t at_least) {
+  return g_released_slots.load(std::memory_order_relaxed) >= at_least;
+}
+
 bool shared_pool_decommit_free_slots() {
   bool released = false;
+  g_released_slots.store(0, std::memory_order_relaxed);  // what is released from now on is the next pass's
   for (SuperSlab* ss = superslab_list_head(); ss != nullptr; ss = ss->next_all) {
     if (ss->dirty_free.load(std::memory_order_relaxed) == 0) continue;
     uint32_t dirty = ss->dirty_free.exchange(0, std::memory_order_acq_rel);
