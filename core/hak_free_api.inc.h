@@ -6,7 +6,7 @@
 //     otherwise → hak_free_slow(p) (cold; looks p up again, in either form of the map):
 //       p == nullptr                          → nothing
 //       kRegionSpan  (page-arena span, Large) → span header at p-16: magic checked
-//                                               → arena_free / large_free
+//                                               → span_cache_put (→ arena_free) / large_free
 //       kRegionLargeFree (freed Large memory in the page heap) → fatal: invalid/double free
 //       kRegionFreeSlab (inside a SuperSlab, no live run there) → fatal: invalid/double free
 //       kRegionNone  (not hakmem's)           → glibc's __libc_free if glibc's heap holds
@@ -52,8 +52,12 @@ void span_free(void* p) {
   char* start = static_cast<char*>(p) - h->offset;
   size_t bytes = size_t(h->span_bytes);
   h->magic = kSpanMagicFreed;
-  if (bytes <= kArenaMaxSpan) arena_free(start, bytes);
-  else large_free(start, bytes);
+  if (bytes <= kArenaMaxSpan) {
+    tiny_ensure_exit_hook();  // the stash goes back at thread exit
+    span_cache_put(start, bytes);  // the arena's lock only when it overflows
+  } else {
+    large_free(start, bytes);
+  }
   decay_tick();
 }
 

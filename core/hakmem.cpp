@@ -38,6 +38,7 @@
 #include "shared_pool.h"
 #include "size_class.h"
 #include "span.h"
+#include "span_cache.h"
 #include "stats.h"
 #include "options.h"
 #include "superslab.h"
@@ -130,7 +131,10 @@ HAK_SLOW_PATH void* span_alloc(size_t n, size_t align, bool zero) {
   size_t bytes;
   if (total <= kArenaMaxSpan) {
     bytes = (total + kArenaPage - 1) & ~(kArenaPage - 1);
-    start = static_cast<char*>(arena_alloc(bytes));
+    size_t got = 0;
+    start = static_cast<char*>(span_cache_take(bytes, &got));  // this thread's recent frees first
+    if (start != nullptr) bytes = got;
+    else start = static_cast<char*>(arena_alloc(bytes));
   } else {
     if (total > kMaxRequest) return fail_nomem();
     bytes = (total + kLargeAlign - 1) & ~(kLargeAlign - 1);
@@ -370,6 +374,7 @@ HAK_FAST_PATH size_t usable_size_api(const void* p) {
 bool hak_trim_impl() {
   ensure_init();
   bool released = tiny_trim_current_thread();
+  released |= span_cache_flush();
   released |= tiny_trim_cached_heaps();
   released |= shared_pool_trim();
   released |= arena_trim();

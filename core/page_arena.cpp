@@ -210,11 +210,13 @@ void* arena_alloc(size_t bytes) {
   return p;
 }
 
-void arena_free(void* span, size_t bytes) {
+namespace {
+
+// Returns a span's pages to their chunk. Caller holds the lock.
+void free_locked(void* span, size_t bytes) {
   size_t pages = bytes / kArenaPage;
   ArenaChunk* c = chunk_of(span);
   size_t first = size_t(static_cast<char*>(span) - reinterpret_cast<char*>(c)) / kArenaPage;
-  pthread_mutex_lock(&g_lock);
   if constexpr (kDebug) {
     for (size_t i = first; i < first + pages; ++i) {
       if (!c->used.test(i)) hak_fatal("page arena: freeing page %zu of chunk %p twice", i, static_cast<void*>(c));
@@ -233,12 +235,31 @@ void arena_free(void* span, size_t bytes) {
   c->dirty_pages += pages;
   g_used_pages -= pages;
   g_dirty_pages += pages;
+}
+
+// After frees: the bound, and whether the idle-decay thread must be woken. Unlocks.
+void after_free_unlock() {
   note_used_locked();
   size_t limit = dirty_limit_locked();
   if (g_dirty_pages * kArenaPage > limit) release_dirty_locked(limit);
   bool wake = g_dirty_pages * kArenaPage >= kArenaWakeDirty;
   pthread_mutex_unlock(&g_lock);
   if (wake) decay_thread_wake();  // what stays resident must go back if the program stops
+}
+
+}  // namespace
+
+void arena_free(void* span, size_t bytes) {
+  pthread_mutex_lock(&g_lock);
+  free_locked(span, bytes);
+  after_free_unlock();
+}
+
+void arena_free_many(void* const* spans, const size_t* bytes, int n) {
+  if (n == 0) return;
+  pthread_mutex_lock(&g_lock);
+  for (int i = 0; i < n; ++i) free_locked(spans[i], bytes[i]);
+  after_free_unlock();
 }
 
 bool arena_trim() {

@@ -43,6 +43,8 @@ inline constexpr size_t kArenaWakeDirty = 4 * 1024 * 1024;
 void* arena_alloc(size_t bytes);
 // Returns a span made by arena_alloc (same byte count).
 void arena_free(void* span, size_t bytes);
+// Returns n spans under one acquisition of the lock (span_cache.h's flush).
+void arena_free_many(void* const* spans, const size_t* bytes, int n);
 // Decommits every free page and unmaps every empty chunk. Returns true if anything was released.
 bool arena_trim();
 // Decay pass: returns the free pages that stayed resident through the whole period since the

@@ -12,6 +12,7 @@
 #include "free_link.h"
 #include "os.h"
 #include "shared_pool.h"
+#include "span_cache.h"
 #include "stats.h"
 
 namespace hak {
@@ -687,7 +688,7 @@ bool tiny_trim_current_thread() {
 }
 
 bool tiny_decay_thread() {
-  bool released = false;
+  bool released = span_cache_flush();  // the thread's stashed spans (span_cache.h)
   // A few hundred cached blocks can pin as many otherwise empty runs (blocks freed in an
   // order that spreads them over runs): once per period, this thread's caches go back.
   tiny_flush_current_thread();
@@ -724,6 +725,7 @@ bool tiny_trim_cached_heaps() {
 }
 
 void tiny_thread_exit() {
+  span_cache_thread_exit();
   for (int c = 1; c <= kNumClasses; ++c) {
     if (t_cache[c].count != 0) tiny_flush(c, t_cache[c].count);
     t_cache[c].cap = 0;  // later frees and mallocs (other keys' destructors) see t_exited
@@ -735,6 +737,12 @@ void tiny_thread_exit() {
   heap_collect(h);
   t_heap = nullptr;
   heap_park(h);
+}
+
+void tiny_ensure_exit_hook() {
+  if (t_key_set || t_exited) return;
+  t_key_set = true;  // first: pthread_setspecific may allocate (keys ≥ 32)
+  pthread_setspecific(g_key, reinterpret_cast<void*>(1));
 }
 
 void tiny_init_thread_key() { pthread_key_create(&g_key, thread_key_destructor); }

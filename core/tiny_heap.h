@@ -110,6 +110,9 @@ bool tiny_decay();
 
 // Thread exit (pthread key destructor): flush everything, hand the heap back.
 void tiny_thread_exit();
+// Registers the exit hook for a thread that keeps something of its own before its first
+// refill (a span stashed by span_cache.h): without it tiny_thread_exit would not run.
+void tiny_ensure_exit_hook();
 
 // Sets up the pthread key used for thread exit. Called once by hak_init.
 void tiny_init_thread_key();
