@@ -45,7 +45,8 @@ uint64_t claim_pass(uint64_t now, bool start_clock) {
 void decay_check_clock() {
   // Slots released in bulk stay resident until a pass decommits them: the idle-decay thread
   // must run that pass if the program goes idle now (a slow path holds no hakmem lock here).
-  if (shared_pool_holds_released_slots(kPoolWakeSlots)) decay_thread_wake();
+  uint64_t released = shared_pool_released_slots();
+  if (released >= kPoolWakeSlots) decay_thread_wake_for(size_t(released) * kSlabSize);
   uint64_t now = os_now_ns();
   // The thread that runs the pass does its own part in it, not again below.
   if (uint64_t pass = claim_pass(now, true)) {
@@ -79,7 +80,7 @@ bool decay_background(uint64_t now_ns) {
     shared_pool_decommit_free_slots();
     arena_decay();
   }
-  return large_holds_free() || arena_dirty_bytes() != 0 || shared_pool_holds_released_slots();
+  return large_holds_free() || arena_dirty_bytes() != 0 || shared_pool_released_slots() != 0;
 }
 
 bool decay_run(uint64_t now_ns) {

@@ -50,6 +50,11 @@ void decay_thread_wake() {
   g_state.store(ok ? kTicking : kUnavailable, std::memory_order_release);
 }
 
+void decay_thread_wake_for(size_t held_bytes) {
+  if (held_bytes < kDecayThreadStartBytes && g_state.load(std::memory_order_relaxed) == kOff) return;
+  decay_thread_wake();
+}
+
 bool decay_thread_available() {
   return g_enabled && g_state.load(std::memory_order_relaxed) != kUnavailable;
 }

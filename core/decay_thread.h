@@ -1,8 +1,9 @@
 // decay_thread.h — the thread that returns memory while the program is idle.
 //
 // Holds: one background thread per process ("hakmem-decay"), started the first time the
-// page heap or the arena keeps freed memory for reuse, or SuperSlab slots freed in bulk wait
-// for the next decay pass (never in a program that does neither: decay.cpp), and its
+// page heap or the arena keeps kDecayThreadStartBytes of freed memory for reuse, or as many
+// bytes of SuperSlab slots freed in bulk wait for the next decay pass (never in a program
+// that does neither: decay.cpp), and its
 // state word. While woken it runs the worker every kDecayThreadTickNs; when the worker
 // reports nothing left to wait for, it sleeps on a futex until the next wake, so an idle
 // program without cached memory sees no wake-ups at all. Without it, decay would advance only
@@ -18,6 +19,7 @@
 #ifndef HAKMEM_DECAY_THREAD_H
 #define HAKMEM_DECAY_THREAD_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 namespace hak {
@@ -32,6 +34,16 @@ void decay_thread_set_worker(DecayWorker fn, bool enabled);
 // Starts the thread (the first time) or wakes it. Cheap when it is already ticking: one
 // relaxed load. Must be called without any hakmem lock held (starting a thread allocates).
 void decay_thread_wake();
+
+// Memory kept for reuse from which the thread is started; a thread already started is woken
+// for any amount. A program that keeps less than this stays single-threaded, so glibc keeps
+// skipping the atomic instructions of its locks and stdio (and of the arena's lock) as it does
+// in any single-threaded process: lua and perl ran 3-5 % slower once the thread existed. What
+// such a program keeps goes back at its next slow paths, or stays while it is idle (less than
+// this much per kind of memory: freed Large extents, arena pages, SuperSlab slots).
+inline constexpr size_t kDecayThreadStartBytes = 32u << 20;
+// decay_thread_wake(), but a first start only when `held_bytes` ≥ kDecayThreadStartBytes.
+void decay_thread_wake_for(size_t held_bytes);
 
 // False when the thread is disabled or could not be started.
 bool decay_thread_available();

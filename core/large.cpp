@@ -124,9 +124,9 @@ void give_back_locked_and_unlock(void* base, size_t bytes) {
   g_heap.insert(base, bytes, now);
   Release rel;
   collect_locked(now, &rel);
-  bool holds = g_heap.free_bytes() != 0;
+  size_t held = g_heap.free_bytes();
   unlock_and_release(&rel);
-  if (holds) decay_thread_wake();  // the memory kept must go back even if the program stops
+  if (held != 0) decay_thread_wake_for(held);  // the memory kept must go back even if the program stops
 }
 
 // Returns [base, base + bytes) (mapped, resident, out of the heap) to the heap.

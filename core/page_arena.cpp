@@ -242,9 +242,9 @@ void after_free_unlock() {
   note_used_locked();
   size_t limit = dirty_limit_locked();
   if (g_dirty_pages * kArenaPage > limit) release_dirty_locked(limit);
-  bool wake = g_dirty_pages * kArenaPage >= kArenaWakeDirty;
+  size_t dirty = g_dirty_pages * kArenaPage;
   pthread_mutex_unlock(&g_lock);
-  if (wake) decay_thread_wake();  // what stays resident must go back if the program stops
+  if (dirty >= kArenaWakeDirty) decay_thread_wake_for(dirty);  // what stays resident must go back if the program stops
 }
 
 }  // namespace

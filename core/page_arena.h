@@ -36,7 +36,8 @@ inline constexpr size_t kArenaPage = 4096;
 inline constexpr size_t kArenaPagesPerChunk = kArenaChunkSize / kArenaPage;  // 512, page 0 = header
 inline constexpr size_t kArenaMaxSpan = 1024 * 1024;                         // largest span (bytes)
 inline constexpr size_t kArenaDirtyMin = 32 * 1024 * 1024;
-// Free pages resident from which the idle-decay thread is woken (or started).
+// Free pages resident from which a parked idle-decay thread is woken (it is started from
+// kDecayThreadStartBytes: decay_thread.h).
 inline constexpr size_t kArenaWakeDirty = 4 * 1024 * 1024;
 
 // A span of `bytes` (a multiple of kArenaPage, ≤ kArenaMaxSpan). nullptr when out of memory.

@@ -183,9 +183,7 @@ void shared_pool_release(Slab* s) {
   release_slots(s);
 }
 
-bool shared_pool_holds_released_slots(uint64_t at_least) {
-  return g_released_slots.load(std::memory_order_relaxed) >= at_least;
-}
+uint64_t shared_pool_released_slots() { return g_released_slots.load(std::memory_order_relaxed); }
 
 bool shared_pool_decommit_free_slots() {
   bool released = false;

@@ -36,11 +36,12 @@ bool shared_pool_trim();
 
 // Decommits the pages of slots released since the last call (decay; see hak_decay_tick).
 bool shared_pool_decommit_free_slots();
-// Whether at least `at_least` slots were released since the last decommit pass (their pages
-// are resident and unused until a run claims them): the idle-decay thread must run the next
-// pass even if the program goes idle (decay.cpp wakes it).
-bool shared_pool_holds_released_slots(uint64_t at_least = 1);
-// Released slots from which the idle-decay thread is woken (or started): 4 MiB.
+// Slots released since the last decommit pass (their pages are resident and unused until a
+// run claims them): the idle-decay thread must run the next pass even if the program goes
+// idle (decay.cpp wakes it).
+uint64_t shared_pool_released_slots();
+// Released slots from which a parked idle-decay thread is woken: 4 MiB (it is started from
+// kDecayThreadStartBytes: decay_thread.h).
 inline constexpr uint64_t kPoolWakeSlots = 64;
 
 // Decay pass: releases the empty runs cached for a class whose stage-1 stack was neither

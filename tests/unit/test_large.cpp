@@ -153,10 +153,11 @@ Test(large, memory_unused_for_a_second_goes_back) {
 Test(large, an_idle_process_gets_its_memory_back_from_the_decay_thread) {
   start_clean();
   bool fresh;
-  char* p = alloc(24 * MiB, &fresh);
-  memset(p, 3, 24 * MiB);
-  large_free(p, 24 * MiB);
-  cr_assert_eq(large_stats().cached_bytes, 24 * MiB);
+  // 40 MiB: enough to start the thread (decay_thread.h, kDecayThreadStartBytes).
+  char* p = alloc(40 * MiB, &fresh);
+  memset(p, 3, 40 * MiB);
+  large_free(p, 40 * MiB);
+  cr_assert_eq(large_stats().cached_bytes, 40 * MiB);
   // No allocator call at all from here: only the background thread can return it.
   long waited = 0;
   while (waited < 3000) {
@@ -250,17 +251,18 @@ Test(large, shrinking_gives_the_tail_to_the_heap) {
 
 Test(large, a_fork_child_reuses_and_returns_what_the_parent_kept) {
   start_clean();
+  // 40 MiB: enough for the child to start its own decay thread (kDecayThreadStartBytes).
   bool fresh;
-  char* p = alloc(8 * MiB, &fresh);
-  memset(p, 7, 8 * MiB);
-  large_free(p, 8 * MiB);
+  char* p = alloc(40 * MiB, &fresh);
+  memset(p, 7, 40 * MiB);
+  large_free(p, 40 * MiB);
   pid_t pid = fork();
   cr_assert_geq(pid, 0);
   if (pid == 0) {
     bool f;
-    char* q = static_cast<char*>(large_alloc(8 * MiB, &f));
+    char* q = static_cast<char*>(large_alloc(40 * MiB, &f));
     int ok = q == p && !f && q[12345] == 7;
-    large_free(q, 8 * MiB);
+    large_free(q, 40 * MiB);
     // The child's own decay thread returns it while the child sleeps.
     for (int i = 0; i < 40 && region_map_lookup(p) != kRegionNone; ++i) sleep_ms(50);
     ok = ok && region_map_lookup(p) == kRegionNone && large_is_valid();
