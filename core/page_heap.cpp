@@ -33,6 +33,15 @@ uint32_t PageHeap::bin_of(size_t bytes) {
   return b < kPageHeapBins ? b : kPageHeapBins - 1;
 }
 
+uint32_t PageHeap::first_nonempty_bin(uint32_t b) const {
+  while (b < kPageHeapBins) {
+    uint64_t bits = nonempty_[b >> 6] & (~uint64_t(0) << (b & 63));
+    if (bits != 0) return (b & ~uint32_t(63)) + uint32_t(__builtin_ctzll(bits));
+    b = (b | 63) + 1;
+  }
+  return kPageHeapBins;
+}
+
 FreeExtent* PageHeap::write_node(void* base, size_t bytes, uint64_t freed_at) {
   auto* e = static_cast<FreeExtent*>(base);
   ExtentFooter* f = footer_of(base, bytes);
@@ -128,15 +137,11 @@ void* PageHeap::take(size_t bytes) {
   for (FreeExtent* e = bins_[b]; e != nullptr; e = e->bin_next)
     if (e->bytes >= bytes && better(e)) best = e;
   // Every extent of a higher bin holds the request: the best of the first non-empty one.
-  for (uint32_t nb = b + 1; nb < kPageHeapBins && best == nullptr;) {
-    uint64_t bits = nonempty_[nb >> 6] & (~uint64_t(0) << (nb & 63));
-    if (bits == 0) {
-      nb = (nb | 63) + 1;
-      continue;
-    }
-    nb = (nb & ~uint32_t(63)) + uint32_t(__builtin_ctzll(bits));
-    for (FreeExtent* e = bins_[nb]; e != nullptr; e = e->bin_next)
-      if (better(e)) best = e;
+  if (best == nullptr) {
+    uint32_t nb = first_nonempty_bin(b + 1);
+    if (nb < kPageHeapBins)
+      for (FreeExtent* e = bins_[nb]; e != nullptr; e = e->bin_next)
+        if (better(e)) best = e;
   }
   if (best == nullptr) return nullptr;
   bool ok = take_at(best, bytes);
@@ -181,16 +186,10 @@ void* PageHeap::take_aligned(size_t bytes, size_t align) {
   };
   auto fits = [&](const FreeExtent* e) { return start_in(e) + bytes <= reinterpret_cast<uintptr_t>(e) + e->bytes; };
   FreeExtent* best = nullptr;
-  for (uint32_t b = bin_of(bytes); b < kPageHeapBins && best == nullptr;) {
-    uint64_t bits = nonempty_[b >> 6] & (~uint64_t(0) << (b & 63));
-    if (bits == 0) {
-      b = (b | 63) + 1;
-      continue;
-    }
-    b = (b & ~uint32_t(63)) + uint32_t(__builtin_ctzll(bits));
+  for (uint32_t b = first_nonempty_bin(bin_of(bytes)); b < kPageHeapBins && best == nullptr;
+       b = first_nonempty_bin(b + 1)) {
     for (FreeExtent* e = bins_[b]; e != nullptr; e = e->bin_next)
       if (fits(e) && (best == nullptr || e->bytes < best->bytes || (e->bytes == best->bytes && e < best))) best = e;
-    ++b;
   }
   if (best == nullptr) return nullptr;
   void* start = reinterpret_cast<void*>(start_in(best));

@@ -82,6 +82,7 @@ class PageHeap {
 
  private:
   static uint32_t bin_of(size_t bytes);
+  uint32_t first_nonempty_bin(uint32_t b) const;  // the first non-empty bin ≥ b, or kPageHeapBins
   void bin_link(FreeExtent* e);    // into the bin of its size
   void bin_unlink(FreeExtent* e);  // out of its bin
   void link(FreeExtent* e);        // into its bin and at the newest end of the age list
