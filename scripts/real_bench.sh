@@ -356,7 +356,7 @@ for p in progs:
         S[(p, a)] = dict(n=len(rs), ok=len(ok), bad=bad, t=statistics.median(t) if t else None,
                          tmin=min(t) if t else None, tmax=max(t) if t else None,
                          rss=statistics.median(m) if m else None, flt=statistics.median(f) if f else None)
-peers = [a for a in allocs if a != 'hakmem']
+peers = [a for a in allocs if a in ('glibc', 'mimalloc', 'jemalloc', 'tcmalloc')]  # not --extra builds
 md = []
 md.append("| program | " + " | ".join(f"{a} (s)" for a in allocs) + " | fastest peer | hakmem vs fastest | peak RSS hakmem / glibc (MiB) | output |")
 md.append("|---|" + "---:|" * len(allocs) + "---|---:|---:|---|")
@@ -391,7 +391,8 @@ for a in allocs:
 md.append("")
 md.append("_Times are medians of the rounds with the spread (min-max) in parentheses; a run whose output "
           "differs from glibc's, or that failed, is left out and reported in the output column. "
-          "hakmem vs fastest: hakmem's median against the fastest other allocator's (negative: hakmem is faster)._")
+          "hakmem vs fastest: hakmem's median against the fastest peer's (glibc, mimalloc, jemalloc, tcmalloc; "
+          "builds added with --extra are shown but are not peers; negative: hakmem is faster)._")
 body = "\n".join(md)
 header = open(os.path.join(dest, 'header.md')).read()
 open(os.path.join(dest, 'results.md'), 'w').write(header + "\n" + body + "\n")
