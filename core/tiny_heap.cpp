@@ -520,10 +520,13 @@ void* tiny_refill(int cls, bool may_borrow) {
   decay_tick();
   tc.cap = class_cache_cap(cls);  // back from a freer's cap (tiny_cache_overflow)
   // Batch: half the cap after an overflow (the thread frees this class too); a quarter when
-  // it only allocates (a producer: the batch is what it holds unused); a sixteenth on its
-  // first refill (one malloc of a class must not carve 64 KiB of fresh pages).
+  // it only allocates (a producer: the batch is what it holds unused), but at least 4 blocks
+  // (classes above 2 KiB have caps of 8-15: a quarter made a refill per 2 blocks, batch of
+  // 2-4 KiB blocks +10 % with 4); a sixteenth on its first refill (one malloc of a class must
+  // not carve 64 KiB of fresh pages).
   uint8_t last = t_last_slow[cls];
   uint32_t want = tc.cap / (last == kSlowOverflow ? 2 : last == kSlowRefill ? 4 : 16);
+  if (last == kSlowRefill && want < 4) want = 4;
   if (want == 0) want = 1;
   t_last_slow[cls] = kSlowRefill;
   bool drained = false;
