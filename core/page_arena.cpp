@@ -111,14 +111,14 @@ ArenaChunk* chunk_create() {
     return nullptr;
   }
   auto* c = static_cast<ArenaChunk*>(m);
-  if (recycled) memset(static_cast<void*>(c), 0, sizeof(ArenaChunk));  // a new mapping reads as zero
-  c->magic = kChunkMagic;
-  c->used.assign(0, 1, true);  // the header page
-  c->max_run = kArenaPagesPerChunk - 1;
   if (recycled) {
+    memset(static_cast<void*>(c), 0, sizeof(ArenaChunk));  // as a new mapping's would read
     c->dirty.assign(1, kArenaPagesPerChunk - 1, true);
     c->dirty_pages = kArenaPagesPerChunk - 1;
   }
+  c->magic = kChunkMagic;
+  c->used.assign(0, 1, true);  // the header page
+  c->max_run = kArenaPagesPerChunk - 1;
   return c;
 }
 

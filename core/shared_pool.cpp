@@ -133,11 +133,19 @@ void release_slots(Slab* s) {
 }
 
 // Gives class c's cached empty runs back to their SuperSlabs; true if there were any.
-bool release_cached_runs(int c) {
-  bool released = false;
-  while (Slab* s = g_empty_runs[c].pop()) {
+// An empty run from class c's stage-1 stack, counted out of it; nullptr if empty.
+Slab* pop_cached(int c) {
+  Slab* s = g_empty_runs[c].pop();
+  if (s != nullptr) {
     g_empty_count[c].fetch_sub(1, std::memory_order_relaxed);
     g_empty_total.fetch_sub(1, std::memory_order_relaxed);
+  }
+  return s;
+}
+
+bool release_cached_runs(int c) {
+  bool released = false;
+  while (Slab* s = pop_cached(c)) {
     release_slots(s);
     released = true;
   }
@@ -148,9 +156,7 @@ bool release_cached_runs(int c) {
 
 Slab* shared_pool_acquire(int cls, ThreadHeap* owner) {
   // Stage 1: an empty run of this class.
-  if (Slab* s = g_empty_runs[cls].pop()) {
-    g_empty_count[cls].fetch_sub(1, std::memory_order_relaxed);
-    g_empty_total.fetch_sub(1, std::memory_order_relaxed);
+  if (Slab* s = pop_cached(cls)) {
     g_empty_touched[cls].store(true, std::memory_order_relaxed);
     slab_run_reset(s, owner);
     return s;

@@ -19,13 +19,14 @@ struct SpanStash {
 };
 HAK_TLS SpanStash t_stash;
 
-void remove_at(SpanStash& st, int i) {
-  st.total -= st.bytes[i];
-  for (int j = i + 1; j < st.n; ++j) {
-    st.start[j - 1] = st.start[j];
-    st.bytes[j - 1] = st.bytes[j];
+// Removes entries i .. i+k-1, keeping the others in order.
+void remove_range(SpanStash& st, int i, int k) {
+  for (int j = i; j < i + k; ++j) st.total -= st.bytes[j];
+  for (int j = i + k; j < st.n; ++j) {
+    st.start[j - k] = st.start[j];
+    st.bytes[j - k] = st.bytes[j];
   }
-  --st.n;
+  st.n -= k;
 }
 
 }  // namespace
@@ -37,7 +38,7 @@ void* span_cache_take(size_t bytes, size_t* got) {
     if (st.bytes[i] >= bytes && st.bytes[i] <= most) {
       void* p = st.start[i];
       *got = st.bytes[i];
-      remove_at(st, i);
+      remove_range(st, i, 1);
       return p;
     }
   }
@@ -50,25 +51,13 @@ void span_cache_put(void* start, size_t bytes) {
     arena_free(start, bytes);
     return;
   }
-  // Room for it: the oldest spans go to the arena, under one lock.
-  void* out[kSpanCacheEntries];
-  size_t out_bytes[kSpanCacheEntries];
-  int k = 0, drop = 0;
+  // Room for it: the oldest spans (the front) go to the arena, under one lock.
+  int drop = 0;
   size_t total = st.total;
-  while (st.n - drop == kSpanCacheEntries || total + bytes > kSpanCacheBytes) {
-    out[k] = st.start[drop];
-    out_bytes[k++] = st.bytes[drop];
-    total -= st.bytes[drop];
-    ++drop;
-  }
-  if (k != 0) {
-    for (int j = drop; j < st.n; ++j) {
-      st.start[j - drop] = st.start[j];
-      st.bytes[j - drop] = st.bytes[j];
-    }
-    st.n -= drop;
-    st.total = total;
-    arena_free_many(out, out_bytes, k);
+  while (st.n - drop == kSpanCacheEntries || total + bytes > kSpanCacheBytes) total -= st.bytes[drop++];
+  if (drop != 0) {
+    arena_free_many(st.start, st.bytes, drop);
+    remove_range(st, 0, drop);
   }
   st.start[st.n] = start;
   st.bytes[st.n] = bytes;
