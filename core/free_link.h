@@ -19,8 +19,9 @@
 //
 // Every variant: the flush of a TLS list back to the runs checks each link it follows against
 // the region map and each block's slot in its run (start of a block, carved, out of the run:
-// the run's out-bitmap, superslab.h); the refill and the remote drain check the run free lists
-// and remote chains they take. Those paths touch the metadata anyway.
+// the run's out-bitmap, superslab.h); the remote drain checks the chains it takes the same
+// way. Those paths touch the metadata anyway. (A run keeps its free blocks in that bitmap, not
+// in a list: no link of a block back in its run is ever followed.)
 //
 // Debug variant under valgrind: a free block is NOACCESS to memcheck (valgrind_support.h);
 // link_load and link_store open its first word for the one access and close it again.

@@ -46,7 +46,7 @@ SuperSlab* superslab_create(uint32_t claimed) {
 void superslab_revive(SuperSlab* ss, uint32_t claimed) {
   for (int i = 0; i < kSlabsPerSuperSlab; ++i) {
     Slab& s = ss->slabs[i];
-    s.free = nullptr;
+    s.nfree = s.scan = 0;
     s.bump = s.end = nullptr;
     s.owner = nullptr;
     s.used = s.capacity = 0;
@@ -147,7 +147,7 @@ Slab* slab_run_init(SuperSlab* ss, int idx, int cls, ThreadHeap* owner) {
 }
 
 void slab_run_reset(Slab* s, ThreadHeap* owner) {
-  s->free = nullptr;
+  s->nfree = s->scan = 0;
   s->bump = s->start;
   s->next = s->prev = nullptr;
   s->owner = owner;
@@ -167,7 +167,7 @@ void slab_run_unassign(Slab* s) {
     t.run_head = uint8_t(idx + i);
   }
   s->owner = nullptr;
-  s->free = nullptr;
+  s->nfree = s->scan = 0;
   s->bump = s->end = nullptr;
   s->used = s->capacity = 0;
   s->run_len = 0;
@@ -193,29 +193,24 @@ bool slab_is_valid(const Slab* s) {
     return false;
   }
   uint32_t uncarved = uint32_t(size_t(s->end - s->bump) / size);
-  uint32_t nfree = 0;
   const uint64_t* bits = run_out_bits(s);
-  for (void* b = s->free; b != nullptr; b = link_load(b)) {
-    const char* c = static_cast<const char*>(b);
-    uint32_t i = run_block_index(s, b);
-    if (c >= s->bump || i == UINT32_MAX || ++nfree > s->capacity) {
-      diag_print("invariant: slab %p (class %u) free list holds bad block %p", static_cast<const void*>(s),
-                 unsigned(s->cls), b);
-      return false;
-    }
-    if ((out_word(bits, i >> 6) >> (i & 63)) & 1) {
-      diag_print("invariant: slab %p (class %u) block %p is on the free list but marked out",
-                 static_cast<const void*>(s), unsigned(s->cls), b);
-      return false;
-    }
-  }
-  if (s->used + nfree + uncarved != s->capacity) {
+  if (s->used + s->nfree + uncarved != s->capacity) {
     diag_print("invariant: slab %p counters: used %u + free %u + uncarved %u != capacity %u",
-               static_cast<const void*>(s), s->used, nfree, uncarved, s->capacity);
+               static_cast<const void*>(s), s->used, s->nfree, uncarved, s->capacity);
     return false;
   }
+  // No clear bit below the refill's scan word (below bump).
+  uint32_t carved = s->capacity - uncarved;
+  for (uint32_t w = 0; w < s->scan && size_t(w) * 64 < carved; ++w) {
+    uint64_t valid = carved - size_t(w) * 64 >= 64 ? ~uint64_t(0) : (uint64_t(1) << (carved - w * 64)) - 1;
+    if (~out_word(bits, w) & valid) {
+      diag_print("invariant: slab %p (class %u) has a free block below its scan word %u",
+                 static_cast<const void*>(s), unsigned(s->cls), s->scan);
+      return false;
+    }
+  }
   // The out-bitmap counts exactly the blocks out of the run, and no bit past the carved part.
-  uint32_t carved = s->capacity - uncarved, out = 0;
+  uint32_t out = 0;
   for (size_t w = 0; w < run_bits_words(s); ++w) {
     uint64_t word = out_word(bits, uint32_t(w));
     if (word == 0) continue;

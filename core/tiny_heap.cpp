@@ -145,7 +145,7 @@ ThreadHeap* heap_get() {
 }
 
 size_t uncarved_of(const Slab* s) { return size_t(s->end - s->bump) / class_to_size(s->cls); }
-bool run_exhausted(const Slab* s) { return s->free == nullptr && s->bump == s->end; }
+bool run_exhausted(const Slab* s) { return s->nfree == 0 && s->bump == s->end; }
 
 [[noreturn]] HAK_SLOW_PATH void report_bad_return(const Slab* s, const void* b) {
   if (static_cast<const char*>(b) >= s->bump)
@@ -180,37 +180,28 @@ HAK_FAST_PATH void mark_returned(Slab* s, uint64_t* bits, const void* b, uint32_
   out_word(bits, i >> 6) &= ~m;
 }
 
-// Block b leaves run s (refill): it must be a block of the run that is in it. `prev` is the
-// block whose link led here (for the report), nullptr for the list head.
-HAK_FAST_PATH void mark_out(Slab* s, const RunIndex& index, uint64_t* bits, const void* prev, const void* b) {
-  uint32_t i = index(b);
-  if (HAK_UNLIKELY(i == UINT32_MAX || static_cast<const char*>(b) >= s->bump)) link_corrupted(prev, b, s->cls);
-  uint64_t m = uint64_t(1) << (i & 63);
-  if (HAK_UNLIKELY(out_word(bits, i >> 6) & m)) link_corrupted(prev, b, s->cls);
-  out_word(bits, i >> 6) |= m;
-}
-
-// Splices a chain of remote blocks onto the run's free list; returns how many. Every block
-// of the chain is checked: a block of this run (the pusher checked that too, but the links
-// between may have been overwritten since), out of it (else a double free).
+// Takes a chain of remote blocks back into the run; returns how many. Every block of the
+// chain is checked: a block of this run (the pusher checked that too, but the links between
+// may have been overwritten since), out of it (else a double free).
 uint32_t splice_remote(Slab* s, uintptr_t chain) {
   void* first = reinterpret_cast<void*>(chain & ~kRemoteNotified);
   if (first == nullptr) return 0;
   uint64_t* bits = run_out_bits(s);
   const RunIndex index(s);
   const uint32_t used = s->used;
-  uint32_t n = 0;
+  uint32_t n = 0, scan = s->scan;
   void *last = nullptr, *b = first;
   do {
     uint32_t i = index(b);
     if (HAK_UNLIKELY(i == UINT32_MAX)) report_bad_block(s, last, b, s->cls);
     mark_returned(s, bits, b, i);
+    if (i >> 6 < scan) scan = i >> 6;
     last = b;
     b = link_load(b);
     if (HAK_UNLIKELY(++n > used)) link_corrupted(last, b, s->cls);  // a cycle, or foreign blocks
   } while (b != nullptr);
-  link_store(last, s->free);
-  s->free = first;
+  s->scan = scan;
+  s->nfree += n;
   HAK_ASSERT(s->used >= n);
   s->used -= n;
   return n;
@@ -283,59 +274,55 @@ bool heap_collect(ThreadHeap* h) {
 uint32_t take_batch(Slab* s, TlsCache& tc, uint32_t want) {
   HAK_ASSERT(tc.head == nullptr && tc.count == 0);
   size_t size = class_to_size(s->cls);
-  // Every block of the run is back (a class's kept run after a batch was freed): start it
-  // over from its first block instead of walking its free list, a chain of dependent loads of
-  // blocks long out of cache (batch: 30 % of tiny_refill's samples). Carving writes the links
-  // in address order, and up to the old bump the pages are resident, so the 4 KiB carving
-  // limit does not apply there. With used == 0 no block is cached or on the remote queue, and
-  // every out-bit is clear. Not in the debug variant, whose freed blocks keep their poison
-  // until malloc checks it.
-  char* recarve_to = nullptr;
-  if (!kDebug && s->used == 0 && s->free != nullptr) {
-    recarve_to = s->bump;
-    s->free = nullptr;
-    s->bump = s->start;
-  }
   uint32_t uncarved = uint32_t(uncarved_of(s));
-  uint32_t nfree = s->capacity - s->used - uncarved;
   uint64_t* bits = run_out_bits(s);
   void* head = nullptr;
   uint32_t got = 0;
-  if (nfree != 0 && nfree <= want && !kHardenLinks) {
-    // The whole free list, in O(1): afterwards every carved block is out. (Its links were
-    // checked as the blocks came back; the secure and debug variants walk it all the same.)
-    head = s->free;
-    s->free = nullptr;
-    got = nfree;
-    set_bits(bits, 0, uint32_t(size_t(s->bump - s->start) / size));
-  } else if (nfree != 0) {
-    // The first `take` blocks of the free list; each is checked and marked out.
-    uint32_t take = nfree < want ? nfree : want;
-    const RunIndex index(s);
-    void *prev = nullptr, *b = s->free;
-    for (uint32_t i = 0; i < take; ++i) {
-      mark_out(s, index, bits, prev, b);
-      prev = b;
-      b = link_load(b);
-      if (HAK_UNLIKELY(!link_plausible(b))) link_corrupted(prev, b, s->cls);
+  if (s->nfree != 0) {
+    // The lowest free blocks, in address order: the clear out-bits below bump, from the scan
+    // word on (no clear bit lies below it). Only stores into the blocks (their TLS links).
+    uint32_t take = s->nfree < want ? s->nfree : want;
+    const uint32_t carved = s->capacity - uncarved;
+    char* const start = s->start;
+    void* tail = nullptr;
+    uint32_t w = s->scan;
+    for (;;) {
+      // nfree says a clear bit is left; past the carved blocks the counters and the bitmap
+      // disagree (metadata overwritten).
+      if (HAK_UNLIKELY(size_t(w) * 64 >= carved))
+        hak_fatal("corrupted slab run %p (class %d): %u free blocks counted, none in its bitmap",
+                  static_cast<void*>(s), int(s->cls), s->nfree);
+      uint32_t left = carved - w * 64;
+      uint64_t word = out_word(bits, w);
+      uint64_t avail = ~word & (left >= 64 ? ~uint64_t(0) : (uint64_t(1) << left) - 1);
+      uint64_t took = 0;
+      while (avail != 0 && got < take) {
+        uint64_t low = avail & (0 - avail);
+        avail ^= low;
+        took |= low;
+        void* b = start + (size_t(w) * 64 + size_t(__builtin_ctzll(low))) * size;
+        if (tail != nullptr) link_store(tail, b);
+        else head = b;
+        tail = b;
+        ++got;
+      }
+      out_word(bits, w) = word | took;
+      if (avail == 0) ++w;
+      if (got == take) break;
     }
-    if (HAK_UNLIKELY(take == nfree && b != nullptr)) link_corrupted(prev, b, s->cls);  // longer than counted
-    head = s->free;
-    s->free = b;
-    if (b != nullptr) link_store(prev, nullptr);
-    got = take;
+    link_store(tail, nullptr);
+    s->nfree -= got;
+    s->scan = w;
   }
   // Fresh memory only when the run has no returned blocks left: carving touches new pages.
   if (got == 0 && uncarved != 0) {
-    uint32_t n = want - got < uncarved ? want - got : uncarved;
+    uint32_t n = want < uncarved ? want : uncarved;
     // At most 4 KiB of fresh blocks at a time (at least 4 blocks): carving touches pages, and
     // blocks carved ahead of need are resident memory nobody uses (mimalloc extends a page's
     // free list the same way). docs/BENCHMARKS.md, "Size classes".
     uint32_t lim = uint32_t(kCarveBytes / size) < 4 ? 4 : uint32_t(kCarveBytes / size);
-    if (recarve_to != nullptr && uint32_t(size_t(recarve_to - s->bump) / size) > lim)
-      lim = uint32_t(size_t(recarve_to - s->bump) / size);
     if (n > lim) n = lim;
-    // Link the new blocks so they pop in address order, in front of what we already took.
+    // Link the new blocks so they pop in address order.
     char* base = s->bump;
     uint32_t first = uint32_t(size_t(base - run_data_start(s)) / size);
     for (uint32_t i = n; i-- > 0;) {
@@ -346,7 +333,7 @@ uint32_t take_batch(Slab* s, TlsCache& tc, uint32_t want) {
     }
     set_bits(bits, first, first + n);
     s->bump = base + size_t(n) * size;
-    got += n;
+    got = n;
   }
   s->used += got;
   tc.head = head;
@@ -457,18 +444,11 @@ void* alloc_after_exit(int cls) {
     Slab* s = h->avail[cls].head;
     if (s == nullptr && (s = find_run(h, cls)) == nullptr) break;
     if (run_exhausted(s)) drain_remote_keep_flag(s);
-    if (s->free != nullptr) {
-      p = s->free;
-      mark_out(s, RunIndex(s), run_out_bits(s), nullptr, p);
-      s->free = link_load(p);
-    } else if (s->bump != s->end) {
-      p = s->bump;
-      s->bump += class_to_size(cls);
-      if constexpr (kDebug) tiny_debug_poison(p, cls);
-      uint32_t i = run_block_index(s, p);
-      out_word(run_out_bits(s), i >> 6) |= uint64_t(1) << (i & 63);
+    if (!run_exhausted(s)) {
+      TlsCache one{};
+      take_batch(s, one, 1);
+      p = one.head;
     }
-    if (p != nullptr) ++s->used;
     if (run_exhausted(s)) {
       h->avail[cls].remove(s);
       h->full[cls].push_front(s, kListFull);
@@ -536,22 +516,22 @@ void* tiny_refill(int cls, bool may_borrow) {
       errno = ENOMEM;
       return nullptr;
     }
-    if (s->free == nullptr) drain_remote_keep_flag(s);
+    if (s->nfree == 0) drain_remote_keep_flag(s);
     // Blocks other threads gave back come before fresh memory: before the head run is carved,
     // the heap's pending runs come back (a relaxed load when there are none). Not at every
     // refill: a producer would then walk a short chain the consumer has just written each
     // time (xthread_p1 -24 % with the misuse checks; docs/BENCHMARKS.md, "Hardening"). Once per refill, so that
     // steady remote frees cannot keep it here.
-    if (s->free == nullptr && !drained && h->pending.load(std::memory_order_relaxed) != nullptr) {
+    if (s->nfree == 0 && !drained && h->pending.load(std::memory_order_relaxed) != nullptr) {
       drained = true;
       drain_pending(h, true);
       continue;
     }
-    if (s->free == nullptr) {
+    if (s->nfree == 0) {
       // The head run would be carved: a run just behind it with returned blocks goes first.
       int looked = 0;
       for (Slab* t = s->next; t != nullptr && looked < 4; t = t->next, ++looked) {
-        if (t->free != nullptr) {
+        if (t->nfree != 0) {
           h->avail[cls].remove(t);
           h->avail[cls].push_front(t, kListAvail);
           s = t;
@@ -559,7 +539,7 @@ void* tiny_refill(int cls, bool may_borrow) {
         }
       }
     }
-    if (s->free == nullptr && !run_exhausted(s)) {
+    if (s->nfree == 0 && !run_exhausted(s)) {
       // Fresh memory would be carved: a block cached for one of the next four classes serves
       // the request instead (at most 32 bytes or 1/8 more), so a class at its high-water
       // mark does not grow while its neighbours hold spare blocks (random_mixed's peak RSS:
@@ -588,14 +568,14 @@ void tiny_flush(int cls, uint32_t n) {
   const char *run_lo = nullptr, *run_hi = nullptr;
   RunIndex index{};
   uint64_t* bits = nullptr;
-  void* run_free = nullptr;
-  uint32_t run_returned = 0;
+  uint32_t run_returned = 0, run_scan = 0;
   Slab* chain_slab = nullptr;
   void *chain_first = nullptr, *chain_last = nullptr;
   uint32_t i = 0, remote_blocks = 0;
   void* prev = nullptr;
   auto put_back = [&] {
-    run->free = run_free;
+    run->nfree += run_returned;
+    run->scan = run_scan;
     HAK_ASSERT(run->used >= run_returned);
     run->used -= run_returned;
     run_gained_blocks(h, run, true);
@@ -634,14 +614,13 @@ void tiny_flush(int cls, uint32_t n) {
       run_hi = s->end;
       index = RunIndex(s);
       bits = run_out_bits(s);
-      run_free = s->free;
+      run_scan = s->scan;
       run_returned = 0;
     }
     uint32_t idx = index(b);
     if (HAK_UNLIKELY(idx == UINT32_MAX)) report_bad_block(run, prev, b, cls);
     mark_returned(run, bits, b, idx);
-    link_store(b, run_free);
-    run_free = b;
+    if (idx >> 6 < run_scan) run_scan = idx >> 6;
     ++run_returned;
     prev = b;
     b = next;

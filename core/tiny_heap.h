@@ -4,9 +4,10 @@
 // calls on a hit. A list may hold blocks of any thread's slabs (a block freed here is reused
 // here). Misses go to tiny_refill, overflows to tiny_flush:
 //
-//   tiny_refill(cls)  ── heap avail list: take a batch from the head run's free list, else
-//                        its remote queue, else the heap's pending remote frees, else a run
-//                        just behind it with a free list; before carving fresh blocks
+//   tiny_refill(cls)  ── heap avail list: take a batch of the head run's free blocks (the
+//                        lowest clear bits of its out-bitmap), else its remote queue, else
+//                        the heap's pending remote frees, else a run just behind it with
+//                        free blocks; before carving fresh blocks
 //                        (≤ 4 KiB at a time), a block cached for one of the next four
 //                        classes (≤ 32 B or 1/8 larger) if may_borrow (not for aligned
 //                        requests)
@@ -15,7 +16,7 @@
 // Batch and cap follow how the thread uses the class (tiny_heap.cpp): a thread that only frees
 // it (a consumer) flushes everything and caches less; one that only allocates takes smaller
 // batches.
-//   tiny_flush(cls,n) ── block of a run this thread owns: push on the run's free list
+//   tiny_flush(cls,n) ── block of a run this thread owns: clear its out-bit (back in the run)
 //                     ── another thread's run: push the chain on the run's remote queue (CAS)
 //
 // A ThreadHeap owns runs (lists per class). When its thread exits, the TLS lists are

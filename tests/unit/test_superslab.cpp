@@ -143,7 +143,8 @@ Test(superslab, run_in_slot_0_starts_after_the_header) {
   cr_assert_eq(s->capacity, (kSlabSize - kSuperSlabHeader) / size);
   cr_assert_eq(s->end, start + size_t(s->capacity) * size);
   cr_assert_leq(s->end, reinterpret_cast<char*>(ss) + kSlabSize);
-  cr_assert_null(s->free);
+  cr_assert_eq(s->nfree, 0u);
+  cr_assert_eq(s->scan, 0u);
   cr_assert_eq(s->used, 0u);
   cr_assert_eq(s->list, kListNone);
   cr_assert_eq(s->remote.load(), 0u);
@@ -268,9 +269,8 @@ Test(superslab, reset_rearms_an_empty_run) {
   Slab* s = slab_run_init(ss, 3, cls, kFakeOwner);
   void* a = carve(s);
   carve(s);
-  // Return a: now on the free list.
-  link_store(a, s->free);
-  s->free = a;
+  // Return a: back in the run (its out-bit clear, counted free).
+  s->nfree++;
   s->used--;
   set_out(s, a, false);
   cr_assert(slab_is_valid(s));
@@ -279,18 +279,18 @@ Test(superslab, reset_rearms_an_empty_run) {
   for (uint32_t w = 0; w < run_bits_words(s); ++w) out_word(run_out_bits(s), w) = 0;
   slab_run_reset(s, other);
   cr_assert_eq(s->owner, other);
-  cr_assert_null(s->free);
+  cr_assert_eq(s->nfree, 0u);
   cr_assert_eq(s->bump, slab_data_start(ss, 3));
   cr_assert_eq(s->used, 0u);
   cr_assert_eq(s->capacity, kSlabSize / class_to_size(cls), "reset keeps the geometry");
   cr_assert(slab_is_valid(s));
 }
 
-Test(superslab, slab_checker_catches_bad_counters_and_lists, .init = cr_redirect_stderr) {
+Test(superslab, slab_checker_catches_bad_counters_and_bitmaps, .init = cr_redirect_stderr) {
   SuperSlab* ss = fresh();
   int cls = size_to_class(32);
   Slab* s = slab_run_init(ss, 2, cls, kFakeOwner);
-  for (int i = 0; i < 10; ++i) carve(s);
+  for (int i = 0; i < 70; ++i) carve(s);  // two bitmap words
   cr_assert(slab_is_valid(s));
   s->used++;
   cr_assert_not(slab_is_valid(s), "used + free + uncarved != capacity must be caught");
@@ -299,27 +299,17 @@ Test(superslab, slab_checker_catches_bad_counters_and_lists, .init = cr_redirect
   s->bump += 3;  // not on a block boundary
   cr_assert_not(slab_is_valid(s), "a misaligned bump must be caught");
   s->bump = old_bump;
-  // A free-list entry that was never carved.
-  void* bogus = s->bump + class_to_size(cls);
-  link_store(bogus, nullptr);
-  s->free = bogus;
-  s->used--;
-  cr_assert_not(slab_is_valid(s), "a free block beyond bump must be caught");
-  // A free-list entry inside the run but not at a block boundary.
-  void* mis = slab_data_start(ss, 2) + 8;
-  link_store(mis, nullptr);
-  s->free = mis;
-  cr_assert_not(slab_is_valid(s), "a misaligned free block must be caught");
-  s->free = nullptr;
-  s->used++;
-  cr_assert(slab_is_valid(s));
-  // A block on the free list that the out-bitmap still counts as handed out.
+  // A block counted free that the out-bitmap still counts as handed out.
   void* first = slab_data_start(ss, 2);
-  link_store(first, nullptr);
-  s->free = first;
+  s->nfree++;
   s->used--;
   cr_assert_not(slab_is_valid(s), "a free block marked out must be caught");
   set_out(s, first, false);
+  cr_assert(slab_is_valid(s));
+  // A free block below the word a refill starts looking from: it would never be found.
+  s->scan = 1;
+  cr_assert_not(slab_is_valid(s), "a free block below the scan word must be caught");
+  s->scan = 0;
   cr_assert(slab_is_valid(s));
   set_out(s, s->bump, true);
   cr_assert_not(slab_is_valid(s), "an uncarved block marked out must be caught");
@@ -394,7 +384,7 @@ Test(superslab, create_takes_freed_large_memory_first) {
   for (size_t i = 0; i < sizeof ss->head_bits; ++i) cr_assert_eq(h[i], 0, "header bitmaps not cleared at byte %zu", i);
   for (int i = 0; i < kSlabsPerSuperSlab; ++i) {
     cr_assert_eq(ss->slabs[i].used, 0u);
-    cr_assert_null(ss->slabs[i].free);
+    cr_assert_eq(ss->slabs[i].nfree, 0u);
     cr_assert_eq(region_map_lookup(c + size_t(i) * kSlabSize), kRegionFreeSlab);
   }
   uint64_t faults0 = os_minor_faults();

@@ -30,7 +30,7 @@ void empty_list(int cls) {
   cr_assert_null(t_cache[cls].head);
 }
 
-bool exhausted(const Slab* s) { return s->free == nullptr && s->bump == s->end; }
+bool exhausted(const Slab* s) { return s->nfree == 0 && s->bump == s->end; }
 
 uint32_t list_length(void* head) {
   uint32_t n = 0;
@@ -38,10 +38,11 @@ uint32_t list_length(void* head) {
   return n;
 }
 
-bool on_free_list(const Slab* s, const void* b) {
-  for (void* f = s->free; f != nullptr; f = link_load(f))
-    if (f == b) return true;
-  return false;
+// b is back in its run: carved, and its out-bit clear.
+bool in_run(const Slab* s, const void* b) {
+  uint32_t i = run_block_index(s, b);
+  if (i == UINT32_MAX || static_cast<const char*>(b) >= s->bump) return false;
+  return !((out_word(run_out_bits(s), i >> 6) >> (i & 63)) & 1);
 }
 
 void* g_blocks[1024];
@@ -130,7 +131,7 @@ Test(tiny_heap, free_pushes_until_the_cap_then_flushes_down_to_half) {
     cr_assert_eq(list_length(t_cache[cls].head), cap / 2);
     for (uint32_t i = cap / 2; i <= cap; ++i) {
       Slab* s = slab_of_block(g_blocks[i]);
-      cr_assert(on_free_list(s, g_blocks[i]) || s->owner == nullptr,
+      cr_assert(in_run(s, g_blocks[i]) || s->owner == nullptr,
                 "class %d: flushed block %u is neither on its run's free list nor in a released run", cls, i);
     }
     cr_assert(tiny_heap_is_valid());
@@ -149,7 +150,7 @@ Test(tiny_heap, flush_moves_blocks_back_to_their_runs) {
   tiny_flush(cls, 5);
   cr_assert_eq(t_cache[cls].count, count - 5);
   cr_assert_eq(s->used, used - 5, "used drops by the blocks flushed");
-  cr_assert(on_free_list(s, first), "the list head went to the run's free list");
+  cr_assert(in_run(s, first), "the list head went to the run's free list");
   cr_assert(slab_is_valid(s));
   tiny_flush(cls, 100000);  // more than the list holds: flushes all
   cr_assert_eq(t_cache[cls].count, 0u);
@@ -583,11 +584,10 @@ Test(tiny_heap, flush_returns_blocks_of_interleaved_runs_each_to_its_own) {
   cr_assert_eq(pthread_join(t, nullptr), 0);
 }
 
-// A run whose blocks are all back (the class's kept run after a batch was freed) starts over
-// from its first block at the next refill instead of walking its free list, in address order
-// (release and secure; the debug variant walks it, so that malloc can check each freed
-// block's poison).
-Test(tiny_heap, a_run_with_every_block_back_is_carved_again_from_its_start) {
+// A refill takes the run's free blocks lowest address first, whatever order they came back
+// in (its out-bitmap is the run's free set): a run whose blocks are all back hands them out
+// from its first block again, and blocks returned below the refill's scan word are found.
+Test(tiny_heap, a_refill_takes_a_runs_free_blocks_in_address_order) {
   pthread_t t;
   auto body = [](void*) -> void* {
     const size_t n = 1800;  // a Mid class no other step of this thread uses
@@ -595,23 +595,36 @@ Test(tiny_heap, a_run_with_every_block_back_is_carved_again_from_its_start) {
     static void* blocks[16];
     for (void*& b : blocks) cr_assert_not_null(b = hak_malloc(n));
     Slab* s = slab_of_block(blocks[0]);
+    for (void* b : blocks) cr_assert_eq(slab_of_block(b), s, "16 blocks of 1800 B fit one run");
     for (int i = 15; i >= 0; --i) hak_free(blocks[i]);
     empty_list(cls);
     cr_assert_eq(tiny_current_heap()->avail[cls].head, s, "the emptied run is kept as the class's last");
     cr_assert_eq(s->used, 0u);
-    cr_assert_not_null(s->free);
-    void* p = hak_malloc(n);
-    cr_assert_eq(slab_of_block(p), s);
-    if (!kDebug) {
-      cr_assert_eq(p, static_cast<void*>(s->start), "the refill starts the run over at its first block");
-      cr_assert_null(s->free, "the old free list was dropped");
-      void* q = hak_malloc(n);
-      cr_assert_eq(q, static_cast<void*>(s->start + class_to_size(cls)), "then the next block in address order");
-      hak_free(q);
+    cr_assert_eq(s->nfree, uint32_t(size_t(s->bump - s->start) / class_to_size(cls)), "every carved block is back");
+    cr_assert_geq(s->nfree, 16u);
+    for (int i = 0; i < 16; ++i) {
+      cr_assert(in_run(s, static_cast<char*>(s->start) + size_t(i) * class_to_size(cls)));
+    }
+    for (int i = 0; i < 16; ++i) {
+      blocks[i] = hak_malloc(n);
+      cr_assert_eq(blocks[i], static_cast<void*>(s->start + size_t(i) * class_to_size(cls)),
+                   "block %d: the refills hand the run out again from its first block", i);
     }
     cr_assert(slab_is_valid(s));
+    // Three blocks come back out of order, after the refills' scan has moved past them.
+    hak_free(blocks[11]);
+    hak_free(blocks[2]);
+    hak_free(blocks[7]);
+    empty_list(cls);
+    cr_assert_geq(s->nfree, 3u, "the three, and what the last refill left cached");
+    cr_assert(slab_is_valid(s));
+    const int order[3] = {2, 7, 11};
+    for (int k : order) {
+      void* p = hak_malloc(n);
+      cr_assert_eq(p, blocks[k], "block %d is taken back first (lowest address)", k);
+    }
     cr_assert(tiny_heap_is_valid());
-    hak_free(p);
+    for (void* b : blocks) hak_free(b);
     empty_list(cls);
     return nullptr;
   };
