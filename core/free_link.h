@@ -1,7 +1,19 @@
-// free_link.h — the link word of a free Tiny/Mid block, and how it is hardened.
+// free_link.h — the two words of a free Tiny/Mid block: its link, and the free-block key.
 //
-// Every list of free blocks (a thread's TLS cache, a run's free list, a remote chain) is
-// linked through the blocks' first word.
+// Every list of free blocks (a thread's TLS cache, a remote chain) is linked through the
+// blocks' first word.
+//
+// Every variant: the second word of a block holds kFreeKey while the block is free (free
+// stores it, the malloc pop clears it), as glibc's tcache does (its `key` field, glibc 2.29).
+// free() reads the word first: a block that already holds the key was freed before, and a cold
+// check (tiny_suspect_check) confirms it — the block is on this thread's list of its class, or
+// back in its run — before a double free is reported; a match it cannot confirm (another
+// thread's cache, a remote queue, or a program that stored the value itself) lets the free go
+// on, and the flush checks the block then. So the key needs no secrecy: a forged one costs
+// its forger a slow free, never a report or a corrupted list, and an erased one only delays
+// the report to the flush. A constant (glibc's is random since 2.34 because its first key, the
+// tcache's address, leaked a heap pointer; a constant leaks nothing) is an immediate operand:
+// no load. Cost: a compare and a store per free, a store per malloc (free_link.h's key_*).
 //
 // Secure and debug variants (kHardenLinks): the word never holds the next pointer in the clear,
 //
@@ -35,9 +47,13 @@
 
 namespace hak {
 
-// Set once by hak_init, before the first block is linked; never changes afterwards (a forked
+// Set once by hak_init, before the first block is linked; never change afterwards (a forked
 // child keeps its parent's key along with its parent's lists).
 extern uintptr_t g_link_key;
+// The free-block key: not a pointer (high bits set), not a typical integer, not a common double
+// (a NaN pattern) or text. It is the sign extension of a 32-bit value, so that x86-64 compares
+// and stores it as an immediate operand: one instruction each, no register.
+inline constexpr uintptr_t kFreeKey = 0xFFFFFFFFA9D24D65ull;
 
 HAK_FAST_PATH uintptr_t link_mask(const void* b) {
   if constexpr (kHardenLinks) return (reinterpret_cast<uintptr_t>(b) >> 12) ^ g_link_key;
@@ -57,6 +73,29 @@ HAK_FAST_PATH void link_store(void* b, const void* next) {
 }
 // A decoded link every block satisfies: 8-byte aligned (nullptr included).
 HAK_FAST_PATH bool link_plausible(const void* next) { return (reinterpret_cast<uintptr_t>(next) & 7) == 0; }
+
+// The free-block key word (the second word of every block: classes are 16 bytes and up).
+HAK_FAST_PATH uintptr_t* key_word(void* b) { return static_cast<uintptr_t*>(b) + 1; }
+// Whether b holds the key (was freed and not handed out since, or a program wrote the value).
+HAK_FAST_PATH bool key_held(void* b) {
+  if constexpr (kValgrind) vg_defined(key_word(b), sizeof(uintptr_t));
+  bool held = *key_word(b) == kFreeKey;
+  if constexpr (kValgrind) vg_noaccess(key_word(b), sizeof(uintptr_t));
+  return held;
+}
+// free: the block is free from now on. Under valgrind the word is closed again (the whole
+// block is NOACCESS once free: valgrind_support.h).
+HAK_FAST_PATH void key_set(void* b) {
+  if constexpr (kValgrind) vg_undefined(key_word(b), sizeof(uintptr_t));
+  *key_word(b) = kFreeKey;
+  if constexpr (kValgrind) vg_noaccess(key_word(b), sizeof(uintptr_t));
+}
+// malloc: the block is the program's again. (Under valgrind the allocation announces the
+// block right after, which makes the word undefined, as malloc'ed memory is.)
+HAK_FAST_PATH void key_clear(void* b) {
+  if constexpr (kValgrind) vg_undefined(key_word(b), sizeof(uintptr_t));
+  *key_word(b) = 0;
+}
 
 // Sets g_link_key from the OS's random source. Called once by hak_init.
 void link_key_init();

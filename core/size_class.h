@@ -3,15 +3,17 @@
 // Class ids run from 1 to kNumClasses; the id doubles as the block's region-map value, so
 // free() learns a block's class from one byte (region_map.h). Id 0 means "not a class".
 //
-//   id  1          8 B           (requests ≤ 8 B: 8-byte aligned, as DESIGN.md allows)
-//   ids 2..65      16..1024 B    step 16                   — Tiny tier
-//   ids 66..97     1056..2048 B  step 32                   — Mid tier
-//   ids 98..129    2112..4096 B  step 64
-//   ids 130..153   4608..32 KiB  8 classes per power of two
+//   ids 1..64      16..1024 B    step 16                   — Tiny tier
+//   ids 65..96     1056..2048 B  step 32                   — Mid tier
+//   ids 97..128    2112..4096 B  step 64
+//   ids 129..152   4608..32 KiB  8 classes per power of two
 //
-// Every class size except 8 is a multiple of 16, so every block is 16-byte aligned; a class
-// whose size is a power of two ≤ 4 KiB gives blocks aligned to their size (slabs start on
-// 4 KiB boundaries), which the aligned-allocation path uses.
+// Every class size is a multiple of 16, so every block is 16-byte aligned (free rejects any
+// other pointer at the call) and has room for two words when it is free: the list link and
+// the free-block key (free_link.h) that catches a double free at the call. A class whose size
+// is a power of two ≤ 4 KiB gives blocks aligned to their size (slabs start on 4 KiB
+// boundaries), which the aligned-allocation path uses. There is no 8-byte class: its blocks had
+// no room for the key (requests of 0-8 bytes take 16, half of glibc's 32-byte minimum chunk).
 // Why this many classes: a request is rounded up to its class, and that rounding is most of an
 // allocator's memory overhead on live objects. Up to 1 KiB the step is 16 bytes, the alignment
 // itself, so no request wastes more than 15 bytes (glibc's 8-byte header plus 16-byte rounding
@@ -28,8 +30,8 @@
 
 namespace hak {
 
-inline constexpr int kNumClasses = 153;
-inline constexpr int kFirstMidClass = 66;
+inline constexpr int kNumClasses = 152;
+inline constexpr int kFirstMidClass = 65;
 inline constexpr size_t kTinyMax = 1024;   // largest Tiny request
 inline constexpr size_t kMidMax = 32768;   // largest request served by a size class
 inline constexpr size_t kSlabSize = 64 * 1024;
@@ -43,12 +45,11 @@ namespace detail {
 
 constexpr uint32_t class_size_of(int id) {
   if (id <= 0) return 0;
-  if (id == 1) return 8;
-  if (id <= 65) return uint32_t(16 * (id - 1));           // 16..1024
-  if (id <= 97) return uint32_t(1024 + 32 * (id - 65));   // 1056..2048
-  if (id <= 129) return uint32_t(2048 + 64 * (id - 97));  // 2112..4096
+  if (id <= 64) return uint32_t(16 * id);                 // 16..1024
+  if (id <= 96) return uint32_t(1024 + 32 * (id - 64));   // 1056..2048
+  if (id <= 128) return uint32_t(2048 + 64 * (id - 96));  // 2112..4096
   // From 4 KiB on: 8 classes per power of two.
-  int k = id - 130;              // 0 → 4608
+  int k = id - 129;              // 0 → 4608
   int octave = k / 8;            // 4096 << octave is the previous power of two
   int step = k % 8 + 1;          // 1..8
   uint32_t base = 4096u << octave;
@@ -117,7 +118,7 @@ constexpr Tables make_tables() {
 
 inline constexpr Tables kTables = make_tables();
 static_assert(class_size_of(kFirstMidClass - 1) == 1024 && class_size_of(kNumClasses) == 32768 &&
-                  class_size_of(97) == 2048 && class_size_of(129) == 4096,
+                  class_size_of(96) == 2048 && class_size_of(128) == 4096,
               "class layout");
 static_assert(kNumClasses < 0xFD, "class ids must stay below the region map's special values");
 

@@ -52,18 +52,19 @@ inline constexpr uint64_t kRetiredBit = 1ull << 32;
 // cache, on a remote chain, or in use), clear while it is back in the run or not yet carved.
 // Only the run's owner reads or writes it. It is the run's set of free blocks, and how a
 // release build catches a double free or a corrupted link on the paths that move blocks
-// between runs and caches (flush, remote drain) without touching the malloc/free fast paths. 8192 bits: a slab of
-// 8-byte blocks; a run of several slabs has at most 1024 blocks (run_slabs_of).
+// between runs and caches (flush, remote drain) without touching the malloc/free fast paths.
+// 4096 bits: a slab of 16-byte blocks; a run of several slabs has at most 1024 blocks
+// (run_slabs_of).
 // The 32 bitmaps are interleaved word by word (word w of slot i at w × 32 + i), so the pages
 // a SuperSlab touches follow its largest bitmap in use, not the number of slots: one 4 KiB
-// page holds the first 16 words of every slot (runs of blocks ≥ 64 B), the whole area (32 KiB)
-// is touched only by runs of 8-byte blocks.
+// page holds the first 16 words of every slot (runs of blocks ≥ 64 B), the whole area (16 KiB)
+// is touched only by runs of 16-byte blocks.
 // Runs of at most kHeaderBitsWords × 64 blocks (every class of 352 B and up)
 // keep their bitmap in the spare end of the header page instead, interleaved the same way
 // (SuperSlab::head_bits): a SuperSlab whose runs are all of such classes never touches the
 // bitmap mapping, which saves a resident page per 2 MiB (0.2 % of the payload).
-inline constexpr size_t kRunBitsWords = kSlabSize / 8 / 64;
-inline constexpr size_t kOutBitsBytes = kSlabsPerSuperSlab * kRunBitsWords * 8;  // 32 KiB
+inline constexpr size_t kRunBitsWords = kSlabSize / 16 / 64;
+inline constexpr size_t kOutBitsBytes = kSlabsPerSuperSlab * kRunBitsWords * 8;  // 16 KiB
 inline constexpr uint32_t kHeaderBitsWords = uint32_t(kHeaderBitsBlocks / 64);
 
 // Which list of its owner's heap a slab run is on.

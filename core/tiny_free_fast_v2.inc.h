@@ -1,10 +1,14 @@
 // tiny_free_fast_v2.inc.h — host: hakmem.cpp. The free fast path of the Tiny/Mid tiers:
 // push the block on this thread's list of its class, whatever thread's slab it came from.
 //
-//   tiny_free_fast(p, cls) → secure/debug: p == list head? (double free in a row: cold report)
+//   tiny_free_fast(p, cls) → p 16-byte aligned, its key word not the free-block key?
+//                                                 1 load, 2 predicted branches; else the cold
+//                                                 tiny_free_suspect (invalid pointer, or a
+//                                                 double free confirmed: abort at the call)
+//                          → key word := key     1 store (free_link.h)
 //                          → t_cache[cls] push   2 loads, 3 stores (secure/debug: the link
 //                                                 is encoded, free_link.h)
-//                          → count > cap?        1 predicted branch
+//                          → --room < 0?         1 predicted branch (the list is over its cap)
 //                            yes: tiny_cache_overflow (cold call: flush half the list to
 //                                 the owning runs, local or remote; or set the thread up)
 // No atomics, no lock, no call on the fast path. The class comes from the region map
@@ -14,12 +18,11 @@
 #endif
 
 HAK_FAST_PATH void tiny_free_fast(void* p, int cls) {
+  if (HAK_UNLIKELY((reinterpret_cast<uintptr_t>(p) & 15) != 0 || key_held(p))) return tiny_free_suspect(p, cls);
+  key_set(p);
   TlsCache& tc = t_cache[cls];
   void* head = tc.head;
-  if constexpr (kHardenLinks) {
-    if (HAK_UNLIKELY(p == head)) tiny_double_free(p, cls);  // freed twice in a row
-  }
   link_store(p, head);
   tc.head = p;
-  if (HAK_UNLIKELY(++tc.count > tc.cap)) tiny_cache_overflow(cls);
+  if (HAK_UNLIKELY(--tc.room < 0)) tiny_cache_overflow(cls);
 }

@@ -57,7 +57,7 @@ void thread_key_destructor(void*) { tiny_thread_exit(); }
 
 // Sets this thread's caps and registers the exit hook.
 void thread_setup() {
-  for (int c = 1; c <= kNumClasses; ++c) t_cache[c].cap = class_cache_cap(c);
+  for (int c = 1; c <= kNumClasses; ++c) t_cache[c].set_cap(class_cache_cap(c));
   if (!t_key_set) {
     t_key_set = true;  // first: pthread_setspecific may allocate (keys ≥ 32)
     pthread_setspecific(g_key, reinterpret_cast<void*>(1));
@@ -272,7 +272,7 @@ bool heap_collect(ThreadHeap* h) {
 
 // Takes up to `want` blocks from run s into the (empty) TLS list of its class.
 uint32_t take_batch(Slab* s, TlsCache& tc, uint32_t want) {
-  HAK_ASSERT(tc.head == nullptr && tc.count == 0);
+  HAK_ASSERT(tc.head == nullptr && tc.count() == 0);
   size_t size = class_to_size(s->cls);
   uint32_t uncarved = uint32_t(uncarved_of(s));
   uint64_t* bits = run_out_bits(s);
@@ -337,7 +337,7 @@ uint32_t take_batch(Slab* s, TlsCache& tc, uint32_t want) {
   }
   s->used += got;
   tc.head = head;
-  tc.count = got;
+  tc.set_count(got);
   if constexpr (kDebug) {
     if (!slab_is_valid(s)) hak_fatal("corrupted slab %p after refill", static_cast<void*>(s));
   }
@@ -448,6 +448,7 @@ void* alloc_after_exit(int cls) {
       TlsCache one{};
       take_batch(s, one, 1);
       p = one.head;
+      if (p != nullptr) key_clear(p);
     }
     if (run_exhausted(s)) {
       h->avail[cls].remove(s);
@@ -474,7 +475,7 @@ void* borrow_neighbour(int cls) {
   size_t own = class_to_size(cls), limit = own + (own / 8 > 32 ? own / 8 : 32);
   for (int n = cls + 1; n <= cls + 4 && n <= kNumClasses && class_is_mid(n) == class_is_mid(cls); ++n) {
     if (class_to_size(n) > limit) break;
-    if (t_cache[n].count > t_cache[n].cap / 4) return tiny_cache_pop(t_cache[n], n);
+    if (t_cache[n].count() > t_cache[n].cap / 4) return tiny_cache_pop(t_cache[n], n);
   }
   return nullptr;
 }
@@ -498,7 +499,7 @@ void* tiny_refill(int cls, bool may_borrow) {
   if (HAK_UNLIKELY(t_wanted_heap != nullptr)) h = heap_take_wanted(h);
   t_refilled[cls >> 6] |= uint64_t(1) << (cls & 63);
   decay_tick();
-  tc.cap = class_cache_cap(cls);  // back from a freer's cap (tiny_cache_overflow)
+  tc.set_cap(class_cache_cap(cls));  // back from a freer's cap (tiny_cache_overflow)
   // Batch: half the cap after an overflow (the thread frees this class too); a quarter when
   // it only allocates (a producer: the batch is what it holds unused), but at least 4 blocks
   // (classes above 2 KiB have caps of 8-15: a quarter made a refill per 2 blocks, batch of
@@ -629,7 +630,7 @@ void tiny_flush(int cls, uint32_t n) {
   if (chain_slab != nullptr) remote_push(chain_slab, chain_first, chain_last);
   if (remote_blocks != 0) stats_add_remote_frees(remote_blocks);
   tc.head = b;
-  tc.count -= i;
+  tc.room += int32_t(i);
 }
 
 void tiny_cache_overflow(int cls) {
@@ -638,20 +639,20 @@ void tiny_cache_overflow(int cls) {
     // After this thread's exit hook ran (glibc frees its own thread data later), cache
     // nothing: a block left here would be lost with the thread.
     if (t_exited) {
-      tiny_flush(cls, tc.count);
+      tiny_flush(cls, tc.count());
       return;
     }
     thread_setup();
   }
-  if (tc.count > tc.cap) {
+  if (tc.room < 0) {
     if (t_last_slow[cls] != kSlowRefill) {
       // No refill since the last overflow: the thread frees more of this class than it
       // allocates. Keeping half a cap of such blocks only pins them (and their runs' pages):
       // send them all back, and cache less until the thread refills the class again.
-      tc.cap = freer_cap(cls);
-      tiny_flush(cls, tc.count);
+      tc.set_cap(freer_cap(cls));
+      tiny_flush(cls, tc.count());
     } else {
-      tiny_flush(cls, tc.count - tc.cap / 2);
+      tiny_flush(cls, tc.count() - tc.cap / 2);
     }
     t_last_slow[cls] = kSlowOverflow;
     decay_tick();
@@ -660,7 +661,7 @@ void tiny_cache_overflow(int cls) {
 
 void tiny_flush_current_thread() {
   for (int c = 1; c <= kNumClasses; ++c) {
-    if (t_cache[c].count != 0) tiny_flush(c, t_cache[c].count);
+    if (t_cache[c].count() != 0) tiny_flush(c, t_cache[c].count());
   }
 }
 
@@ -709,8 +710,8 @@ bool tiny_trim_cached_heaps() {
 void tiny_thread_exit() {
   span_cache_thread_exit();
   for (int c = 1; c <= kNumClasses; ++c) {
-    if (t_cache[c].count != 0) tiny_flush(c, t_cache[c].count);
-    t_cache[c].cap = 0;  // later frees and mallocs (other keys' destructors) see t_exited
+    if (t_cache[c].count() != 0) tiny_flush(c, t_cache[c].count());
+    t_cache[c].set_cap(0);  // later frees and mallocs (other keys' destructors) see t_exited
   }
   t_key_set = false;
   t_exited = true;
@@ -767,7 +768,7 @@ void tiny_debug_poison(void* p, int cls) {
     if (vg_running()) return;
   }
   size_t size = class_to_size(cls);
-  if (size > sizeof(void*)) memset(static_cast<char*>(p) + sizeof(void*), kFreePoison, size - sizeof(void*));
+  memset(static_cast<char*>(p) + 2 * sizeof(void*), kFreePoison, size - 2 * sizeof(void*));
 }
 
 void tiny_debug_check_alloc(void* p, int cls) {
@@ -776,15 +777,50 @@ void tiny_debug_check_alloc(void* p, int cls) {
   }
   size_t size = class_to_size(cls);
   const unsigned char* c = static_cast<const unsigned char*>(p);
-  for (size_t i = sizeof(void*); i < size; ++i) {
+  for (size_t i = 2 * sizeof(void*); i < size; ++i) {
     if (c[i] != kFreePoison)
       hak_fatal("use after free: %zu-byte block %p (size class %d) was written after it was freed (byte %zu is 0x%x, not 0x%x)",
                 size, p, cls, i, unsigned(c[i]), unsigned(kFreePoison));
   }
 }
 
-void tiny_double_free(void* p, int cls) {
-  hak_fatal("free(%p): double free (block of size class %d, %zu bytes)", p, cls, class_to_size(cls));
+void tiny_suspect_check(void* p, int cls, const char* op) {
+  const size_t size = class_to_size(cls);
+  if ((reinterpret_cast<uintptr_t>(p) & 15) != 0)
+    hak_fatal("%s(%p): invalid pointer (inside a %zu-byte block of size class %d, not at its start: not 16-byte aligned)",
+              op, p, size, cls);
+  // p holds the free-block key. On this thread's list of its class? (Each block is checked
+  // against the region map before its link is followed: a corrupted list ends the look, and
+  // the flush reports it.)
+  const TlsCache& tc = t_cache[cls];
+  uint32_t looked = 0;
+  for (void* b = tc.head; b != nullptr && looked < tc.count(); ++looked) {
+    if (b == p) hak_fatal("%s(%p): double free (block of size class %d, %zu bytes)", op, p, cls, size);
+    void* next = link_load(b);
+    if (next != nullptr && (!link_plausible(next) || region_map_lookup(next) != cls)) break;
+    b = next;
+  }
+  // Back in its run: carved, and its out-bit clear. The run may be another thread's: its bit is
+  // read, never written (a relaxed load; the owner may be flipping other bits of the word).
+  Slab* s = slab_of_block(p);
+  if (s->cls != cls) return;
+  uint32_t i = run_block_index(s, p);
+  if (i == UINT32_MAX)
+    hak_fatal("%s(%p): invalid pointer (inside a %zu-byte block of size class %d, not at its start)", op, p, size, cls);
+  if (static_cast<const char*>(p) >= s->bump) return;
+  uint64_t w = __atomic_load_n(&out_word(run_out_bits(s), i >> 6), __ATOMIC_RELAXED);
+  if (!((w >> (i & 63)) & 1)) hak_fatal("%s(%p): double free (block of size class %d, %zu bytes)", op, p, cls, size);
+  // Out of its run, on no list of this thread: another thread's cache or a remote queue (the
+  // flush and the drain check it there), or a program that stored the key's value itself.
+}
+
+void tiny_free_suspect(void* p, int cls) {
+  tiny_suspect_check(p, cls, "free");
+  key_set(p);
+  TlsCache& tc = t_cache[cls];
+  link_store(p, tc.head);
+  tc.head = p;
+  if (--tc.room < 0) tiny_cache_overflow(cls);
 }
 
 void link_key_init() {
@@ -809,9 +845,9 @@ bool tiny_heap_is_valid() {
     uint32_t n = 0;
     void* prev = nullptr;
     for (void* b = tc.head; b != nullptr; prev = b, b = link_load(b)) {
-      if (++n > tc.count || !link_plausible(b) || region_map_lookup(b) != c) {
+      if (++n > tc.count() || !link_plausible(b) || region_map_lookup(b) != c) {
         diag_print("invariant: TLS list of class %d: entry %u (%p, after %p) is not a block of the class, or the list is longer than its count %u",
-                   c, n, b, prev, tc.count);
+                   c, n, b, prev, tc.count());
         return false;
       }
       Slab* s = slab_of_block(b);
@@ -821,8 +857,8 @@ bool tiny_heap_is_valid() {
         return false;
       }
     }
-    if (n != tc.count) {
-      diag_print("invariant: TLS list of class %d has %u blocks, its count says %u", c, n, tc.count);
+    if (n != tc.count()) {
+      diag_print("invariant: TLS list of class %d has %u blocks, its count says %u", c, n, tc.count());
       return false;
     }
   }

@@ -41,8 +41,19 @@ namespace hak {
 
 struct TlsCache {
   void* head;      // LIFO of free blocks, linked through their first word
-  uint32_t count;  // blocks on the list
-  uint32_t cap;    // flush when count exceeds it; 0 until the thread is set up
+  // Pushes left before the list exceeds its cap: cap - blocks on the list. free decrements it
+  // and overflows when it goes negative (one instruction and a branch: a count compared with
+  // the cap took four).
+  int32_t room;
+  uint32_t cap;    // most blocks the list keeps; 0 until the thread is set up
+  // Blocks on the list.
+  uint32_t count() const { return uint32_t(int32_t(cap) - room); }
+  void set_count(uint32_t n) { room = int32_t(cap) - int32_t(n); }
+  // A new cap keeps the blocks on the list.
+  void set_cap(uint32_t c) {
+    room += int32_t(c) - int32_t(cap);
+    cap = c;
+  }
 };
 
 // Indexed by class id (entry 0 unused). Zero-initialised: an untouched thread misses in
@@ -66,7 +77,8 @@ struct ThreadHeap {
   std::atomic<bool> live;              // a thread is using it (written under the heap lock)
 };
 
-// Pops the first block of a non-empty TLS list, checking the link it follows.
+// Pops the first block of a non-empty TLS list, checking the link it follows, and clears its
+// free-block key: the block is the program's now.
 HAK_FAST_PATH void* tiny_cache_pop(TlsCache& tc, int cls) {
   void* p = tc.head;
   void* next = link_load(p);
@@ -74,12 +86,19 @@ HAK_FAST_PATH void* tiny_cache_pop(TlsCache& tc, int cls) {
     if (HAK_UNLIKELY(!link_plausible(next))) link_corrupted(p, next, cls);
   }
   tc.head = next;
-  --tc.count;
+  ++tc.room;
+  key_clear(p);
   return p;
 }
 
-// free(p) of the block at the head of its TLS list: the most common double free (aborts).
-[[noreturn]] HAK_SLOW_PATH void tiny_double_free(void* p, int cls);
+// free(p) or realloc(p) (op names which) of a Tiny/Mid block of class cls that is not 16-byte
+// aligned, or that holds the free-block key: reports an invalid pointer, or a double free
+// when p is on this thread's list of its class or back in its run (aborts). Returns when the
+// key cannot be confirmed (free_link.h): the caller goes on as if nothing was found.
+HAK_SLOW_PATH void tiny_suspect_check(void* p, int cls, const char* op);
+// free's cold branch for such a block: tiny_suspect_check, then the free itself (a tail call
+// from the fast path, which so needs no stack frame).
+HAK_SLOW_PATH void tiny_free_suspect(void* p, int cls);
 
 // Refills t_cache[cls] and returns one block, or nullptr (errno ENOMEM) when out of memory.
 // With may_borrow the block may instead be one cached for a slightly larger class (it then
@@ -136,11 +155,11 @@ ThreadHeap* tiny_current_heap();
 // Debug variant, on every free of a Tiny/Mid block: aborts with an exact message if p is not
 // the start of a handed-out block of class cls, or is among the 32 blocks of its class this
 // thread freed last (a double free caught while the block is still in the TLS cache).
-// Then fills the block past its link word with kFreePoison.
+// Then fills the block past its two words (link and free-block key) with kFreePoison.
 void tiny_debug_check_free(void* p, int cls);
 
-// Debug variant: freed and freshly carved blocks are filled with kFreePoison past their link
-// word; malloc checks the fill when it hands the block out and reports a use-after-free write
+// Debug variant: freed and freshly carved blocks are filled with kFreePoison past their first
+// two words (link, free-block key); malloc checks the fill when it hands the block out and reports a use-after-free write
 // (the block's address, size class and the first changed byte). Neither under valgrind, where
 // memcheck reports the write itself (valgrind_support.h).
 inline constexpr unsigned char kFreePoison = 0xDF;

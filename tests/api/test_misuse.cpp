@@ -1,12 +1,16 @@
 // Misuse is reported with one exact message and abort(): each case runs in a child process
 // whose stderr is captured, and the test asserts SIGABRT and the message.
-//   every variant: double free and interior pointer of span blocks; double free (in a row, later,
-//                  from another thread), interior pointer and never-handed-out block of Tiny/Mid
-//                  classes; a free list link overwritten after free; a free into a SuperSlab
-//                  slot that holds no slab; stack, static and wild addresses (free, realloc).
-//                  Release and secure report the later cases when the thread's cache goes
-//                  back to its runs (malloc_trim(0) in these tests; at the latest at exit:
-//                  tests/preload/misuse_at_exit.sh); debug at the free itself.
+//   every variant: double free and interior pointer of span blocks; double free of Tiny/Mid
+//                  blocks at the call (in a row, after other frees, interleaved, after the
+//                  block was reused, after it went back to its run; realloc of a freed block:
+//                  the free-block key, free_link.h) — those cases end with _exit(0) and no
+//                  trim, so a report that comes later fails them; an unaligned pointer at the
+//                  call; from another thread, an interior pointer and a never-handed-out
+//                  block of Tiny/Mid classes; a free list link overwritten after free; a free
+//                  into a SuperSlab slot that holds no slab; stack, static and wild addresses
+//                  (free, realloc). Release and secure report the later cases when the
+//                  thread's cache goes back to its runs (malloc_trim(0) in these tests; at the
+//                  latest at exit: tests/preload/misuse_at_exit.sh); debug at the free itself.
 //   secure, debug: an overwritten link reported by the malloc that follows it.
 //   debug:         a write into a freed block reported when malloc hands it out again.
 #include <criterion/criterion.h>
@@ -154,22 +158,36 @@ Test(misuse, free_into_a_superslab_slot_that_holds_no_slab) {
   });
 }
 
-Test(misuse, double_free_of_a_tiny_block) {
-  // Secure and debug: free sees the block at the head of its list. Release: the flush finds the
-  // block twice (malloc_trim here).
-  expect_abort("tiny double free", "double free (block of size class 3, 32 bytes)", [] {
+// The second free of a block is caught by that free: the block holds the free-block key and
+// is on the thread's list of its class, or back in its run. Each child exits without a trim.
+Test(misuse, double_free_of_a_tiny_block_at_the_call) {
+  expect_abort("tiny double free", "double free (block of size class 2, 32 bytes)", [] {
     void* p = malloc(32);
     escape(p);
     free(p);
     free(p);
-    malloc_trim(0);
+    _exit(0);
   });
 }
 
-Test(misuse, double_free_of_a_mid_block_after_others) {
-  // Debug: caught by the free itself; release and secure: when the thread's cache goes back
-  // to the runs (malloc_trim here; a cache overflow or the 1 s decay otherwise).
-  expect_abort("mid double free", "double free (block of size class", [] {
+Test(misuse, double_free_after_other_frees_at_the_call) {
+  expect_abort("delayed double free", "double free (block of size class 6, 96 bytes)", [] {
+    void* p = malloc(90);
+    escape(p);
+    void* others[20];
+    for (void*& o : others) escape(o = malloc(90));
+    void* other_class[20];
+    for (void*& o : other_class) escape(o = malloc(500));
+    free(p);
+    for (void* o : others) free(o);
+    for (void* o : other_class) free(o);
+    free(p);
+    _exit(0);
+  });
+}
+
+Test(misuse, interleaved_double_frees_of_mid_blocks_at_the_call) {
+  expect_abort("interleaved mid double free", "double free (block of size class", [] {
     void* a = malloc(3000);
     void* b = malloc(3000);
     escape(a);
@@ -177,8 +195,97 @@ Test(misuse, double_free_of_a_mid_block_after_others) {
     free(a);
     free(b);
     free(a);
-    malloc_trim(0);
+    free(b);
+    _exit(0);
   });
+}
+
+Test(misuse, double_free_after_the_block_was_reused_at_the_call) {
+  expect_abort("double free after reuse", "double free (block of size class 4, 64 bytes)", [] {
+    char* p = static_cast<char*>(malloc(64));
+    escape(p);
+    free(p);
+    char* q = static_cast<char*>(malloc(64));  // the same block, handed out again
+    escape(q);
+    if (q != p) _exit(3);
+    memset(q, 0x5A, 64);
+    free(q);
+    free(p);
+    _exit(0);
+  });
+}
+
+Test(misuse, double_free_of_a_block_back_in_its_run_at_the_call) {
+  // The first free's block left the cache (malloc_trim sends it back to its run, which a live
+  // block keeps); the second free finds its out-bit clear.
+  expect_abort("double free, block in its run", "double free (block of size class", [] {
+    void* p = malloc(200);
+    void* keep = malloc(200);
+    escape(p);
+    escape(keep);
+    free(p);
+    malloc_trim(0);
+    free(p);
+    _exit(0);
+  });
+  // Flushed by the cache overflowing instead: blocks enough of the class to pass its cap.
+  expect_abort("double free after an overflow", "double free (block of size class", [] {
+    static void* blocks[600];
+    for (void*& b : blocks) escape(b = malloc(48));
+    free(blocks[0]);
+    for (int i = 1; i < 600; ++i) free(blocks[i]);
+    free(blocks[0]);
+    _exit(0);
+  });
+}
+
+Test(misuse, realloc_of_a_freed_tiny_block_at_the_call) {
+  expect_abort("realloc after free", "realloc(", [] {
+    void* p = malloc(40);
+    escape(p);
+    free(p);
+    void* q = realloc(p, 40);  // would keep the block in place
+    escape(q);
+    _exit(0);
+  });
+}
+
+Test(misuse, unaligned_free_of_a_tiny_block_at_the_call) {
+  expect_abort("unaligned free", "invalid pointer (inside a 64-byte block of size class 4, not at its start", [] {
+    char* p = static_cast<char*>(malloc(64));
+    escape(p);
+    free(p + 8);
+    _exit(0);
+  });
+  expect_abort("unaligned free, odd", "not at its start", [] {
+    char* p = static_cast<char*>(malloc(1000));
+    escape(p);
+    free(p + 1);
+    _exit(0);
+  });
+}
+
+// The key goes with the free: blocks handed out again, whose second word the program never
+// writes, are freed without a report (the pop clears it), in every class and after a flush.
+Test(misuse, blocks_reused_without_writes_are_not_taken_for_double_frees) {
+  int status = 0;
+  std::string err = run_child(
+      [] {
+        for (int round = 0; round < 3; ++round) {
+          for (size_t n = 1; n <= 32768; n += n < 256 ? 1 : 97) {
+            void* p = malloc(n);
+            escape(p);
+            free(p);
+            void* q = malloc(n);  // the same block: its key word cleared, not written
+            escape(q);
+            free(q);
+          }
+          malloc_trim(0);
+        }
+      },
+      &status);
+  cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d, stderr: %s", status, err.c_str());
+  cr_assert(err.empty(), "stderr: %s", err.c_str());
 }
 
 Test(misuse, double_free_from_another_thread) {
@@ -195,7 +302,7 @@ Test(misuse, double_free_from_another_thread) {
 }
 
 Test(misuse, free_of_a_pointer_inside_a_tiny_block) {
-  expect_abort("tiny interior pointer", "invalid pointer (inside a 64-byte block of size class 5, not at its start)", [] {
+  expect_abort("tiny interior pointer", "invalid pointer (inside a 64-byte block of size class 4, not at its start)", [] {
     char* p = static_cast<char*>(malloc(64));
     escape(p);
     free(p + 16);
@@ -227,7 +334,7 @@ Test(misuse, free_of_a_block_never_handed_out) {
 Test(misuse, write_after_free_corrupts_a_free_list_link) {
   // A program writes through a dangling pointer into the link word of a cached block; the
   // flush follows the link and finds no block of the class there.
-  expect_abort("corrupted link", "corrupted free list (size class 3)", [] {
+  expect_abort("corrupted link", "corrupted free list (size class 2)", [] {
     char* b = two_cached_blocks();
     memset(b, 0x41, 8);  // use after free
     malloc_trim(0);
@@ -236,7 +343,7 @@ Test(misuse, write_after_free_corrupts_a_free_list_link) {
 
 Test(misuse, write_after_free_caught_by_malloc_in_the_secure_variant) {
   if (!hak::kHardenLinks) cr_skip_test("the secure and debug variants check every pop");
-  expect_abort("corrupted link, pop", "corrupted free list (size class 3)", [] {
+  expect_abort("corrupted link, pop", "corrupted free list (size class 2)", [] {
     char* b = two_cached_blocks();
     // A link that decodes to a misaligned address (what 7 in 8 random overwrites give).
     hak::link_store(b, reinterpret_cast<void*>(uintptr_t(0x10000041)));

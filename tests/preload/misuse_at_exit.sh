@@ -8,7 +8,7 @@ prog="$HAKMEM_OUT/tests/progs/misuse_at_exit"
 [ -x "$prog" ] || { echo "missing $prog (build the tests first)"; exit 1; }
 fail=0
 err=$(LD_PRELOAD="$HAKMEM_LIB" "$prog" double 2>&1 >/dev/null); rc=$?
-want="double free (block of size class 3, 32 bytes)"
+want="double free (block of size class 2, 32 bytes)"
 if [ $rc -eq 134 ] && [[ "$err" == *"hakmem: free("*"$want"* ]]; then echo "ok: double free at exit: $err"
 else echo "FAIL: double free at exit: rc=$rc (want 134, SIGABRT), stderr: $err"; fail=1; fi
 err=$(LD_PRELOAD="$HAKMEM_LIB" "$prog" clean 2>&1 >/dev/null); rc=$?

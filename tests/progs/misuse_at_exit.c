@@ -1,5 +1,8 @@
 // misuse_at_exit — a double free that stays in the thread's cache until the program ends.
-//   misuse_at_exit double   free(p); free(p); return from main: must be reported at exit
+//   misuse_at_exit double   free(p); the program wipes p's second word (the free-block key:
+//                           free_link.h) through the dangling pointer; free(p); return from
+//                           main: the second free cannot see the key, so the double free is
+//                           still in the cache at exit, and must be reported there
 //   misuse_at_exit clean    blocks of several classes still cached at exit: must exit 0
 // (tests/preload/misuse_at_exit.sh)
 #include <stdio.h>
@@ -16,6 +19,7 @@ int main(int argc, char** argv) {
     void* p = malloc(32);
     sink = p;
     free(p);
+    ((void* volatile*)p)[1] = NULL;  // use after free: the key is gone
     free(p);  // both frees land in the TLS cache; nothing else runs before exit
     return 0;
   }

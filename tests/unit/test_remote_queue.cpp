@@ -48,7 +48,7 @@ void allocate_in_a(int n) {
     }
   }
   // A's own list of the class goes back to the runs: A's later mallocs must refill.
-  tiny_flush(kCls, t_cache[kCls].count);
+  tiny_flush(kCls, t_cache[kCls].count());
   cr_assert(tiny_heap_is_valid());
 }
 
@@ -77,12 +77,12 @@ void* thread_b(void* arg) {
   auto* r = static_cast<BResult*>(arg);
   for (int i = 0; i < g_nfreed; ++i) {
     hak_free(g_freed[i]);
-    if (t_cache[kCls].count > r->max_count) r->max_count = t_cache[kCls].count;
+    if (t_cache[kCls].count() > r->max_count) r->max_count = t_cache[kCls].count();
   }
-  r->count_at_end = t_cache[kCls].count;
+  r->count_at_end = t_cache[kCls].count();
   if (r->flush_all) {
-    tiny_flush(kCls, t_cache[kCls].count);
-    r->count_after = t_cache[kCls].count;
+    tiny_flush(kCls, t_cache[kCls].count());
+    r->count_after = t_cache[kCls].count();
   }
   return nullptr;  // exit: the rest of B's list is flushed
 }
@@ -206,7 +206,7 @@ Test(remote_queue, frees_to_an_exited_threads_runs_are_collected_by_trim) {
   hak_stats_t st0;
   hak_stats_get(&st0);
   for (void* p : g_orphans) hak_free(p);
-  tiny_flush(kCls, t_cache[kCls].count);  // main's list → the runs' remote queues
+  tiny_flush(kCls, t_cache[kCls].count());  // main's list → the runs' remote queues
   cr_assert_gt(remote_length(s), 0u, "the main thread's frees went to the remote queue");
   hak_trim();
   hak_stats_t st1;
@@ -234,7 +234,7 @@ void* peer(void* arg) {
     for (void* p : g_slots[(me + 1 + round) % kPeers]) hak_free(p);  // a neighbour's blocks
     pthread_barrier_wait(&g_barrier);
   }
-  tiny_flush(kCls, t_cache[kCls].count);
+  tiny_flush(kCls, t_cache[kCls].count());
   // Drain what arrived for this thread's runs: allocating refills after draining pending runs.
   void* p = hak_malloc(kSize);
   hak_free(p);

@@ -8,11 +8,11 @@ using namespace hak;
 
 Test(size_class, boundaries_map_to_the_documented_classes) {
   struct { size_t n; int id; size_t size; } cases[] = {
-      {0, 1, 8},          {1, 1, 8},          {8, 1, 8},          {9, 2, 16},
-      {16, 2, 16},        {17, 3, 32},        {128, 9, 128},      {129, 10, 144},
-      {520, 34, 528},     {1023, 65, 1024},   {1024, 65, 1024},   {1025, 66, 1056},
-      {1057, 67, 1088},   {2048, 97, 2048},   {2049, 98, 2112},   {4095, 129, 4096},
-      {4096, 129, 4096},  {4097, 130, 4608},  {8193, 138, 9216},  {32767, 153, 32768},
+      {0, 1, 16},         {1, 1, 16},         {8, 1, 16},         {9, 1, 16},
+      {16, 1, 16},        {17, 2, 32},        {128, 8, 128},      {129, 9, 144},
+      {520, 33, 528},     {1023, 64, 1024},   {1024, 64, 1024},   {1025, 65, 1056},
+      {1057, 66, 1088},   {2048, 96, 2048},   {2049, 97, 2112},   {4095, 128, 4096},
+      {4096, 128, 4096},  {4097, 129, 4608},  {8193, 137, 9216},  {32767, 152, 32768},
       {kMidMax, kNumClasses, kMidMax},
   };
   for (auto& c : cases) {
@@ -31,10 +31,11 @@ Test(size_class, every_request_gets_the_smallest_class_that_fits) {
     cr_assert(c == 1 || class_to_size(c - 1) < n, "size %zu: class %d is not the smallest fitting one", n, c);
     cr_assert_geq(c, prev, "size_to_class is not monotonic at %zu", n);
     cr_assert_eq(class_is_mid(c), n > kTinyMax, "class_is_mid(%d) wrong for %zu", c, n);
-    // Rounding wastes at most 15 bytes up to 1 KiB, at most 1/32 of the request up to 4 KiB
+    // Rounding wastes at most 15 bytes from 1 B up to 1 KiB, at most 1/32 of the request up to 4 KiB
     // and at most 1/8 above.
     size_t waste = class_to_size(c) - n;
-    if (n <= kTinyMax) cr_assert_leq(waste, 15u, "size %zu -> %zu B wastes more than 15 bytes", n, class_to_size(c));
+    if (n == 0) cr_assert_eq(class_to_size(c), 16u, "malloc(0) takes the smallest class");
+    else if (n <= kTinyMax) cr_assert_leq(waste, 15u, "size %zu -> %zu B wastes more than 15 bytes", n, class_to_size(c));
     else if (n <= 4096) cr_assert_leq(waste * 32, n, "size %zu -> %zu B wastes more than 1/32", n, class_to_size(c));
     else cr_assert_leq(waste * 8, n, "size %zu -> %zu B wastes more than 1/8", n, class_to_size(c));
     prev = c;
@@ -42,7 +43,8 @@ Test(size_class, every_request_gets_the_smallest_class_that_fits) {
 }
 
 Test(size_class, sizes_increase_and_keep_16_byte_alignment) {
-  cr_assert_eq(class_to_size(1), 8u);
+  // No 8-byte class: every block has room for its link and the free-block key (free_link.h).
+  cr_assert_eq(class_to_size(1), 16u);
   for (int c = 2; c <= kNumClasses; ++c) {
     cr_assert_gt(class_to_size(c), class_to_size(c - 1), "class sizes must increase (%d)", c);
     cr_assert_eq(class_to_size(c) % 16, 0u, "class %d (%zu B) is not a multiple of 16", c, class_to_size(c));

@@ -25,8 +25,8 @@ namespace {
 const size_t kSizes[] = {48, 880, 5000};
 
 void empty_list(int cls) {
-  tiny_flush(cls, t_cache[cls].count);
-  cr_assert_eq(t_cache[cls].count, 0u);
+  tiny_flush(cls, t_cache[cls].count());
+  cr_assert_eq(t_cache[cls].count(), 0u);
   cr_assert_null(t_cache[cls].head);
 }
 
@@ -72,11 +72,11 @@ Test(tiny_heap, refill_takes_a_batch_of_half_the_cap_from_one_run_after_an_overf
     Slab* s = slab_of_block(p);
     cr_assert_eq(s->cls, cls);
     cr_assert_not_null(s->owner, "the run is owned by this thread's heap");
-    uint32_t got = t_cache[cls].count + 1;
+    uint32_t got = t_cache[cls].count() + 1;
     uint32_t want = cap / 2;
     if (exhausted(s)) cr_assert_leq(got, want, "class %d: batch %u > %u", cls, got, want);
     else cr_assert_eq(got, want, "class %d: batch of %u blocks from a run with room, want cap/2 = %u", cls, got, want);
-    cr_assert_eq(list_length(t_cache[cls].head), t_cache[cls].count, "count matches the list");
+    cr_assert_eq(list_length(t_cache[cls].head), t_cache[cls].count(), "count matches the list");
     cr_assert_geq(s->used, got, "blocks in the TLS list count as used");
     for (void* b = t_cache[cls].head; b != nullptr; b = link_load(b)) {
       cr_assert_eq(slab_of_block(b), s, "a batch comes from one run");
@@ -85,12 +85,12 @@ Test(tiny_heap, refill_takes_a_batch_of_half_the_cap_from_one_run_after_an_overf
       cr_assert_eq(off % class_to_size(cls), 0u, "block on a block boundary");
     }
     // Pops: the list's blocks, in list order, with no refill (the run's count does not move).
-    uint32_t used = s->used, left = t_cache[cls].count;
+    uint32_t used = s->used, left = t_cache[cls].count();
     for (uint32_t i = 0; i < left; ++i) {
       void* expect = t_cache[cls].head;
       void* q = hak_malloc(n);
       cr_assert_eq(q, expect, "malloc pops the list head");
-      cr_assert_eq(t_cache[cls].count, left - i - 1);
+      cr_assert_eq(t_cache[cls].count(), left - i - 1);
       g_blocks[i] = q;
     }
     cr_assert_eq(s->used, used, "pops do not touch the run");
@@ -99,7 +99,7 @@ Test(tiny_heap, refill_takes_a_batch_of_half_the_cap_from_one_run_after_an_overf
     // class than it frees) takes a quarter of the cap, at least 4 blocks.
     void* r = hak_malloc(n);
     cr_assert_not_null(r);
-    uint32_t got2 = t_cache[cls].count + 1, want2 = cap / 4 > 4 ? cap / 4 : 4;
+    uint32_t got2 = t_cache[cls].count() + 1, want2 = cap / 4 > 4 ? cap / 4 : 4;
     if (exhausted(slab_of_block(r))) cr_assert_leq(got2, want2, "class %d: batch %u > %u", cls, got2, want2);
     else cr_assert_eq(got2, want2, "class %d: second refill in a row took %u blocks, want max(cap/4, 4) = %u", cls, got2, want2);
     cr_assert(tiny_heap_is_valid());
@@ -120,12 +120,12 @@ Test(tiny_heap, free_pushes_until_the_cap_then_flushes_down_to_half) {
     empty_list(cls);
     for (uint32_t i = 0; i < cap; ++i) {
       hak_free(g_blocks[i]);
-      cr_assert_eq(t_cache[cls].count, i + 1, "class %d: free %u is a plain push", cls, i);
+      cr_assert_eq(t_cache[cls].count(), i + 1, "class %d: free %u is a plain push", cls, i);
       cr_assert_eq(t_cache[cls].head, g_blocks[i]);
     }
     hak_free(g_blocks[cap]);  // count cap + 1 > cap: flush
-    cr_assert_eq(t_cache[cls].count, cap / 2, "class %d: overflow flushes down to cap/2, count %u", cls,
-                 t_cache[cls].count);
+    cr_assert_eq(t_cache[cls].count(), cap / 2, "class %d: overflow flushes down to cap/2, count %u", cls,
+                 t_cache[cls].count());
     // The most recently freed blocks went back to their runs; the oldest stay cached.
     cr_assert_eq(t_cache[cls].head, g_blocks[cap / 2 - 1]);
     cr_assert_eq(list_length(t_cache[cls].head), cap / 2);
@@ -143,17 +143,17 @@ Test(tiny_heap, flush_moves_blocks_back_to_their_runs) {
   empty_list(cls);
   void* p = hak_malloc(200);  // refill; p keeps the run in use
   Slab* s = slab_of_block(p);
-  uint32_t count = t_cache[cls].count;
+  uint32_t count = t_cache[cls].count();
   cr_assert_geq(count, 6u, "a refill of class %d should bring more than 6 blocks", cls);
   uint32_t used = s->used;
   void* first = t_cache[cls].head;
   tiny_flush(cls, 5);
-  cr_assert_eq(t_cache[cls].count, count - 5);
+  cr_assert_eq(t_cache[cls].count(), count - 5);
   cr_assert_eq(s->used, used - 5, "used drops by the blocks flushed");
   cr_assert(in_run(s, first), "the list head went to the run's free list");
   cr_assert(slab_is_valid(s));
   tiny_flush(cls, 100000);  // more than the list holds: flushes all
-  cr_assert_eq(t_cache[cls].count, 0u);
+  cr_assert_eq(t_cache[cls].count(), 0u);
   cr_assert_null(t_cache[cls].head);
   cr_assert_eq(s->used, used - count, "only p is still out of the run");
   cr_assert(tiny_heap_is_valid());
@@ -190,7 +190,7 @@ void* alloc_free_exit(void* arg) {
   int cls = size_to_class(96);
   for (int i = 0; i < 100; ++i) g_blocks[i] = hak_malloc(96);
   for (int i = 0; i < 100; ++i) hak_free(g_blocks[i]);
-  r->count_before_exit = t_cache[cls].count;
+  r->count_before_exit = t_cache[cls].count();
   r->block = g_blocks[0];
   return nullptr;
 }
@@ -230,15 +230,15 @@ struct FreerResult {
 void* free_others_blocks(void* arg) {
   auto* r = static_cast<FreerResult*>(arg);
   for (uint32_t i = 0; i < r->blocks; ++i) hak_free(g_blocks[i]);
-  r->count_after_overflow = t_cache[r->cls].count;
+  r->count_after_overflow = t_cache[r->cls].count();
   r->cap_after_overflow = t_cache[r->cls].cap;
   void* p = hak_malloc(class_to_size(r->cls));
   r->cap_after_refill = t_cache[r->cls].cap;
-  r->refill_batch = t_cache[r->cls].count + 1;
+  r->refill_batch = t_cache[r->cls].count() + 1;
   hak_free(p);
   int fc = size_to_class(r->first_size);
   void* q = hak_malloc(r->first_size);
-  r->first_batch = t_cache[fc].count + 1;
+  r->first_batch = t_cache[fc].count() + 1;
   hak_free(q);
   return nullptr;
 }
@@ -282,25 +282,25 @@ Test(tiny_heap, a_miss_borrows_from_a_neighbour_with_spare_blocks_but_not_for_al
     cr_assert_lt(spare, 512u);
     for (uint32_t i = 0; i < spare; ++i) blocks[i] = hak_malloc(80);
     for (uint32_t i = 0; i < spare; ++i) hak_free(blocks[i]);
-    cr_assert_geq(t_cache[c80].count, spare, "the frees stay cached");
-    uint32_t before = t_cache[c80].count;
+    cr_assert_geq(t_cache[c80].count(), spare, "the frees stay cached");
+    uint32_t before = t_cache[c80].count();
     // The first malloc(64) of the thread: its run has nothing but fresh memory.
     void* p = hak_malloc(64);
     cr_assert_not_null(p);
     cr_assert_eq(region_map_lookup(p), c80, "malloc(64) took an 80-byte block cached for the next class");
     cr_assert_eq(hak_usable_size(p), 80u);
-    cr_assert_eq(t_cache[c80].count, before - 1);
+    cr_assert_eq(t_cache[c80].count(), before - 1);
     cr_assert_null(t_cache[c64].head, "the borrowing class's list stays empty");
     // An aligned request of the same class carves its own, aligned block.
     void* q = hak_aligned_alloc(64, 64);
     cr_assert_not_null(q);
     cr_assert_eq(region_map_lookup(q), c64, "aligned_alloc(64, 64) must not borrow");
     cr_assert_eq(reinterpret_cast<uintptr_t>(q) % 64, 0u);
-    uint32_t fresh = t_cache[c64].count + 1;  // the first refill: a sixteenth of the cap
+    uint32_t fresh = t_cache[c64].count() + 1;  // the first refill: a sixteenth of the cap
     cr_assert_leq(fresh * 64, 4096u, "at most 4 KiB of fresh blocks per refill");
     hak_free(p);
     hak_free(q);
-    cr_assert_eq(t_cache[c80].count, before, "the borrowed block came back to its own class's list");
+    cr_assert_eq(t_cache[c80].count(), before, "the borrowed block came back to its own class's list");
     cr_assert(tiny_heap_is_valid());
     return nullptr;
   };
@@ -320,7 +320,7 @@ Test(tiny_heap, a_miss_borrows_only_within_32_bytes_or_an_eighth) {
       cr_assert_lt(spare, 512u);
       for (uint32_t i = 0; i < spare; ++i) blocks[i] = hak_malloc(n);
       for (uint32_t i = 0; i < spare; ++i) hak_free(blocks[i]);
-      cr_assert_geq(t_cache[c].count, spare);
+      cr_assert_geq(t_cache[c].count(), spare);
     };
     // 512 B may take 576 B (four classes up, 1/8 larger).
     cache_spare(576);
@@ -354,8 +354,8 @@ Test(tiny_heap, fresh_blocks_come_at_most_4_kib_at_a_time) {
     for (int i = 0; i < 64; ++i) {
       blocks[i] = hak_malloc(n);
       cr_assert_not_null(blocks[i]);
-      cr_assert_leq((t_cache[cls].count + 1) * class_to_size(cls), 4096u + class_to_size(cls),
-                    "refill %d carved %u blocks of %zu bytes", i, t_cache[cls].count + 1, class_to_size(cls));
+      cr_assert_leq((t_cache[cls].count() + 1) * class_to_size(cls), 4096u + class_to_size(cls),
+                    "refill %d carved %u blocks of %zu bytes", i, t_cache[cls].count() + 1, class_to_size(cls));
     }
     for (int i = 0; i < 64; ++i) hak_free(blocks[i]);
     return nullptr;
@@ -568,7 +568,7 @@ Test(tiny_heap, flush_returns_blocks_of_interleaved_runs_each_to_its_own) {
         }
       }
     }
-    tiny_flush(cls, t_cache[cls].count);
+    tiny_flush(cls, t_cache[cls].count());
     for (int r = 0; r < 3; ++r) {
       cr_assert_eq(runs[r]->used, used0[r] - returned[r], "run %d: %u blocks out, expected %u", r, runs[r]->used,
                    used0[r] - returned[r]);
