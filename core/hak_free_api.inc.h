@@ -11,12 +11,13 @@
 //       kRegionFreeSlab (inside a SuperSlab, no live run there) → fatal: invalid/double free
 //       kRegionNone  (not hakmem's)           → glibc's __libc_free if glibc's heap holds
 //                                               it, else fatal (stack, static, wild)
-// Budget: 34 instructions from free's entry to ret on a Tiny hit (x86-64 release
+// Budget: 28 instructions from free's entry to ret on a Tiny hit (x86-64 release
 // libhakmem.so, objdump), no stack frame; 6 predicted branches (map present, address range,
-// class range, alignment, free-block key, cap). 8 of them are the double-free check at the
-// call (alignment, the key's load and compare, its store: free_link.h; 26 without it; what
-// that costs on the benchmark table and the real programs: docs/BENCHMARKS.md, "Double free
-// at the call"). The secure variant: 37 (the encoded link, free_link.h).
+// class range, alignment, free-block key, cap). 5 of them are the double-free check at the
+// call (alignment test, the key compared and stored as immediates: free_link.h); the room
+// counter (tiny_heap.h) took 3 off the push. What the check costs on the benchmark table and
+// the real programs: docs/BENCHMARKS.md, "Double free at the call". The secure variant: 32
+// (the encoded link, free_link.h).
 #ifndef HAK_IN_HAKMEM_CPP
 #error "hak_free_api.inc.h is part of hakmem.cpp"
 #endif
