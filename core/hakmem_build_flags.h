@@ -5,8 +5,9 @@
 //                           check compiles out, except the misuse checks on the slow paths
 //                           (refill, flush, remote drain, span free) and their messages.
 //   + HAKMEM_SECURE=1       out/secure: release plus free-list links hardened on the fast
-//                           paths (free_link.h: encoded links, checked pops, the immediate
-//                           double free caught by free itself).
+//                           paths (free_link.h: encoded links, checked pops) and sized
+//                           deletes checked against the block (hakmem.cpp). Every variant
+//                           catches a double free at the call (the free-block key).
 //   HAKMEM_BUILD_RELEASE=0  out/debug: assertions, invariant checkers on every state change,
 //                           counters, the fault-injection hook, freed-memory poisoning, the
 //                           secure variant's hardening, and valgrind client requests (memcheck

@@ -847,3 +847,35 @@ Test(api, random_churn_all_functions, .timeout = 120) {
   for (Slot& x : s)
     if (x.p) release(x);
 }
+
+// Heap memory is never executable: the mapping that holds a block of each tier (Tiny, Mid,
+// span, Large) has no 'x' in /proc/self/maps.
+Test(api, heap_memory_is_never_executable) {
+  const size_t sizes[] = {48, 3000, 100000, 8u << 20};
+  void* blocks[4];
+  for (int i = 0; i < 4; ++i) {
+    blocks[i] = malloc(sizes[i]);
+    cr_assert_not_null(blocks[i]);
+    memset(blocks[i], 0x90, sizes[i]);
+  }
+  for (int i = 0; i < 4; ++i) {
+    uintptr_t a = reinterpret_cast<uintptr_t>(blocks[i]);
+    FILE* f = fopen("/proc/self/maps", "r");
+    cr_assert_not_null(f);
+    char line[512];
+    bool found = false;
+    while (fgets(line, sizeof line, f)) {
+      unsigned long lo, hi;
+      char perms[8];
+      if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) != 3) continue;
+      if (a < lo || a >= hi) continue;
+      found = true;
+      cr_assert(strchr(perms, 'x') == nullptr, "block of %zu bytes at %p lies in an executable mapping: %s",
+                sizes[i], blocks[i], line);
+      cr_assert(perms[0] == 'r' && perms[1] == 'w', "block of %zu bytes: mapping not read-write: %s", sizes[i], line);
+    }
+    fclose(f);
+    cr_assert(found, "block of %zu bytes at %p is in no mapping", sizes[i], blocks[i]);
+  }
+  for (void* b : blocks) free(b);
+}
