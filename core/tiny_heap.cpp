@@ -755,9 +755,14 @@ void tiny_debug_check_free(void* p, int cls) {
   if (c >= s->bump)
     hak_fatal("free(%p): invalid pointer (never handed out: beyond the carved part of its slab)", p);
   // The most recent frees of this class on this thread (a bounded look: every free pays it).
+  // Each link is checked before it is followed: a list an overflow or a write after free broke
+  // ends the look (the flush reports it) instead of sending it to a wild address.
   int looked = 0;
-  for (void* b = t_cache[cls].head; b != nullptr && looked < 32; b = link_load(b), ++looked) {
+  for (void* b = t_cache[cls].head; b != nullptr && looked < 32; ++looked) {
     if (b == p) hak_fatal("free(%p): double free (block of size class %d, %zu bytes)", p, cls, size);
+    void* next = link_load(b);
+    if (next != nullptr && (!link_plausible(next) || region_map_lookup(next) != cls)) break;
+    b = next;
   }
   tiny_debug_poison(p, cls);
 }

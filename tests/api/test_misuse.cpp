@@ -454,7 +454,7 @@ Test(misuse, sized_delete_with_the_wrong_size) {
     _exit(0);
   });
   expect_abort("sized delete, smaller", "operator delete(", [] {
-    void* p = ::operator new(100);
+    void* p = ::operator new[](100);
     escape(p);
     ::operator delete[](p, size_t(24));
     _exit(0);

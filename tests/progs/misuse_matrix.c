@@ -28,6 +28,10 @@
 
 static void* volatile sink;
 static void keep(void* p) { sink = p; }
+// The compiler must not know where p came from (it may drop a write past a malloc'ed size).
+#define LAUNDER(p) __asm__ volatile("" : "+r"(p))
+// ... nor drop the writes into a block that is freed next (dead stores before free).
+#define WRITTEN(p) __asm__ volatile("" : : "r"(p) : "memory")
 static void mark(const char* m) {
   if (write(1, m, strlen(m)) < 0) _exit(3);
 }
@@ -76,29 +80,37 @@ static void interior_free(size_t n, size_t off) {
   g_size = n;
   char* p = malloc(n);
   keep(p);
+  LAUNDER(p);
   memset(p, 0x11, n);
+  WRITTEN(p);
   free(p + off);
 }
 static void overflow(size_t n, size_t by) {
   g_size = n;
   char* p = malloc(n);
   keep(p);
+  LAUNDER(p);
   memset(p, 0x22, n + by);
+  WRITTEN(p);
   free(p);
 }
 static void underflow(size_t n) {
   g_size = n;
   char* p = malloc(n);
   keep(p);
+  LAUNDER(p);
   memset(p - 16, 0x33, 16);
+  WRITTEN(p);
   free(p);
 }
 static void use_after_free(size_t n, size_t off, size_t len) {
   g_size = n;
   char* p = malloc(n);
   keep(p);
+  LAUNDER(p);
   free(p);
   memset(p + off, 0x44, len);
+  WRITTEN(p);
 }
 static void* free_arg(void* p) {
   free(p);
