@@ -321,11 +321,8 @@ void* hak_realloc_impl(void* p, size_t n) {
   if (unsigned(id) - 1u < unsigned(kNumClasses) && run_block_index(slab_of_block(p), p) == UINT32_MAX)
     hak_fatal("realloc(%p): invalid pointer (inside a %zu-byte block of size class %d, not at its start)", p,
               class_to_size(id), int(id));
-  // A freed block (its free-block key: free_link.h) is reported here, as free reports it. Not
-  // under memcheck, which reports it itself, and to which the word of a live block of fewer
-  // than 16 requested bytes is NOACCESS.
-  if (unsigned(id) - 1u < unsigned(kNumClasses) && !(kValgrind && vg_running()) && *key_word(p) == kFreeKey)
-    tiny_suspect_check(p, id, "realloc");
+  // A freed block (its free-block key: free_link.h) is reported here, as free reports it.
+  if (unsigned(id) - 1u < unsigned(kNumClasses) && key_held_live(p)) tiny_suspect_check(p, id, "realloc");
   size_t old = hak_usable_size_impl(p);
   // What the program may read: under memcheck, the size the block was announced with.
   size_t have = old;
@@ -611,9 +608,7 @@ HAK_SLOW_PATH void sized_delete_check(void* p, size_t n, size_t align) {
   bool tiny = unsigned(id) - 1u < unsigned(kNumClasses);
   if (tiny) {
     if (run_block_index(slab_of_block(p), p) == UINT32_MAX) return;
-    // A freed block (its key: free_link.h; not read under memcheck, to which the word of a
-    // block of fewer than 16 requested bytes is NOACCESS).
-    if (!(kValgrind && vg_running()) && *key_word(p) == kFreeKey) return;
+    if (key_held_live(p)) return;  // a freed block (free_link.h)
   } else if (id != kRegionSpan || span_header_of(p)->magic != kSpanMagicLive) {
     return;
   }

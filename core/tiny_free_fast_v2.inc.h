@@ -19,10 +19,5 @@
 
 HAK_FAST_PATH void tiny_free_fast(void* p, int cls) {
   if (HAK_UNLIKELY((reinterpret_cast<uintptr_t>(p) & 15) != 0 || key_held(p))) return tiny_free_suspect(p, cls);
-  key_set(p);
-  TlsCache& tc = t_cache[cls];
-  void* head = tc.head;
-  link_store(p, head);
-  tc.head = p;
-  if (HAK_UNLIKELY(--tc.room < 0)) tiny_cache_overflow(cls);
+  tiny_cache_push(t_cache[cls], p, cls);
 }

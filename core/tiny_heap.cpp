@@ -163,6 +163,19 @@ bool run_exhausted(const Slab* s) { return s->nfree == 0 && s->bump == s->end; }
   link_corrupted(prev, b, cls);
 }
 
+// Whether p is among the first `limit` blocks of this thread's list of class cls. Each link is
+// checked before it is followed: a list an overflow or a write after free broke ends the look
+// (the flush reports it) instead of sending it to a wild address.
+bool tls_list_holds(int cls, const void* p, uint32_t limit) {
+  uint32_t looked = 0;
+  for (void* b = t_cache[cls].head; b != nullptr && looked < limit; ++looked) {
+    if (b == p) return true;
+    void* next = link_load(b);
+    if (next != nullptr && (!link_plausible(next) || region_map_lookup(next) != cls)) return false;
+    b = next;
+  }
+  return false;
+}
 // Sets bits [lo, hi) of an out-bitmap.
 void set_bits(uint64_t* bits, uint32_t lo, uint32_t hi) {
   while (lo < hi) {
@@ -755,15 +768,7 @@ void tiny_debug_check_free(void* p, int cls) {
   if (c >= s->bump)
     hak_fatal("free(%p): invalid pointer (never handed out: beyond the carved part of its slab)", p);
   // The most recent frees of this class on this thread (a bounded look: every free pays it).
-  // Each link is checked before it is followed: a list an overflow or a write after free broke
-  // ends the look (the flush reports it) instead of sending it to a wild address.
-  int looked = 0;
-  for (void* b = t_cache[cls].head; b != nullptr && looked < 32; ++looked) {
-    if (b == p) hak_fatal("free(%p): double free (block of size class %d, %zu bytes)", p, cls, size);
-    void* next = link_load(b);
-    if (next != nullptr && (!link_plausible(next) || region_map_lookup(next) != cls)) break;
-    b = next;
-  }
+  if (tls_list_holds(cls, p, 32)) hak_fatal("free(%p): double free (block of size class %d, %zu bytes)", p, cls, size);
   tiny_debug_poison(p, cls);
 }
 
@@ -794,17 +799,9 @@ void tiny_suspect_check(void* p, int cls, const char* op) {
   if ((reinterpret_cast<uintptr_t>(p) & 15) != 0)
     hak_fatal("%s(%p): invalid pointer (inside a %zu-byte block of size class %d, not at its start: not 16-byte aligned)",
               op, p, size, cls);
-  // p holds the free-block key. On this thread's list of its class? (Each block is checked
-  // against the region map before its link is followed: a corrupted list ends the look, and
-  // the flush reports it.)
-  const TlsCache& tc = t_cache[cls];
-  uint32_t looked = 0;
-  for (void* b = tc.head; b != nullptr && looked < tc.count(); ++looked) {
-    if (b == p) hak_fatal("%s(%p): double free (block of size class %d, %zu bytes)", op, p, cls, size);
-    void* next = link_load(b);
-    if (next != nullptr && (!link_plausible(next) || region_map_lookup(next) != cls)) break;
-    b = next;
-  }
+  // p holds the free-block key. On this thread's list of its class?
+  if (tls_list_holds(cls, p, t_cache[cls].count()))
+    hak_fatal("%s(%p): double free (block of size class %d, %zu bytes)", op, p, cls, size);
   // Back in its run: carved, and its out-bit clear. The run may be another thread's: its bit is
   // read, never written (a relaxed load; the owner may be flipping other bits of the word).
   Slab* s = slab_of_block(p);
@@ -821,11 +818,7 @@ void tiny_suspect_check(void* p, int cls, const char* op) {
 
 void tiny_free_suspect(void* p, int cls) {
   tiny_suspect_check(p, cls, "free");
-  key_set(p);
-  TlsCache& tc = t_cache[cls];
-  link_store(p, tc.head);
-  tc.head = p;
-  if (--tc.room < 0) tiny_cache_overflow(cls);
+  tiny_cache_push(t_cache[cls], p, cls);
 }
 
 void link_key_init() {

@@ -91,6 +91,18 @@ HAK_FAST_PATH void* tiny_cache_pop(TlsCache& tc, int cls) {
   return p;
 }
 
+// Called when a push made t_cache[cls] exceed its cap (or the thread is not set up yet).
+void tiny_cache_overflow(int cls);
+
+// Pushes a freed block on its TLS list: its free-block key set, linked in front; a list over
+// its cap overflows (a cold call).
+HAK_FAST_PATH void tiny_cache_push(TlsCache& tc, void* p, int cls) {
+  key_set(p);
+  link_store(p, tc.head);
+  tc.head = p;
+  if (HAK_UNLIKELY(--tc.room < 0)) tiny_cache_overflow(cls);
+}
+
 // free(p) or realloc(p) (op names which) of a Tiny/Mid block of class cls that is not 16-byte
 // aligned, or that holds the free-block key: reports an invalid pointer, or a double free
 // when p is on this thread's list of its class or back in its run (aborts). Returns when the
@@ -104,9 +116,6 @@ HAK_SLOW_PATH void tiny_free_suspect(void* p, int cls);
 // With may_borrow the block may instead be one cached for a slightly larger class (it then
 // has that class's size and alignment; t_cache[cls] stays empty).
 void* tiny_refill(int cls, bool may_borrow);
-
-// Called when a push made t_cache[cls] exceed its cap (or the thread is not set up yet).
-void tiny_cache_overflow(int cls);
 
 // Moves the first n blocks of t_cache[cls] back to their runs.
 void tiny_flush(int cls, uint32_t n);
