@@ -134,7 +134,7 @@ HAK_SLOW_PATH void* span_alloc(size_t n, size_t align, bool zero) {
     size_t got = 0;
     start = static_cast<char*>(span_cache_take(bytes, &got));  // this thread's recent frees first
     if (start != nullptr) bytes = got;
-    else start = static_cast<char*>(arena_alloc(bytes));
+    else start = static_cast<char*>(arena_alloc(bytes, &fresh));
   } else {
     if (total > kMaxRequest) return fail_nomem();
     bytes = (total + kLargeAlign - 1) & ~(kLargeAlign - 1);

@@ -122,9 +122,13 @@ ArenaChunk* chunk_create() {
   return c;
 }
 
-void* take_span(ArenaChunk* c, size_t first, size_t pages) {
+void* take_span(ArenaChunk* c, size_t first, size_t pages, bool* zeroed) {
   c->used.assign(first, pages, true);
   size_t dirty = c->dirty.count_range(first, pages);
+  // No page of the span was used since the chunk was mapped or the page decommitted
+  // (MADV_DONTNEED: private anonymous pages read as zero again; chunk_purge decommits whole
+  // arena pages when they are OS pages).
+  if (zeroed != nullptr) *zeroed = dirty == 0 && os_page_size() == kArenaPage;
   if (dirty != 0) {
     c->dirty.assign(first, pages, false);
     c->dirty_pages -= dirty;
@@ -184,7 +188,7 @@ size_t arena_dirty_bytes() {
   return d;
 }
 
-void* arena_alloc(size_t bytes) {
+void* arena_alloc(size_t bytes, bool* zeroed) {
   size_t pages = bytes / kArenaPage;
   HAK_ASSERT(bytes % kArenaPage == 0 && bytes <= kArenaMaxSpan && pages > 0);
   pthread_mutex_lock(&g_lock);
@@ -192,7 +196,7 @@ void* arena_alloc(size_t bytes) {
     if (c->max_run < pages) continue;
     size_t first = c->used.find_clear_run(pages);
     if (first < kArenaPagesPerChunk) {
-      void* p = take_span(c, first, pages);
+      void* p = take_span(c, first, pages, zeroed);
       pthread_mutex_unlock(&g_lock);
       return p;
     }
@@ -205,7 +209,7 @@ void* arena_alloc(size_t bytes) {
   chunk_link(c);
   ++g_chunk_count;
   g_dirty_pages += c->dirty_pages;
-  void* p = take_span(c, 1, pages);
+  void* p = take_span(c, 1, pages, zeroed);
   pthread_mutex_unlock(&g_lock);
   return p;
 }

@@ -41,7 +41,9 @@ inline constexpr size_t kArenaDirtyMin = 32 * 1024 * 1024;
 inline constexpr size_t kArenaWakeDirty = 4 * 1024 * 1024;
 
 // A span of `bytes` (a multiple of kArenaPage, ≤ kArenaMaxSpan). nullptr when out of memory.
-void* arena_alloc(size_t bytes);
+// *zeroed (if given): every page of the span is known to read as zero (never used since it
+// was mapped or decommitted), so calloc need not clear it (nor fault its pages in).
+void* arena_alloc(size_t bytes, bool* zeroed = nullptr);
 // Returns a span made by arena_alloc (same byte count).
 void arena_free(void* span, size_t bytes);
 // Returns n spans under one acquisition of the lock (span_cache.h's flush).

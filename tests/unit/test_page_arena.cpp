@@ -105,6 +105,64 @@ Test(page_arena, reuse_takes_dirty_pages_out_of_the_dirty_count) {
   cr_assert(arena_is_valid());
 }
 
+// arena_alloc's `zeroed`: true only for spans no byte of which was written since the chunk was
+// mapped or the page decommitted (calloc then skips its memset and the page faults); a span
+// over pages just freed dirty says false. Whenever it says true, the span reads as zero.
+Test(page_arena, zeroed_spans_are_untouched_pages_only) {
+  open_new_chunk();
+  bool z = false;
+  char* a = static_cast<char*>(arena_alloc(8 * kPage, &z));
+  cr_assert_not_null(a);
+  cr_assert(z, "a span from a fresh chunk's untouched pages is zeroed");
+  memset(a, 0x5C, 8 * kPage);
+  arena_free(a, 8 * kPage);
+  char* b = static_cast<char*>(arena_alloc(8 * kPage, &z));
+  cr_assert_eq(b, a, "first fit takes the freed pages back");
+  cr_assert_not(z, "pages freed dirty are not zeroed");
+  cr_assert_eq(b[0], 0x5C);
+  // Half of the next span over the dirty pages: still not zeroed.
+  arena_free(b, 8 * kPage);
+  char* c = static_cast<char*>(arena_alloc(16 * kPage, &z));
+  cr_assert_eq(c, a);
+  cr_assert_not(z, "a span of which some pages are dirty is not zeroed");
+  memset(c, 0x5D, 16 * kPage);
+  arena_free(c, 16 * kPage);
+  arena_trim();  // decommits: the pages read as zero again
+  char* d = static_cast<char*>(arena_alloc(16 * kPage, &z));
+  cr_assert_not_null(d);
+  cr_assert(z, "decommitted pages are zeroed");
+  for (size_t i = 0; i < 16 * kPage; ++i)
+    if (d[i] != 0) cr_assert_fail("byte %zu of a zeroed span is %d", i, d[i]);
+  arena_free(d, 16 * kPage);
+  // Random spans: whenever zeroed is said, every byte is zero.
+  char* live[32] = {};
+  size_t len[32] = {};
+  uint64_t x = 0x9E3779B97F4A7C15ull;
+  for (int step = 0; step < 2000; ++step) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    int i = int(x % 32);
+    if (live[i] != nullptr) {
+      arena_free(live[i], len[i]);
+      live[i] = nullptr;
+      if (x % 97 == 0) arena_trim();
+      continue;
+    }
+    len[i] = (1 + (x >> 8) % 40) * kPage;
+    live[i] = static_cast<char*>(arena_alloc(len[i], &z));
+    cr_assert_not_null(live[i]);
+    if (z) {
+      size_t k = 0;
+      while (k < len[i] && live[i][k] == 0) ++k;
+      cr_assert_eq(k, len[i], "zeroed span %p has byte %zu set", static_cast<void*>(live[i]), k);
+    }
+    live[i][(x >> 20) % len[i]] = 1;  // dirty one page of it
+  }
+  for (int i = 0; i < 32; ++i)
+    if (live[i] != nullptr) arena_free(live[i], len[i]);
+  for (int i = 0; i < g_nfill; ++i) arena_free(g_fill[i], kArenaMaxSpan);
+  cr_assert(arena_is_valid());
+}
+
 Test(page_arena, empty_chunks_stay_mapped_until_trim) {
   arena_trim();
   char* first = open_new_chunk();
