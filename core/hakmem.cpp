@@ -29,6 +29,7 @@
 #include "decay.h"
 #include "decay_thread.h"
 #include "diag.h"
+#include "guarded.h"
 #include "hakmem.h"
 #include "hakmem_build_flags.h"
 #include "large.h"
@@ -74,14 +75,17 @@ void fork_prepare() {
   shared_pool_lock();
   arena_lock();
   large_lock();
+  guarded_lock();
 }
 void fork_parent() {
+  guarded_unlock();
   large_unlock();
   arena_unlock();
   shared_pool_unlock();
   tiny_unlock();
 }
 void fork_child() {
+  guarded_reinit_after_fork();
   decay_thread_reinit_after_fork();
   large_reinit_after_fork();
   arena_reinit_after_fork();
@@ -98,6 +102,10 @@ HAK_SLOW_PATH void hak_init_slow() {
     if (!region_map_init()) hak_fatal("cannot reserve the region map");
     tiny_init_thread_key();
     decay_thread_set_worker(decay_background, options().decay_thread);
+    // Guarded sampling: memcheck tracks the heap itself (and the pool's protections would
+    // only confuse it).
+    if (options().guard != 0 && !(kValgrind && vg_running()) && guarded_init(options().guard) && !kGuardInline)
+      alloc_tables_sample_upto(kGuardMaxSize);
     g_init_state.store(2, std::memory_order_release);
     pthread_atfork(fork_prepare, fork_parent, fork_child);  // may allocate: we are ready
     if (options().verbose) options_print();
@@ -198,6 +206,21 @@ HAK_SLOW_PATH void* tiny_alloc_miss(int cls, bool may_borrow) {
   return p;
 }
 
+// A miss of malloc's path (tiny_alloc_sized). Class 0: guarded sampling is on and n may be
+// sampled (release, debug), or the fast path's countdown ran out (secure): a guarded block,
+// or the class's own. Before initialisation the tables were not set yet: the first malloc of
+// the process may be sampled too.
+HAK_SLOW_PATH void* tiny_alloc_miss_sized(size_t n, int cls) {
+  if (HAK_LIKELY(cls != 0 && g_init_state.load(std::memory_order_acquire) == 2)) return tiny_alloc_miss(cls, true);
+  ensure_init();
+  bool sample;
+  if constexpr (kGuardInline) sample = cls == 0 && guarded_countdown_expired();
+  else sample = size_to_class_alloc(n) == 0 && guarded_should_sample();
+  if (sample && n <= kGuardMaxSize)
+    if (void* p = guarded_alloc(n, 16)) return p;
+  return tiny_alloc_fast(size_to_class(n));
+}
+
 // ---------------------------------------------------------------------------------------
 size_t hak_usable_size_impl(const void* p);
 
@@ -214,7 +237,7 @@ HAK_FAST_PATH void vg_alloc(void* p, size_t n, bool zeroed) {
 
 // The block for n bytes, not announced to memcheck yet.
 HAK_FAST_PATH void* alloc_block(size_t n) {
-  if (HAK_LIKELY(n <= kMidMax)) return tiny_alloc_fast(size_to_class(n));
+  if (HAK_LIKELY(n <= kMidMax)) return tiny_alloc_sized(n);
   return span_alloc(n, 16, false);
 }
 
@@ -227,6 +250,8 @@ HAK_FAST_PATH void* hak_alloc_impl(size_t n) {
 // Alignment is a power of two here.
 HAK_FAST_PATH void* aligned_block(size_t align, size_t n) {
   if (align <= 16) return alloc_block(n < 16 && align == 16 ? 16 : n);
+  if (HAK_UNLIKELY(guarded_rate() != 0) && align <= 4096 && n <= kGuardMaxSize && guarded_should_sample())
+    if (void* p = guarded_alloc(n, align)) return p;
   if (align <= 4096 && n <= kMidMax) {
     size_t m = n < align ? align : n;
     if (m <= kMidMax) {
@@ -255,6 +280,7 @@ size_t hak_usable_size_impl(const void* p) {
     if (h->magic != kSpanMagicLive) hak_fatal("malloc_usable_size(%p): invalid pointer", p);
     return span_usable(h);
   }
+  if (id == kRegionGuarded) return guarded_usable(p, "malloc_usable_size");
   if (id == kRegionFreeSlab || id == kRegionLargeFree) hak_fatal("malloc_usable_size(%p): invalid pointer", p);
   if (!glibc_owns(p)) hak_fatal("malloc_usable_size(%p): invalid pointer (not from malloc)", p);
   // glibc's chunk header: size field with flag bits; mmapped chunks carry 16 bytes overhead.
@@ -314,6 +340,14 @@ void* hak_realloc_impl(void* p, size_t n) {
     if (!glibc_owns(p)) hak_fatal("realloc(%p): invalid pointer (not from malloc: in neither hakmem's nor glibc's heap)", p);
     return __libc_realloc(p, n);
   }
+  if (id == kRegionGuarded) {
+    size_t have = guarded_usable(p, "realloc");  // reports a freed or interior pointer
+    void* q = hak_alloc_impl(n);
+    if (q == nullptr) return nullptr;
+    memcpy(q, p, n < have ? n : have);
+    guarded_free(p);
+    return q;
+  }
   if (id == kRegionSpan && span_header_of(p)->magic != kSpanMagicLive)
     hak_fatal("realloc(%p): invalid pointer (a freed span block, or not the start of one)", p);
   if (id == kRegionFreeSlab) hak_fatal("realloc(%p): invalid pointer (inside a hakmem SuperSlab but in no live slab)", p);
@@ -351,7 +385,7 @@ void* hak_calloc_impl(size_t count, size_t size) {
   size_t total;
   if (__builtin_mul_overflow(count, size, &total)) return fail_nomem();
   if (total <= kMidMax) {
-    void* p = tiny_alloc_fast(size_to_class(total));
+    void* p = tiny_alloc_sized(total);
     if (p != nullptr) {
       if constexpr (kValgrind) vg_alloc(p, total, true);
       memset(p, 0, total);
@@ -606,6 +640,13 @@ HAK_SLOW_PATH void sized_delete_check(void* p, size_t n, size_t align) {
   if (p == nullptr) return;
   uint8_t id = region_map_lookup(p);
   bool tiny = unsigned(id) - 1u < unsigned(kNumClasses);
+  if (id == kRegionGuarded) {
+    size_t asked = guarded_usable(p, "operator delete");
+    if (n != asked)
+      hak_fatal("operator delete(%p, %zu): wrong size (the block holds %zu bytes: it was allocated for another size)", p,
+                n, asked);
+    return;
+  }
   if (tiny) {
     if (run_block_index(slab_of_block(p), p) == UINT32_MAX) return;
     if (key_held_live(p)) return;  // a freed block (free_link.h)

@@ -65,6 +65,10 @@ typedef struct hak_stats {
   uint64_t minor_page_faults;   // minor page faults of the whole process so far (getrusage)
   uint64_t large_free_extents;  // free extents in the page heap (large_cached_bytes in all)
   uint64_t large_recent_peak_bytes;  // most Large bytes live in the last 1-2 s (bounds the cache)
+  uint64_t guard_rate;          // guarded sampling: one allocation in N (HAKMEM_GUARD); 0 = off
+  uint64_t guarded_allocs;      // blocks served from the guarded pool so far
+  uint64_t guarded_live;        // guarded blocks not freed yet
+  uint64_t guarded_full;        // samples served as usual because every guarded slot was in use
 } hak_stats_t;
 
 HAKMEM_API void   hak_stats_get(hak_stats_t* out);

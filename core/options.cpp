@@ -20,13 +20,15 @@ struct OptionInfo {
   uint64_t def;
 };
 
-uint64_t g_raw[5];
+uint64_t g_raw[6];
 const OptionInfo kTable[] = {
     {"HAKMEM_STATS", "print the statistics table at exit (1 = on)", false, &g_raw[0], 0},
     {"HAKMEM_VERBOSE", "print the options and build flags at start-up (1 = on)", false, &g_raw[1], 0},
     {"HAKMEM_FAULT_MMAP", "fault injection: the N-th and later mmaps fail (debug variant)", true, &g_raw[2], 0},
     {"HAKMEM_CHECK", "check the whole heap every N-th slow-path call of a thread (debug variant)", true, &g_raw[3], 0},
     {"HAKMEM_DECAY_THREAD", "return idle memory from a background thread (0 = never start it)", false, &g_raw[4], 1},
+    {"HAKMEM_GUARD", "guard one allocation in N of at most 16 KiB between inaccessible pages (0 = off)", false, &g_raw[5],
+     kGuardDefaultRate},
 };
 
 uint64_t parse(const char* s) {
@@ -50,6 +52,7 @@ void options_init() {
   g_options.check = g_raw[3];
   detail::g_check_every = g_options.check;
   g_options.decay_thread = g_raw[4] != 0;
+  g_options.guard = g_raw[5];
   g_ready = true;
 }
 

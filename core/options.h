@@ -8,7 +8,13 @@
 
 #include <stdint.h>
 
+#include "hakmem_build_flags.h"
+
 namespace hak {
+
+// Guarded sampling's rate when HAKMEM_GUARD is not set: off in release and debug, one
+// allocation in 5000 in the secure variant (its cost: docs/BENCHMARKS.md).
+inline constexpr uint64_t kGuardDefaultRate = kSecure ? 5000 : 0;
 
 struct Options {
   bool stats;           // HAKMEM_STATS=1: print the statistics table at exit
@@ -16,6 +22,7 @@ struct Options {
   uint64_t fault_mmap;  // HAKMEM_FAULT_MMAP=N (debug variant): the N-th and later mmaps fail
   uint64_t check;       // HAKMEM_CHECK=N (debug variant): whole-heap check every N-th slow path
   bool decay_thread;    // HAKMEM_DECAY_THREAD=0: never start the idle-decay thread (default 1)
+  uint64_t guard;       // HAKMEM_GUARD=N: guard one allocation in N (guarded.h); 0 = off
 };
 
 // Reads the environment (os_init must have run). Idempotent.

@@ -108,6 +108,12 @@ void* os_reserve(size_t size) {
 
 bool os_make_writable(void* p, size_t size) { return mprotect(p, size, PROT_READ | PROT_WRITE) == 0; }
 
+bool os_protect(void* p, size_t size, bool rw) {
+  return mprotect(p, size, rw ? PROT_READ | PROT_WRITE : PROT_NONE) == 0;
+}
+
+uint32_t os_thread_id() { return uint32_t(syscall(SYS_gettid)); }
+
 void os_unmap(void* p, size_t size) {
   g_munmap_calls.fetch_add(1, std::memory_order_relaxed);
   g_mapped.fetch_sub(size, std::memory_order_relaxed);

@@ -36,6 +36,12 @@ bool os_make_writable(void* p, size_t size);
 // Returns a mapping made by one of the functions above (whole or a page-aligned part).
 void os_unmap(void* p, size_t size);
 
+// Makes [p, p + size) readable and writable (rw) or inaccessible. Page-aligned. false on failure.
+bool os_protect(void* p, size_t size, bool rw);
+
+// The calling thread's kernel id (gettid).
+uint32_t os_thread_id();
+
 // Gives the physical pages of [p, p+size) back; the range stays mapped and reads as zero.
 // p and size must be page-aligned.
 void os_decommit(void* p, size_t size);

@@ -120,7 +120,24 @@ inline constexpr Tables kTables = make_tables();
 static_assert(class_size_of(kFirstMidClass - 1) == 1024 && class_size_of(kNumClasses) == 32768 &&
                   class_size_of(96) == 2048 && class_size_of(128) == 4096,
               "class layout");
-static_assert(kNumClasses < 0xFD, "class ids must stay below the region map's special values");
+static_assert(kNumClasses < 0xFB, "class ids must stay below the region map's special values");
+
+// The allocation path's copy of the size → class tables (malloc, calloc, operator new), in
+// writable memory: while guarded sampling is on (guarded.h), every request it may guard maps
+// to class 0, whose thread cache is always empty, so that those requests reach the miss path
+// where the sampling countdown is kept. Same tables otherwise; other users (free's checks,
+// realloc, aligned allocation) use the constant ones.
+struct AllocTables {
+  uint8_t small[kTinyMax / 8 + 1];
+  uint8_t mid[kMidMax / 32 + 1];
+};
+constexpr AllocTables make_alloc_tables() {
+  AllocTables a{};
+  for (size_t i = 0; i <= kTinyMax / 8; ++i) a.small[i] = kTables.small[i];
+  for (size_t i = 0; i <= kMidMax / 32; ++i) a.mid[i] = kTables.mid[i];
+  return a;
+}
+inline constinit AllocTables g_alloc_tables = make_alloc_tables();
 
 }  // namespace detail
 
@@ -128,6 +145,20 @@ static_assert(kNumClasses < 0xFD, "class ids must stay below the region map's sp
 HAK_FAST_PATH int size_to_class(size_t n) {
   if (HAK_LIKELY(n <= kTinyMax)) return detail::kTables.small[(n + 7) >> 3];
   return detail::kTables.mid[(n + 31) >> 5];
+}
+
+// As size_to_class, from the allocation path's tables: 0 while the request may be sampled.
+HAK_FAST_PATH int size_to_class_alloc(size_t n) {
+  if (HAK_LIKELY(n <= kTinyMax)) return detail::g_alloc_tables.small[(n + 7) >> 3];
+  return detail::g_alloc_tables.mid[(n + 31) >> 5];
+}
+
+// Sends every request of at most `max` bytes to class 0 (guarded sampling on).
+inline void alloc_tables_sample_upto(size_t max) {
+  for (size_t i = 0; i <= kTinyMax / 8; ++i)
+    if (i * 8 <= max) detail::g_alloc_tables.small[i] = 0;
+  for (size_t i = 0; i <= kMidMax / 32; ++i)
+    if (i * 32 <= max) detail::g_alloc_tables.mid[i] = 0;
 }
 
 HAK_FAST_PATH size_t class_to_size(int id) { return detail::kTables.size[id]; }

@@ -6,6 +6,7 @@
 #include <atomic>
 
 #include "diag.h"
+#include "guarded.h"
 #include "large.h"
 #include "os.h"
 #include "page_arena.h"
@@ -72,6 +73,11 @@ void stats_collect(hak_stats_t* out) {
   out->minor_page_faults = os_minor_faults();
   out->large_free_extents = lg.cached;
   out->large_recent_peak_bytes = lg.recent_peak_bytes;
+  GuardedStats gs = guarded_stats();
+  out->guard_rate = guarded_rate();
+  out->guarded_allocs = gs.allocs;
+  out->guarded_live = gs.live;
+  out->guarded_full = gs.full;
 }
 
 void stats_print() {
@@ -95,6 +101,9 @@ void stats_print() {
              ul(s.threads_cached));
   diag_print("stats: remote frees %lu; mmap %lu munmap %lu madvise %lu", ul(s.remote_frees), ul(s.mmap_calls),
              ul(s.munmap_calls), ul(s.madvise_calls));
+  if (s.guard_rate != 0)
+    diag_print("stats: guarded sampling 1 in %lu: %lu blocks guarded, %lu live, %lu samples found every slot in use",
+               ul(s.guard_rate), ul(s.guarded_allocs), ul(s.guarded_live), ul(s.guarded_full));
   diag_print("stats: class   size   runs   blocks out   bytes out    capacity");
   for (int c = 1; c <= kNumClasses; ++c) {
     if (cs[c].runs == 0) continue;

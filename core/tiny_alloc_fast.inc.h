@@ -27,3 +27,23 @@ HAK_FAST_PATH void* tiny_alloc_fast(int cls, bool may_borrow = true) {
   }
   return tiny_alloc_miss(cls, may_borrow);
 }
+
+HAK_SLOW_PATH void* tiny_alloc_miss_sized(size_t n, int cls);
+
+// malloc's path for n ≤ kMidMax: as tiny_alloc_fast(size_to_class(n)), but from the
+// allocation tables, which send the requests guarded sampling may take to class 0 (always a
+// miss) while it is on; the miss then knows n. The secure variant counts down here instead
+// (guarded.h, kGuardInline).
+HAK_FAST_PATH void* tiny_alloc_sized(size_t n) {
+  if constexpr (kGuardInline) {
+    if (HAK_UNLIKELY(--t_guard_left < 0)) return tiny_alloc_miss_sized(n, 0);
+  }
+  int cls = size_to_class_alloc(n);
+  TlsCache& tc = t_cache[cls];
+  if (HAK_LIKELY(tc.head != nullptr)) {
+    void* p = tiny_cache_pop(tc, cls);
+    if constexpr (kDebug) tiny_debug_check_alloc(p, cls);
+    return p;
+  }
+  return tiny_alloc_miss_sized(n, cls);  // n first: it stays in the register it came in
+}

@@ -571,6 +571,20 @@ void* tiny_refill(int cls, bool may_borrow) {
   return tiny_cache_pop(tc, cls);
 }
 
+// A flush found the thread's list of class cls ending `missing` blocks before its count, at
+// block `last` (nullptr: the list was empty): its link was overwritten. Most often by a
+// second free of the block on another thread, whose own push rewrote the link; if that thread
+// has passed the block back since, it waits in the run's remote queue, and draining the run
+// reports the double free as such. Otherwise, a write after free.
+[[noreturn]] void list_ended_early(ThreadHeap* h, void* last, int cls, uint32_t missing) {
+  if (h != nullptr && last != nullptr) {
+    Slab* s = slab_of_block(last);
+    if (s->owner == h) drain_remote_keep_flag(s);
+  }
+  hak_fatal("corrupted free list (size class %d): the free block %p ends the list %u blocks early (its link was "
+            "overwritten: freed twice, or written after free?)", cls, last, missing);
+}
+
 void tiny_flush(int cls, uint32_t n) {
   TlsCache& tc = t_cache[cls];
   ThreadHeap* h = t_heap;
@@ -642,6 +656,13 @@ void tiny_flush(int cls, uint32_t n) {
   if (run != nullptr) put_back();
   if (chain_slab != nullptr) remote_push(chain_slab, chain_first, chain_last);
   if (remote_blocks != 0) stats_add_remote_frees(remote_blocks);
+  // The list holds exactly count() blocks: one that goes on past them, or ends before, had a
+  // link overwritten (a write after free). Left as it is, the next malloc would hand out
+  // whatever the link now says.
+  if (HAK_UNLIKELY((b != nullptr) == (i == tc.count()))) {
+    if (b != nullptr) link_corrupted(prev, b, cls);
+    list_ended_early(h, prev, cls, tc.count() - i);
+  }
   tc.head = b;
   tc.room += int32_t(i);
 }

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Which memory errors each variant catches, and when — measured, not written by hand.
 #
-#   scripts/misuse_table.sh [--column release|secure|debug|glibc ...] [--check FILE]
+#   scripts/misuse_table.sh [--column release|secure|debug|guard|glibc ...] [--check FILE]
 #
 # Runs every case of tests/progs/misuse_matrix (one memory error each, then the program goes
 # on: see that file) under LD_PRELOAD of out/<variant>/libhakmem.so, and under glibc's own
-# malloc for comparison, and prints the markdown table docs/TUNING.md holds between the lines
+# malloc for comparison, and under the release library with guarded sampling on every
+# allocation (column "guard": HAKMEM_GUARD=1, the slots permitting; the other columns run
+# with HAKMEM_GUARD=0, also the secure one, whose default samples), and prints the markdown
+# table docs/TUNING.md holds between the lines
 # <!-- misuse-table:begin --> and <!-- misuse-table:end -->. A cell is
 #   at the call   the process aborted (SIGABRT) before the program went on
 #   later         it aborted after that: at malloc_trim(0) (the thread's cache flushed), at a
@@ -20,16 +23,16 @@ set -u
 cd "$(dirname "$0")/.."
 columns=()
 check=""
-usage() { echo "usage: $0 [--column release|secure|debug|glibc ...] [--check FILE]" >&2; exit 2; }
+usage() { echo "usage: $0 [--column release|secure|debug|guard|glibc ...] [--check FILE]" >&2; exit 2; }
 while [ $# -gt 0 ]; do
   case "$1" in
-    --column) [ $# -ge 2 ] || usage; case "$2" in release|secure|debug|glibc) columns+=("$2") ;; *) usage ;; esac; shift ;;
+    --column) [ $# -ge 2 ] || usage; case "$2" in release|secure|debug|guard|glibc) columns+=("$2") ;; *) usage ;; esac; shift ;;
     --check) [ $# -ge 2 ] || usage; check="$2"; shift ;;
     *) usage ;;
   esac
   shift
 done
-[ ${#columns[@]} -eq 0 ] && columns=(release secure debug glibc)
+[ ${#columns[@]} -eq 0 ] && columns=(release secure debug guard glibc)
 
 prog=""
 for v in release debug secure; do
@@ -39,13 +42,14 @@ done
 
 # One case under one column: prints the cell.
 cell() {  # column case
-  local lib=""
-  if [ "$1" != glibc ]; then
-    lib="$(pwd)/out/$1/libhakmem.so"
+  local lib="" guard=0 v="$1"
+  [ "$v" == guard ] && { v=release; guard=1; }
+  if [ "$v" != glibc ]; then
+    lib="$(pwd)/out/$v/libhakmem.so"
     [ -f "$lib" ] || { echo "missing $lib"; return; }
   fi
   local out rc
-  out=$(LD_PRELOAD="$lib" timeout 20 "$prog" "$2" 2>/dev/null)
+  out=$(HAKMEM_GUARD=$guard LD_PRELOAD="$lib" timeout 20 "$prog" "$2" 2>/dev/null)
   rc=$?
   if [ $rc -eq 0 ] && [[ "$out" == *survived* ]]; then echo "not caught"; return; fi
   if [ $rc -eq 134 ]; then

@@ -112,6 +112,37 @@ static void use_after_free(size_t n, size_t off, size_t len) {
   memset(p + off, 0x44, len);
   WRITTEN(p);
 }
+static void underflow_by(size_t n, size_t by) {
+  g_size = n;
+  char* p = malloc(n);
+  keep(p);
+  LAUNDER(p);
+  memset(p - by, 0x35, 1);
+  WRITTEN(p);
+  free(p);
+}
+static void overflow_memcpy(size_t n, size_t by) {
+  g_size = n;
+  static char src[16384 + 4096];
+  char* p = malloc(n);
+  keep(p);
+  LAUNDER(p);
+  memcpy(p, src, n + by);
+  WRITTEN(p);
+  free(p);
+}
+static void use_after_free_reused(size_t n) {
+  g_size = n;
+  char* p = malloc(n);
+  keep(p);
+  LAUNDER(p);
+  free(p);
+  char* q = malloc(n);  // under most allocators the same block, in use again
+  keep(q);
+  memset(p, 0, n);      // zeroing through the stale pointer
+  WRITTEN(p);
+  free(q);
+}
 static void* free_arg(void* p) {
   free(p);
   return NULL;
@@ -171,6 +202,10 @@ static void run_underflow_tiny(void) { underflow(64); }
 static void run_uaf_link_tiny(void) { use_after_free(32, 0, 8); }
 static void run_uaf_body_tiny(void) { use_after_free(64, 24, 16); }
 static void run_uaf_span(void) { use_after_free(100000, 64, 64); }
+static void run_underflow_1_tiny(void) { underflow_by(64, 1); }
+static void run_overflow_memcpy_mid(void) { overflow_memcpy(3000, 64); }
+static void run_uaf_zero_mid(void) { use_after_free(3000, 0, 3000); }
+static void run_uaf_reused_tiny(void) { use_after_free_reused(64); }
 
 static const struct {
   const char* name;
@@ -205,6 +240,10 @@ static const struct {
     {"uaf_link_tiny", "write of a freed block's first word: Tiny", run_uaf_link_tiny},
     {"uaf_body_tiny", "write into a freed block past its first 16 bytes: Tiny (64 B)", run_uaf_body_tiny},
     {"uaf_span", "write into a freed block: span", run_uaf_span},
+    {"underflow_1_tiny", "underflow by 1 byte, then `free`: Tiny (64 B)", run_underflow_1_tiny},
+    {"overflow_memcpy_mid", "overflow by 64 bytes with `memcpy`, then `free`: Mid (3000 B)", run_overflow_memcpy_mid},
+    {"uaf_zero_mid", "freed block zeroed with `memset`: Mid (3000 B)", run_uaf_zero_mid},
+    {"uaf_reused_tiny", "freed block zeroed after it was handed out again: Tiny (64 B)", run_uaf_reused_tiny},
 };
 #define NCASES (sizeof kCases / sizeof kCases[0])
 
