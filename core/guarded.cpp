@@ -65,23 +65,32 @@ int slot_index(uintptr_t a) {
   return i < size_t(kGuardSlots) ? int(i) : -1;
 }
 
+// Stack pages of this thread known to be readable (read once through os_read_safely): frames
+// on them are read directly. A thread's stack stays mapped while it runs, so after its first
+// sample a thread walks its stack without a system call.
+HAK_TLS uintptr_t t_stack_ok_lo, t_stack_ok_hi;
+
 // Return addresses by the frame-pointer chain. A frame is read directly while it lies on a
 // page already known to be readable (the current frame's, or one read through
 // os_read_safely): code built without frame pointers ends the walk instead of faulting.
 int capture_stack(uintptr_t* pcs, int max) {
   auto* fp = static_cast<uintptr_t*>(__builtin_frame_address(0));
-  uintptr_t ok_lo = uintptr_t(fp) & ~(kPage - 1), ok_hi = ok_lo + kPage;
+  uintptr_t here = uintptr_t(fp) & ~(kPage - 1);
+  if (here < t_stack_ok_lo || here >= t_stack_ok_hi) {  // first sample, or another stack
+    t_stack_ok_lo = here;
+    t_stack_ok_hi = here + kPage;
+  }
   int n = 0;
   while (n < max) {
     uintptr_t f = uintptr_t(fp), rec[2];
     if ((f & 7) != 0) break;
-    if (f >= ok_lo && f + sizeof rec <= ok_hi) {
+    if (f >= t_stack_ok_lo && f + sizeof rec <= t_stack_ok_hi) {
       rec[0] = fp[0];
       rec[1] = fp[1];
     } else {
       if (!os_read_safely(fp, rec, sizeof rec)) break;
-      ok_lo = f & ~(kPage - 1);
-      ok_hi = (f + sizeof rec + kPage - 1) & ~(kPage - 1);
+      uintptr_t lo = f & ~(kPage - 1), hi = (f + sizeof rec + kPage - 1) & ~(kPage - 1);
+      if (lo <= t_stack_ok_hi && hi > t_stack_ok_hi) t_stack_ok_hi = hi;  // grows up the stack
     }
     if (rec[1] < 4096) break;
     pcs[n++] = rec[1];
@@ -342,9 +351,9 @@ void guarded_free(void* p) {
     print_stacks(s, true);
     die();
   }
-  char* base = slot_base(int(&s - g_slots));
-  os_protect(base, s.bytes, false);
-  os_decommit(base, s.bytes);
+  // Inaccessible; its pages stay resident (at most the 16 slots' worth) for the slot's next
+  // block, which saves a system call per sample.
+  os_protect(slot_base(int(&s - g_slots)), s.bytes, false);
   pthread_mutex_lock(&g_lock);
   g_fifo[(g_fifo_head + g_fifo_count++) % kGuardSlots] = int(&s - g_slots);
   --g_live;

@@ -14,8 +14,8 @@
 // up to the 15 bytes that keep it 16-byte aligned) or with their start (an underflow faults
 // at once), in turn; the spare bytes of its pages hold a pattern checked when it is freed,
 // which catches the small overflows and underflows that stayed inside its pages. A freed
-// slot is made inaccessible (its pages decommitted) and reused last (FIFO), so a use after
-// free faults. The SIGSEGV handler reports a fault inside the pool with one message that
+// slot is made inaccessible (its pages stay resident for its next block) and reused last
+// (FIFO), so a use after free faults. The SIGSEGV handler reports a fault inside the pool with one message that
 // never allocates (kind, address, offset from the block, size, the stacks) and aborts; any
 // other fault goes to the handler the program had installed, or to the default action.
 // A double free, a free of an interior pointer, and realloc/malloc_usable_size of either are

@@ -13,8 +13,10 @@
 namespace hak {
 
 // Guarded sampling's rate when HAKMEM_GUARD is not set: off in release and debug, one
-// allocation in 5000 in the secure variant (its cost: docs/BENCHMARKS.md).
-inline constexpr uint64_t kGuardDefaultRate = kSecure ? 5000 : 0;
+// allocation in a million in the secure variant: each sample costs two mprotect calls, which
+// take the process's mapping lock (1 in 5000 cost Larson 13-40 %, 1 in 50 000 up to 12 %,
+// 1 in a million 1-4 %: docs/BENCHMARKS.md, "Guarded sampling").
+inline constexpr uint64_t kGuardDefaultRate = kSecure ? 1000000 : 0;
 
 struct Options {
   bool stats;           // HAKMEM_STATS=1: print the statistics table at exit

@@ -11,7 +11,7 @@
 #   HAKMEM_ROOT     the checkout (absolute path)
 # and exit 0 (pass), 77 (skipped), anything else (fail).
 # Every test runs with HAKMEM_GUARD=0: the secure variant samples allocations into the guarded
-# pool by default (one in 5000, at random), and a sampled block would change the exact
+# pool by default (one in a million, at random), and a sampled block would change the exact
 # messages other tests assert. tests/preload/guarded.sh sets the rate itself, and checks the
 # secure default with the variable unset.
 set -u

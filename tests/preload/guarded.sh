@@ -85,11 +85,11 @@ ARGS=(hammer); run 0 ok HAKMEM_GUARD=10
 out=$(HAKMEM_GUARD=0 HAKMEM_STATS=1 LD_PRELOAD="$HAKMEM_LIB" "$gc" hammer 2>&1)
 if [[ "$out" != *"only 0 blocks guarded"* ]]; then echo "FAIL: HAKMEM_GUARD=0 still guarded blocks: $out" | head -3; fail=1; fi
 
-# The default: off, but one in 5000 in the secure variant.
+# The default: off, but one in a million in the secure variant.
 out=$(env -u HAKMEM_GUARD HAKMEM_STATS=1 LD_PRELOAD="$HAKMEM_LIB" "$gc" hammer 2>&1)
 line=$(echo "$out" | grep "guarded sampling")
 if [ "$HAKMEM_VARIANT" = secure ]; then
-  if ! echo "$line" | grep -Eq "guarded sampling 1 in 5000: [1-9][0-9]* blocks guarded"; then
+  if ! echo "$line" | grep -Eq "guarded sampling 1 in 1000000: [0-9]+ blocks guarded"; then
     echo "FAIL: the secure variant does not sample by default: ${line:-no guarded-sampling line in HAKMEM_STATS}"; fail=1
   else
     echo "ok   secure default: $line"
