@@ -136,6 +136,9 @@ Slab* slab_run_init(SuperSlab* ss, int idx, int cls, ThreadHeap* owner) {
   s->run_len = uint8_t(k);
   char* start = slab_data_start(ss, idx);
   s->start = start;
+  // Every slab of the run knows where the run starts: the secure variant's free checks that a
+  // block starts a block with one slab lookup (tiny_free_fast).
+  for (int i = 1; i < k; ++i) ss->slabs[idx + i].start = start;
   s->out_bits = run_bits_home(ss, idx, cls);
   char* limit = reinterpret_cast<char*>(ss) + size_t(idx + k) * kSlabSize;
   size_t size = class_to_size(cls);

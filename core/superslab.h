@@ -79,7 +79,7 @@ struct Slab {
   uint32_t scan;              // out-bitmap word from which a refill looks for clear bits
   char* bump;                 // next never-carved block
   char* end;                  // end of the carvable area: bump + k × size ≤ end
-  char* start;                // first block of the run
+  char* start;                // first block of the run (every slab of the run holds it)
   uint64_t* out_bits;         // the run's out-bitmap (below)
   Slab* next;                 // owner's list, or the shared pool's empty-run stack
   Slab* prev;
@@ -174,6 +174,15 @@ struct RunIndex {
   }
 };
 HAK_FAST_PATH uint32_t run_block_index(const Slab* s, const void* b) { return RunIndex(s)(b); }
+
+// Whether p, inside a run of class cls, is the start of one of its blocks: its offset from
+// the run's start (held by every slab of the run) is a multiple of the class size. One slab
+// lookup, two multiplies; no bounds check (p is inside the run: the region map said so).
+HAK_FAST_PATH bool block_start_in_run(const void* p, int cls) {
+  const Slab& t = superslab_of(p)->slabs[slab_index_of(p)];
+  size_t off = size_t(static_cast<const char*>(p) - t.start);
+  return ((uint64_t(off) * detail::kTables.recip[cls]) >> 40) * class_to_size(cls) == off;
+}
 
 // Maps a fresh SuperSlab, registers it in the region map and publishes it with the slots in
 // `claimed` already taken (so the caller's first run cannot be lost to a concurrent retire).

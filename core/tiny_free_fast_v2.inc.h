@@ -12,12 +12,20 @@
 //                            yes: tiny_cache_overflow (cold call: flush half the list to
 //                                 the owning runs, local or remote; or set the thread up)
 // No atomics, no lock, no call on the fast path. The class comes from the region map
-// (hak_free_api.inc.h), so a block needs no header.
+// (hak_free_api.inc.h), so a block needs no header. The secure variant also checks that p is
+// a block's start (an interior pointer is reported at the call).
 #ifndef HAK_IN_HAKMEM_CPP
 #error "tiny_free_fast_v2.inc.h is part of hakmem.cpp"
 #endif
 
 HAK_FAST_PATH void tiny_free_fast(void* p, int cls) {
   if (HAK_UNLIKELY((reinterpret_cast<uintptr_t>(p) & 15) != 0 || key_held(p))) return tiny_free_suspect(p, cls);
+  if constexpr (kSecure) {
+    // A pointer inside a block, 16-byte aligned but not at the block's start, is rejected at
+    // the call (block_start_in_run). Release finds it at the next flush of the thread's
+    // cache, where the run is at hand anyway: the check's instructions on every free were not
+    // worth it there (docs/BENCHMARKS.md, "Interior pointers at the call").
+    if (HAK_UNLIKELY(!block_start_in_run(p, cls))) return tiny_free_suspect(p, cls);
+  }
   tiny_cache_push(t_cache[cls], p, cls);
 }

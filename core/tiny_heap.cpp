@@ -833,8 +833,15 @@ void tiny_suspect_check(void* p, int cls, const char* op) {
   if (static_cast<const char*>(p) >= s->bump) return;
   uint64_t w = __atomic_load_n(&out_word(run_out_bits(s), i >> 6), __ATOMIC_RELAXED);
   if (!((w >> (i & 63)) & 1)) hak_fatal("%s(%p): double free (block of size class %d, %zu bytes)", op, p, cls, size);
-  // Out of its run, on no list of this thread: another thread's cache or a remote queue (the
-  // flush and the drain check it there), or a program that stored the key's value itself.
+  // Out of its run, on no list of this thread. Freed first by another thread that has passed
+  // it back (its exit, its flush): then it waits in the run's remote queue, and if this thread
+  // owns the run it takes the queue in now and looks again.
+  if (t_heap != nullptr && s->owner == t_heap && drain_remote_keep_flag(s) != 0) {
+    w = out_word(run_out_bits(s), i >> 6);
+    if (!((w >> (i & 63)) & 1)) hak_fatal("%s(%p): double free (block of size class %d, %zu bytes)", op, p, cls, size);
+  }
+  // Otherwise another thread's cache, a run another thread owns (the flush and the drain
+  // check it there), or a program that stored the key's value itself.
 }
 
 void tiny_free_suspect(void* p, int cls) {
