@@ -34,6 +34,7 @@ struct Slot {
   size_t size;      // bytes asked for
   size_t bytes;     // accessible bytes from the slot's start (whole pages) while live
   std::atomic<uint8_t> state;
+  uint8_t array;  // allocated by operator new[]
   uint8_t alloc_frames, free_frames;
   uint32_t alloc_tid, free_tid;
   uintptr_t alloc_pc[kGuardFrames];
@@ -311,6 +312,7 @@ void* guarded_alloc(size_t n, size_t align) {
   s.block = uintptr_t(block);
   s.size = n;
   s.bytes = bytes;
+  s.array = 0;
   s.alloc_tid = os_thread_id();
   s.alloc_frames = uint8_t(capture_stack(s.alloc_pc, kGuardFrames));
   s.free_frames = 0;
@@ -358,6 +360,16 @@ void guarded_free(void* p) {
   g_fifo[(g_fifo_head + g_fifo_count++) % kGuardSlots] = int(&s - g_slots);
   --g_live;
   pthread_mutex_unlock(&g_lock);
+}
+
+bool guarded_is_array(const void* p) {
+  int i = slot_index(uintptr_t(p));
+  return i >= 0 && g_slots[i].block == uintptr_t(p) && g_slots[i].array != 0;
+}
+
+void guarded_set_array(const void* p, bool array) {
+  int i = slot_index(uintptr_t(p));
+  if (i >= 0 && g_slots[i].block == uintptr_t(p)) g_slots[i].array = array ? 1 : 0;
 }
 
 GuardedStats guarded_stats() {

@@ -77,6 +77,10 @@ void* guarded_alloc(size_t n, size_t align);
 void guarded_free(void* p);
 size_t guarded_usable(const void* p, const char* op);  // the size asked for
 
+// Whether live guarded block p was allocated by operator new[] (secure and debug variants).
+bool guarded_is_array(const void* p);
+void guarded_set_array(const void* p, bool array);
+
 struct GuardedStats {
   uint64_t allocs;  // blocks guarded so far
   uint64_t live;    // guarded blocks not freed

@@ -159,6 +159,7 @@ HAK_SLOW_PATH void* span_alloc(size_t n, size_t align, bool zero) {
   }
   h->magic = kSpanMagicLive;
   h->offset = uint32_t(block - start);
+  h->array = 0;
   h->span_bytes = bytes;
   if (zero && !fresh) {
     if constexpr (kValgrind) vg_undefined(block, n);
@@ -667,37 +668,112 @@ HAK_SLOW_PATH void sized_delete_check(void* p, size_t n, size_t align) {
     hak_fatal("operator delete(%p, %zu): wrong size (the block holds %zu bytes: it was allocated for another size)", p,
               n, usable);
 }
-HAK_FAST_PATH void sized_delete(void* p, size_t n, size_t align) {
-  if constexpr (kSecure || kDebug) sized_delete_check(p, n, align);
+// Secure and debug: which operator made a live block. A block operator new[] returned has its
+// flag set (its run's new[] bitmap, kArrayBits; a span header's `array`; a guarded slot's);
+// operator new clears it, once the program has used new[] at all (a block freed by free()
+// after new[] made it, undefined and unchecked, may have left it set). delete of a flagged
+// block, and delete[] of an unflagged one, are reported at the call. Blocks freed already and
+// pointers that are not a block's start are left to free's own checks.
+std::atomic<bool> g_new_array_used{false};
+
+// The flag's word and bit for live block p, or nullptr (not checkable).
+HAK_SLOW_PATH uint64_t* array_flag_word(void* p, uint64_t* bit) {
+  uint8_t id = region_map_lookup(p);
+  if (unsigned(id) - 1u >= unsigned(kNumClasses)) return nullptr;
+  Slab* s = slab_of_block(p);
+  uint32_t i = run_block_index(s, p);
+  if (i == UINT32_MAX || key_held_live(p)) return nullptr;
+  *bit = uint64_t(1) << (i & 63);
+  return run_array_word(s, i >> 6);
+}
+
+HAK_SLOW_PATH void array_flag_set(void* p, bool array) {
+  if (p == nullptr) return;
+  if (array) g_new_array_used.store(true, std::memory_order_relaxed);
+  uint8_t id = region_map_lookup(p);
+  if (id == kRegionSpan) {
+    span_header_of(p)->array = array ? 1 : 0;
+  } else if (id == kRegionGuarded) {
+    guarded_set_array(p, array);
+  } else {
+    uint64_t bit;
+    if (uint64_t* w = array_flag_word(p, &bit)) {
+      if (array) __atomic_fetch_or(w, bit, __ATOMIC_RELAXED);
+      else if (__atomic_load_n(w, __ATOMIC_RELAXED) & bit) __atomic_fetch_and(w, ~bit, __ATOMIC_RELAXED);
+    }
+  }
+}
+
+HAK_FAST_PATH void* new_kind(void* p, bool array) {
+  if constexpr (kArrayBits) {
+    if (array || g_new_array_used.load(std::memory_order_relaxed)) array_flag_set(p, array);
+  }
+  return p;
+}
+
+// delete (array = false) or delete[] (array = true) of p: the flag must match; delete[] clears it.
+HAK_SLOW_PATH void delete_kind_check(void* p, bool array) {
+  if (p == nullptr) return;
+  bool flagged;
+  uint8_t id = region_map_lookup(p);
+  uint64_t bit = 0;
+  uint64_t* w = nullptr;
+  if (id == kRegionSpan) {
+    SpanHeader* h = span_header_of(p);
+    if (h->magic != kSpanMagicLive) return;
+    flagged = h->array != 0;
+    if (flagged && array) h->array = 0;
+  } else if (id == kRegionGuarded) {
+    flagged = guarded_is_array(p);
+    if (flagged && array) guarded_set_array(p, false);
+  } else if ((w = array_flag_word(p, &bit)) != nullptr) {
+    flagged = (__atomic_load_n(w, __ATOMIC_RELAXED) & bit) != 0;
+    if (flagged && array) __atomic_fetch_and(w, ~bit, __ATOMIC_RELAXED);
+  } else {
+    return;
+  }
+  if (flagged && !array)
+    hak_fatal("operator delete(%p): the block was allocated by operator new[] (release it with delete[])", p);
+  if (!flagged && array)
+    hak_fatal("operator delete[](%p): the block was not allocated by operator new[] (by new or malloc: release it "
+              "with delete or free)", p);
+}
+
+HAK_FAST_PATH void cxx_delete(void* p, bool array) {
+  if constexpr (kArrayBits) delete_kind_check(p, array);
   hak_free_impl(p);
 }
-HAK_CXX_EXPORT void* operator new(size_t n) { return cxx_new(n); }
-HAK_CXX_EXPORT void* operator new[](size_t n) { return cxx_new(n); }
+HAK_FAST_PATH void sized_delete(void* p, size_t n, size_t align, bool array) {
+  if constexpr (kSecure || kDebug) sized_delete_check(p, n, align);
+  cxx_delete(p, array);
+}
+HAK_CXX_EXPORT void* operator new(size_t n) { return new_kind(cxx_new(n), false); }
+HAK_CXX_EXPORT void* operator new[](size_t n) { return new_kind(cxx_new(n), true); }
 HAK_CXX_EXPORT void* operator new(size_t n, const std::nothrow_t&) noexcept {
   void* p = hak_alloc_impl(n);
-  return HAK_LIKELY(p != nullptr) ? p : cxx_new_slow(n, 0, true);
+  return new_kind(HAK_LIKELY(p != nullptr) ? p : cxx_new_slow(n, 0, true), false);
 }
 HAK_CXX_EXPORT void* operator new[](size_t n, const std::nothrow_t&) noexcept {
   void* p = hak_alloc_impl(n);
-  return HAK_LIKELY(p != nullptr) ? p : cxx_new_slow(n, 0, true);
+  return new_kind(HAK_LIKELY(p != nullptr) ? p : cxx_new_slow(n, 0, true), true);
 }
-HAK_CXX_EXPORT void* operator new(size_t n, std::align_val_t a) { return cxx_new_aligned(n, a, false); }
-HAK_CXX_EXPORT void* operator new[](size_t n, std::align_val_t a) { return cxx_new_aligned(n, a, false); }
+HAK_CXX_EXPORT void* operator new(size_t n, std::align_val_t a) { return new_kind(cxx_new_aligned(n, a, false), false); }
+HAK_CXX_EXPORT void* operator new[](size_t n, std::align_val_t a) { return new_kind(cxx_new_aligned(n, a, false), true); }
 HAK_CXX_EXPORT void* operator new(size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {
-  return cxx_new_aligned(n, a, true);
+  return new_kind(cxx_new_aligned(n, a, true), false);
 }
 HAK_CXX_EXPORT void* operator new[](size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {
-  return cxx_new_aligned(n, a, true);
+  return new_kind(cxx_new_aligned(n, a, true), true);
 }
-HAK_CXX_EXPORT void operator delete(void* p) noexcept { hak_free_impl(p); }
-HAK_CXX_EXPORT void operator delete[](void* p) noexcept { hak_free_impl(p); }
-HAK_CXX_EXPORT void operator delete(void* p, size_t n) noexcept { sized_delete(p, n, 0); }
-HAK_CXX_EXPORT void operator delete[](void* p, size_t n) noexcept { sized_delete(p, n, 0); }
-HAK_CXX_EXPORT void operator delete(void* p, const std::nothrow_t&) noexcept { hak_free_impl(p); }
-HAK_CXX_EXPORT void operator delete[](void* p, const std::nothrow_t&) noexcept { hak_free_impl(p); }
-HAK_CXX_EXPORT void operator delete(void* p, std::align_val_t) noexcept { hak_free_impl(p); }
-HAK_CXX_EXPORT void operator delete[](void* p, std::align_val_t) noexcept { hak_free_impl(p); }
-HAK_CXX_EXPORT void operator delete(void* p, size_t n, std::align_val_t a) noexcept { sized_delete(p, n, size_t(a)); }
-HAK_CXX_EXPORT void operator delete[](void* p, size_t n, std::align_val_t a) noexcept { sized_delete(p, n, size_t(a)); }
-HAK_CXX_EXPORT void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept { hak_free_impl(p); }
-HAK_CXX_EXPORT void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept { hak_free_impl(p); }
+HAK_CXX_EXPORT void operator delete(void* p) noexcept { cxx_delete(p, false); }
+HAK_CXX_EXPORT void operator delete[](void* p) noexcept { cxx_delete(p, true); }
+HAK_CXX_EXPORT void operator delete(void* p, size_t n) noexcept { sized_delete(p, n, 0, false); }
+HAK_CXX_EXPORT void operator delete[](void* p, size_t n) noexcept { sized_delete(p, n, 0, true); }
+HAK_CXX_EXPORT void operator delete(void* p, const std::nothrow_t&) noexcept { cxx_delete(p, false); }
+HAK_CXX_EXPORT void operator delete[](void* p, const std::nothrow_t&) noexcept { cxx_delete(p, true); }
+HAK_CXX_EXPORT void operator delete(void* p, std::align_val_t) noexcept { cxx_delete(p, false); }
+HAK_CXX_EXPORT void operator delete[](void* p, std::align_val_t) noexcept { cxx_delete(p, true); }
+HAK_CXX_EXPORT void operator delete(void* p, size_t n, std::align_val_t a) noexcept { sized_delete(p, n, size_t(a), false); }
+HAK_CXX_EXPORT void operator delete[](void* p, size_t n, std::align_val_t a) noexcept { sized_delete(p, n, size_t(a), true); }
+HAK_CXX_EXPORT void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept { cxx_delete(p, false); }
+HAK_CXX_EXPORT void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept { cxx_delete(p, true); }

@@ -21,8 +21,9 @@ inline constexpr uint32_t kSpanMagicFreed = 0x44454144u;  // "DEAD": written on 
 
 struct SpanHeader {
   uint32_t magic;
-  uint32_t offset;      // block - span start
-  uint64_t span_bytes;  // whole span (page-arena span or Large mapping)
+  uint32_t offset : 31;  // block - span start (≤ the largest alignment, 1 GiB, plus 16)
+  uint32_t array : 1;    // secure and debug variants: allocated by operator new[]
+  uint64_t span_bytes;   // whole span (page-arena span or Large mapping)
 };
 static_assert(sizeof(SpanHeader) == 16, "the span header is 16 bytes");
 

@@ -21,7 +21,7 @@ SuperSlab* superslab_create(uint32_t claimed) {
   if (mem != nullptr) memset(mem, 0, kSuperSlabHeader);  // a new mapping reads as zero
   else mem = os_map_aligned(kSuperSlabSize, kSuperSlabSize);
   if (mem == nullptr) return nullptr;
-  auto* bits = static_cast<uint64_t*>(os_map(kOutBitsBytes));
+  auto* bits = static_cast<uint64_t*>(os_map(kBitsMappingBytes));
   if (bits == nullptr) {
     os_unmap(mem, kSuperSlabSize);
     return nullptr;
@@ -32,7 +32,7 @@ SuperSlab* superslab_create(uint32_t claimed) {
   ss->state.store(kAllSlotsFree & ~uint64_t(claimed), std::memory_order_relaxed);
   for (int i = 0; i < kSlabsPerSuperSlab; ++i) ss->slabs[i].run_head = uint8_t(i);
   if (!region_map_set(ss, kSuperSlabSize, kRegionFreeSlab)) {
-    os_unmap(bits, kOutBitsBytes);
+    os_unmap(bits, kBitsMappingBytes);
     os_unmap(ss, kSuperSlabSize);
     return nullptr;
   }
@@ -63,7 +63,7 @@ void superslab_decommit(SuperSlab* ss) {
   size_t page = os_page_size();
   size_t start = (kSuperSlabHeader + page - 1) & ~(page - 1);
   os_decommit(reinterpret_cast<char*>(ss) + start, kSuperSlabSize - start);
-  os_decommit(ss->out_bits, kOutBitsBytes);  // all clear: every run was empty
+  os_decommit(ss->out_bits, kBitsMappingBytes);  // all clear: every run was empty
 }
 
 int superslab_claim(SuperSlab* ss, int k) {
@@ -144,6 +144,11 @@ Slab* slab_run_init(SuperSlab* ss, int idx, int cls, ThreadHeap* owner) {
   size_t size = class_to_size(cls);
   s->capacity = uint32_t(size_t(limit - start) / size);
   s->end = start + size_t(s->capacity) * size;
+  if constexpr (kArrayBits) {
+    // A block the slot's previous run handed out through new[] and the program released with
+    // free (undefined, unchecked there) may have left its bit: the new run starts clear.
+    for (uint32_t w = 0; w < run_bits_words(s); ++w) __atomic_store_n(run_array_word(s, w), 0, __ATOMIC_RELAXED);
+  }
   slab_run_reset(s, owner);
   region_map_set(reinterpret_cast<char*>(ss) + size_t(idx) * kSlabSize, size_t(k) * kSlabSize, uint8_t(cls));
   return s;

@@ -65,6 +65,12 @@ inline constexpr uint64_t kRetiredBit = 1ull << 32;
 // bitmap mapping, which saves a resident page per 2 MiB (0.2 % of the payload).
 inline constexpr size_t kRunBitsWords = kSlabSize / 16 / 64;
 inline constexpr size_t kOutBitsBytes = kSlabsPerSuperSlab * kRunBitsWords * 8;  // 16 KiB
+// Secure and debug variants: a second bitmap of the same shape after the out-bitmaps, one bit
+// per block set while the block is out through operator new[] (so that delete of it, or
+// delete[] of a block new did not make, is reported: hakmem.cpp, delete_kind_check). Every
+// run keeps it there, header-resident out-bitmap or not.
+inline constexpr bool kArrayBits = kSecure || kDebug;
+inline constexpr size_t kBitsMappingBytes = kOutBitsBytes * (kArrayBits ? 2 : 1);
 inline constexpr uint32_t kHeaderBitsWords = uint32_t(kHeaderBitsBlocks / 64);
 
 // Which list of its owner's heap a slab run is on.
@@ -174,6 +180,12 @@ struct RunIndex {
   }
 };
 HAK_FAST_PATH uint32_t run_block_index(const Slab* s, const void* b) { return RunIndex(s)(b); }
+
+// Word w of run s's new[] bitmap (kArrayBits), interleaved as the out-bitmap mapping.
+inline uint64_t* run_array_word(Slab* s, uint32_t w) {
+  SuperSlab* ss = superslab_of(s);
+  return ss->out_bits + kOutBitsBytes / 8 + size_t(w) * kSlabsPerSuperSlab + size_t(s - ss->slabs);
+}
 
 // Whether p, inside a run of class cls, is the start of one of its blocks: its offset from
 // the run's start (held by every slab of the run) is a multiple of the class size. One slab

@@ -18,6 +18,7 @@
 // Every case misuses the API on purpose.
 #pragma GCC diagnostic ignored "-Wuse-after-free"
 #pragma GCC diagnostic ignored "-Wfree-nonheap-object"
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -510,4 +511,76 @@ Test(misuse, sized_deletes_with_the_right_size_are_quiet) {
       &status);
   cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d, stderr: %s", status, err.c_str());
   cr_assert(err.empty(), "stderr: %s", err.c_str());
+}
+
+// delete of a block new[] made, and delete[] of one it did not (new, malloc): secure and debug,
+// at the call, in every tier (Tiny, Mid, span, Large).
+Test(misuse, delete_of_a_new_array_block_and_delete_array_of_a_new_block) {
+  if (!hak::kSecure && !hak::kDebug) cr_skip_test("the secure and debug variants check new[]/delete pairs");
+  const size_t sizes[] = {40, 3000, 100000, size_t(8) << 20};
+  for (size_t n : sizes) {
+    expect_abort("delete of new[]", "the block was allocated by operator new[] (release it with delete[])", [n] {
+      void* p = ::operator new[](n);
+      escape(p);
+      ::operator delete(p);
+    });
+    expect_abort("sized delete of new[]", "allocated by operator new[]", [n] {
+      void* p = ::operator new[](n);
+      escape(p);
+      ::operator delete(p, n);
+    });
+    expect_abort("delete[] of new", "the block was not allocated by operator new[]", [n] {
+      void* p = ::operator new(n);
+      escape(p);
+      ::operator delete[](p);
+    });
+    expect_abort("delete[] of malloc", "the block was not allocated by operator new[]", [n] {
+      void* p = malloc(n);
+      escape(p);
+      ::operator delete[](p);
+    });
+  }
+  expect_abort("aligned delete of aligned new[]", "allocated by operator new[]", [] {
+    void* p = ::operator new[](200, std::align_val_t(64));
+    escape(p);
+    ::operator delete(p, std::align_val_t(64));
+  });
+}
+
+// Matching pairs stay quiet, also when a block goes from new[] to new (or malloc) and back, and
+// in release, which does not check them.
+Test(misuse, matching_new_and_delete_pairs_are_quiet_as_blocks_are_reused) {
+  int status = 0;
+  std::string err = run_child(
+      [] {
+        for (int round = 0; round < 50; ++round) {
+          for (size_t n : {size_t(16), size_t(40), size_t(700), size_t(3000), size_t(40000), size_t(100000)}) {
+            static void* keep[64];
+            for (void*& k : keep) escape(k = ::operator new[](n));
+            for (void* k : keep) ::operator delete[](k);
+            for (void*& k : keep) escape(k = ::operator new(n));  // the same blocks, most of them
+            for (void* k : keep) ::operator delete(k);
+            for (void*& k : keep) escape(k = ::operator new[](n, std::nothrow));
+            for (void* k : keep) ::operator delete[](k, n);
+            for (void*& k : keep) escape(k = malloc(n));
+            for (void* k : keep) ::operator delete(k);
+            void* a = ::operator new[](n, std::align_val_t(256));
+            escape(a);
+            ::operator delete[](a, std::align_val_t(256));
+          }
+        }
+      },
+      &status);
+  cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d, stderr: %s", status, err.c_str());
+  cr_assert(err.empty(), "stderr: %s", err.c_str());
+  if (!hak::kSecure && !hak::kDebug) {
+    err = run_child(
+        [] {
+          void* p = ::operator new[](40);
+          escape(p);
+          ::operator delete(p);  // release does not check the pair
+        },
+        &status);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "release reported a new[]/delete pair: %s", err.c_str());
+  }
 }

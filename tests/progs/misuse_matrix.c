@@ -13,6 +13,7 @@
 // Sizes: Tiny 32 B, Mid 3000 B, span 100 000 B, Large 8 MiB.
 #define _GNU_SOURCE
 #include <alloca.h>
+#include <dlfcn.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -143,6 +144,21 @@ static void use_after_free_reused(size_t n) {
   WRITTEN(p);
   free(q);
 }
+// The C++ operators, by their mangled names: hakmem's under LD_PRELOAD, libstdc++'s otherwise.
+static void* cxx_op(const char* name) {
+  void* f = dlsym(RTLD_DEFAULT, name);
+  if (f == NULL && dlopen("libstdc++.so.6", RTLD_NOW | RTLD_GLOBAL) != NULL) f = dlsym(RTLD_DEFAULT, name);
+  if (f == NULL) _exit(3);
+  return f;
+}
+static void delete_mismatch(size_t n, int array_new) {
+  void* (*new_op)(size_t) = (void* (*)(size_t))cxx_op(array_new ? "_Znam" : "_Znwm");
+  void (*delete_op)(void*) = (void (*)(void*))cxx_op(array_new ? "_ZdlPv" : "_ZdaPv");
+  g_size = n;
+  void* p = new_op(n);
+  keep(p);
+  delete_op(p);
+}
 static void* free_arg(void* p) {
   free(p);
   return NULL;
@@ -206,6 +222,8 @@ static void run_underflow_1_tiny(void) { underflow_by(64, 1); }
 static void run_overflow_memcpy_mid(void) { overflow_memcpy(3000, 64); }
 static void run_uaf_zero_mid(void) { use_after_free(3000, 0, 3000); }
 static void run_uaf_reused_tiny(void) { use_after_free_reused(64); }
+static void run_delete_new_array_tiny(void) { delete_mismatch(40, 1); }
+static void run_delete_array_new_mid(void) { delete_mismatch(3000, 0); }
 
 static const struct {
   const char* name;
@@ -244,6 +262,8 @@ static const struct {
     {"overflow_memcpy_mid", "overflow by 64 bytes with `memcpy`, then `free`: Mid (3000 B)", run_overflow_memcpy_mid},
     {"uaf_zero_mid", "freed block zeroed with `memset`: Mid (3000 B)", run_uaf_zero_mid},
     {"uaf_reused_tiny", "freed block zeroed after it was handed out again: Tiny (64 B)", run_uaf_reused_tiny},
+    {"delete_new_array_tiny", "`delete` of a block `new[]` made: Tiny (40 B)", run_delete_new_array_tiny},
+    {"delete_array_new_mid", "`delete[]` of a block `new` made: Mid (3000 B)", run_delete_array_new_mid},
 };
 #define NCASES (sizeof kCases / sizeof kCases[0])
 
