@@ -4,7 +4,8 @@
 #   make test                       build and run every test against every variant
 #   make bench                      build the benchmark binaries (both variants)
 #   make valgrind                   unit tests under memcheck (debug variant)
-#   make install PREFIX=/usr/local  library, header, pkg-config file
+#   make install PREFIX=/usr/local  library (and the debug and secure ones under lib/hakmem/), header,
+#                                   pkg-config file, bin/hakmem (scripts/hakmem: run a program on hakmem)
 #   make clean
 #
 # Variants: out/release (HAKMEM_BUILD_RELEASE=1, -O2, -g, frame pointers),
@@ -79,8 +80,12 @@ all: $(ALL_EXTRA)
 -include $(shell find out -name '*.d' 2>/dev/null)
 
 # ---------------------------------------------------------------------------
-install: release
-	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
+install: libs
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -d $(DESTDIR)$(PREFIX)/lib/hakmem/debug $(DESTDIR)$(PREFIX)/lib/hakmem/secure
+	install -m 755 scripts/hakmem $(DESTDIR)$(PREFIX)/bin/hakmem
+	install -m 755 out/debug/libhakmem.so $(DESTDIR)$(PREFIX)/lib/hakmem/debug/libhakmem.so
+	install -m 755 out/secure/libhakmem.so $(DESTDIR)$(PREFIX)/lib/hakmem/secure/libhakmem.so
 	install -m 755 out/release/libhakmem.so $(DESTDIR)$(PREFIX)/lib/libhakmem.so
 	install -m 644 out/release/libhakmem.a $(DESTDIR)$(PREFIX)/lib/libhakmem.a
 	install -m 644 core/hakmem.h $(DESTDIR)$(PREFIX)/include/hakmem.h

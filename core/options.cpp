@@ -59,8 +59,8 @@ void options_init() {
 const Options& options() { return g_options; }
 
 void options_print() {
-  diag_print("build: %s variant (HAKMEM_BUILD_RELEASE=%d), page size %zu, %s environment",
-             kRelease ? "release" : "debug", kRelease ? 1 : 0, os_page_size(),
+  diag_print("build: %s variant (HAKMEM_BUILD_RELEASE=%d, HAKMEM_SECURE=%d), page size %zu, %s environment",
+             kSecure ? "secure" : kRelease ? "release" : "debug", kRelease ? 1 : 0, kSecure ? 1 : 0, os_page_size(),
              os_is_secure() ? "secure (AT_SECURE: options ignored)" : "normal");
   for (const OptionInfo& o : kTable) {
     if (o.debug_only && kRelease) continue;
