@@ -99,6 +99,7 @@ HAK_SLOW_PATH void hak_init_slow() {
     os_init();
     link_key_init();  // before the first block is linked
     options_init();
+    if (options().stats) os_stderr_keep();  // the table at exit reaches stderr even if the program closed it
     if (!region_map_init()) hak_fatal("cannot reserve the region map");
     tiny_init_thread_key();
     decay_thread_set_worker(decay_background, options().decay_thread);
@@ -676,9 +677,8 @@ HAK_SLOW_PATH void sized_delete_check(void* p, size_t n, size_t align) {
 // pointers that are not a block's start are left to free's own checks.
 std::atomic<bool> g_new_array_used{false};
 
-// The flag's word and bit for live block p, or nullptr (not checkable).
-HAK_SLOW_PATH uint64_t* array_flag_word(void* p, uint64_t* bit) {
-  uint8_t id = region_map_lookup(p);
+// The flag's word and bit for live block p of region id (a class), or nullptr (not checkable).
+HAK_FAST_PATH uint64_t* array_flag_word(void* p, uint8_t id, uint64_t* bit) {
   if (unsigned(id) - 1u >= unsigned(kNumClasses)) return nullptr;
   Slab* s = slab_of_block(p);
   uint32_t i = run_block_index(s, p);
@@ -697,7 +697,7 @@ HAK_SLOW_PATH void array_flag_set(void* p, bool array) {
     guarded_set_array(p, array);
   } else {
     uint64_t bit;
-    if (uint64_t* w = array_flag_word(p, &bit)) {
+    if (uint64_t* w = array_flag_word(p, id, &bit)) {
       if (array) __atomic_fetch_or(w, bit, __ATOMIC_RELAXED);
       else if (__atomic_load_n(w, __ATOMIC_RELAXED) & bit) __atomic_fetch_and(w, ~bit, __ATOMIC_RELAXED);
     }
@@ -726,7 +726,7 @@ HAK_SLOW_PATH void delete_kind_check(void* p, bool array) {
   } else if (id == kRegionGuarded) {
     flagged = guarded_is_array(p);
     if (flagged && array) guarded_set_array(p, false);
-  } else if ((w = array_flag_word(p, &bit)) != nullptr) {
+  } else if ((w = array_flag_word(p, id, &bit)) != nullptr) {
     flagged = (__atomic_load_n(w, __ATOMIC_RELAXED) & bit) != 0;
     if (flagged && array) __atomic_fetch_and(w, ~bit, __ATOMIC_RELAXED);
   } else {
@@ -740,7 +740,10 @@ HAK_SLOW_PATH void delete_kind_check(void* p, bool array) {
 }
 
 HAK_FAST_PATH void cxx_delete(void* p, bool array) {
-  if constexpr (kArrayBits) delete_kind_check(p, array);
+  // No block is flagged before the program's first new[]: until then delete checks nothing.
+  if constexpr (kArrayBits) {
+    if (array || g_new_array_used.load(std::memory_order_relaxed)) delete_kind_check(p, array);
+  }
   hak_free_impl(p);
 }
 HAK_FAST_PATH void sized_delete(void* p, size_t n, size_t align, bool array) {

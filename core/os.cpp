@@ -173,11 +173,22 @@ uint64_t os_minor_faults() {
   return getrusage(RUSAGE_SELF, &ru) == 0 ? uint64_t(ru.ru_minflt) : 0;
 }
 
+static int g_stderr_copy = -1;  // os_stderr_keep
+
+void os_stderr_keep() {
+  if (g_stderr_copy < 0) g_stderr_copy = fcntl(2, F_DUPFD_CLOEXEC, 64);
+}
+
 void os_write_stderr(const char* buf, size_t len) {
+  int fd = 2;
   while (len > 0) {
-    ssize_t n = write(2, buf, len);
+    ssize_t n = write(fd, buf, len);
     if (n < 0) {
       if (errno == EINTR) continue;
+      if (errno == EBADF && fd == 2 && g_stderr_copy >= 0) {  // the program closed its stderr
+        fd = g_stderr_copy;
+        continue;
+      }
       return;
     }
     buf += n;

@@ -71,6 +71,10 @@ uint64_t os_minor_faults();
 
 // Writes to stderr, retrying on EINTR and short writes. Never allocates.
 void os_write_stderr(const char* buf, size_t len);
+// Keeps a private copy of fd 2 (close-on-exec), which os_write_stderr falls back to once the
+// program has closed its stderr: coreutils close it in an atexit handler, before the exit-time
+// statistics table (HAKMEM_STATS=1, the only caller) is printed.
+void os_stderr_keep();
 
 // Value of an environment variable as read at start-up (nullptr if unset, or if the program
 // runs with AT_SECURE — setuid/setgid — where hakmem ignores its environment).

@@ -34,4 +34,9 @@ check "mallinfo2 hblkhd" "$hblk" 9633792 9633792
 grep -q '^<malloc version=' "$out" && grep -q '^</malloc>' "$out" || { echo "FAIL: malloc_info XML not framed"; fail=1; }
 xml_mmap=$(sed -n 's/.*<total type="mmap" count="\([0-9]*\)" size="\([0-9]*\)".*/\1 \2/p' "$out" | head -1)
 [ "$xml_mmap" = "3 9633792" ] && echo "ok: malloc_info mmap total $xml_mmap" || { echo "FAIL: malloc_info mmap total '$xml_mmap', want '3 9633792'"; sed -n '/<malloc/,/<\/malloc>/p' "$out"; fail=1; }
+# A program that closes its stderr before exit (coreutils do, in an atexit handler): the table
+# still reaches the stderr it started with.
+closed=$(HAKMEM_STATS=1 LD_PRELOAD="$HAKMEM_LIB" sh -c 'exec 3>&2; exec ls / 2>&3' 2>&1 >/dev/null)
+if [[ "$closed" == *"hakmem: stats: tier"* ]]; then echo "ok: the table after the program closed stderr (ls)"
+else echo "FAIL: no statistics table from ls, which closes its stderr at exit: '$closed'"; fail=1; fi
 exit $fail
