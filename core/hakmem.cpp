@@ -33,6 +33,7 @@
 #include "hakmem.h"
 #include "hakmem_build_flags.h"
 #include "large.h"
+#include "new_kind.h"
 #include "os.h"
 #include "page_arena.h"
 #include "region_map.h"
@@ -642,22 +643,22 @@ HAK_SLOW_PATH void sized_delete_check(void* p, size_t n, size_t align) {
   if (p == nullptr) return;
   uint8_t id = region_map_lookup(p);
   bool tiny = unsigned(id) - 1u < unsigned(kNumClasses);
+  size_t usable;
+  bool ok;
   if (id == kRegionGuarded) {
-    size_t asked = guarded_usable(p, "operator delete");
-    if (n != asked)
-      hak_fatal("operator delete(%p, %zu): wrong size (the block holds %zu bytes: it was allocated for another size)", p,
-                n, asked);
-    return;
+    usable = guarded_usable(p, "operator delete");  // the size asked for: exactly
+    ok = n == usable;
+  } else {
+    if (tiny) {
+      if (run_block_index(slab_of_block(p), p) == UINT32_MAX) return;
+      if (key_held_live(p)) return;  // a freed block (free_link.h)
+    } else if (id != kRegionSpan || span_header_of(p)->magic != kSpanMagicLive) {
+      return;
+    }
+    usable = hak_usable_size_impl(p);
+    ok = n <= usable;
   }
-  if (tiny) {
-    if (run_block_index(slab_of_block(p), p) == UINT32_MAX) return;
-    if (key_held_live(p)) return;  // a freed block (free_link.h)
-  } else if (id != kRegionSpan || span_header_of(p)->magic != kSpanMagicLive) {
-    return;
-  }
-  size_t usable = hak_usable_size_impl(p);
-  bool ok = n <= usable;
-  if (ok && align <= 16) {
+  if (ok && align <= 16 && id != kRegionGuarded) {
     if (tiny) {
       size_t own = class_to_size(size_to_class(n));
       ok = usable <= own + (own / 8 > 32 ? own / 8 : 32);
@@ -669,81 +670,8 @@ HAK_SLOW_PATH void sized_delete_check(void* p, size_t n, size_t align) {
     hak_fatal("operator delete(%p, %zu): wrong size (the block holds %zu bytes: it was allocated for another size)", p,
               n, usable);
 }
-// Secure and debug: which operator made a live block. A block operator new[] returned has its
-// flag set (its run's new[] bitmap, kArrayBits; a span header's `array`; a guarded slot's);
-// operator new clears it, once the program has used new[] at all (a block freed by free()
-// after new[] made it, undefined and unchecked, may have left it set). delete of a flagged
-// block, and delete[] of an unflagged one, are reported at the call. Blocks freed already and
-// pointers that are not a block's start are left to free's own checks.
-std::atomic<bool> g_new_array_used{false};
-
-// The flag's word and bit for live block p of region id (a class), or nullptr (not checkable).
-HAK_FAST_PATH uint64_t* array_flag_word(void* p, uint8_t id, uint64_t* bit) {
-  if (unsigned(id) - 1u >= unsigned(kNumClasses)) return nullptr;
-  Slab* s = slab_of_block(p);
-  uint32_t i = run_block_index(s, p);
-  if (i == UINT32_MAX || key_held_live(p)) return nullptr;
-  *bit = uint64_t(1) << (i & 63);
-  return run_array_word(s, i >> 6);
-}
-
-HAK_SLOW_PATH void array_flag_set(void* p, bool array) {
-  if (p == nullptr) return;
-  if (array) g_new_array_used.store(true, std::memory_order_relaxed);
-  uint8_t id = region_map_lookup(p);
-  if (id == kRegionSpan) {
-    span_header_of(p)->array = array ? 1 : 0;
-  } else if (id == kRegionGuarded) {
-    guarded_set_array(p, array);
-  } else {
-    uint64_t bit;
-    if (uint64_t* w = array_flag_word(p, id, &bit)) {
-      if (array) __atomic_fetch_or(w, bit, __ATOMIC_RELAXED);
-      else if (__atomic_load_n(w, __ATOMIC_RELAXED) & bit) __atomic_fetch_and(w, ~bit, __ATOMIC_RELAXED);
-    }
-  }
-}
-
-HAK_FAST_PATH void* new_kind(void* p, bool array) {
-  if constexpr (kArrayBits) {
-    if (array || g_new_array_used.load(std::memory_order_relaxed)) array_flag_set(p, array);
-  }
-  return p;
-}
-
-// delete (array = false) or delete[] (array = true) of p: the flag must match; delete[] clears it.
-HAK_SLOW_PATH void delete_kind_check(void* p, bool array) {
-  if (p == nullptr) return;
-  bool flagged;
-  uint8_t id = region_map_lookup(p);
-  uint64_t bit = 0;
-  uint64_t* w = nullptr;
-  if (id == kRegionSpan) {
-    SpanHeader* h = span_header_of(p);
-    if (h->magic != kSpanMagicLive) return;
-    flagged = h->array != 0;
-    if (flagged && array) h->array = 0;
-  } else if (id == kRegionGuarded) {
-    flagged = guarded_is_array(p);
-    if (flagged && array) guarded_set_array(p, false);
-  } else if ((w = array_flag_word(p, id, &bit)) != nullptr) {
-    flagged = (__atomic_load_n(w, __ATOMIC_RELAXED) & bit) != 0;
-    if (flagged && array) __atomic_fetch_and(w, ~bit, __ATOMIC_RELAXED);
-  } else {
-    return;
-  }
-  if (flagged && !array)
-    hak_fatal("operator delete(%p): the block was allocated by operator new[] (release it with delete[])", p);
-  if (!flagged && array)
-    hak_fatal("operator delete[](%p): the block was not allocated by operator new[] (by new or malloc: release it "
-              "with delete or free)", p);
-}
-
 HAK_FAST_PATH void cxx_delete(void* p, bool array) {
-  // No block is flagged before the program's first new[]: until then delete checks nothing.
-  if constexpr (kArrayBits) {
-    if (array || g_new_array_used.load(std::memory_order_relaxed)) delete_kind_check(p, array);
-  }
+  new_kind_check_delete(p, array);
   hak_free_impl(p);
 }
 HAK_FAST_PATH void sized_delete(void* p, size_t n, size_t align, bool array) {
