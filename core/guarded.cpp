@@ -1,7 +1,6 @@
 // guarded.cpp — the guarded pool (see guarded.h).
 #include "guarded.h"
 
-#include <dlfcn.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -13,6 +12,7 @@
 #include "diag.h"
 #include "os.h"
 #include "region_map.h"
+#include "stack_trace.h"
 
 namespace hak {
 
@@ -66,69 +66,9 @@ int slot_index(uintptr_t a) {
   return i < size_t(kGuardSlots) ? int(i) : -1;
 }
 
-// Stack pages of this thread known to be readable (read once through os_read_safely): frames
-// on them are read directly. A thread's stack stays mapped while it runs, so after its first
-// sample a thread walks its stack without a system call.
-HAK_TLS uintptr_t t_stack_ok_lo, t_stack_ok_hi;
-
-// Return addresses by the frame-pointer chain. A frame is read directly while it lies on a
-// page already known to be readable (the current frame's, or one read through
-// os_read_safely): code built without frame pointers ends the walk instead of faulting.
-int capture_stack(uintptr_t* pcs, int max) {
-  auto* fp = static_cast<uintptr_t*>(__builtin_frame_address(0));
-  uintptr_t here = uintptr_t(fp) & ~(kPage - 1);
-  if (here < t_stack_ok_lo || here >= t_stack_ok_hi) {  // first sample, or another stack
-    t_stack_ok_lo = here;
-    t_stack_ok_hi = here + kPage;
-  }
-  int n = 0;
-  while (n < max) {
-    uintptr_t f = uintptr_t(fp), rec[2];
-    if ((f & 7) != 0) break;
-    if (f >= t_stack_ok_lo && f + sizeof rec <= t_stack_ok_hi) {
-      rec[0] = fp[0];
-      rec[1] = fp[1];
-    } else {
-      if (!os_read_safely(fp, rec, sizeof rec)) break;
-      uintptr_t lo = f & ~(kPage - 1), hi = (f + sizeof rec + kPage - 1) & ~(kPage - 1);
-      if (lo <= t_stack_ok_hi && hi > t_stack_ok_hi) t_stack_ok_hi = hi;  // grows up the stack
-    }
-    if (rec[1] < 4096) break;
-    pcs[n++] = rec[1];
-    if (rec[0] <= f || rec[0] - f > (size_t(1) << 20)) break;  // the chain only goes up the stack
-    fp = reinterpret_cast<uintptr_t*>(rec[0]);
-  }
-  return n;
-}
-
-// The library's own frames lead every stack; a shared libhakmem's are left out (linked into
-// the program, they cannot be told apart from its frames, and stay).
-bool own_frame(uintptr_t pc) {
-  Dl_info self, info;
-  if (dladdr(reinterpret_cast<void*>(&guarded_init), &self) == 0 || self.dli_fname == nullptr ||
-      strstr(self.dli_fname, ".so") == nullptr)
-    return false;
-  return dladdr(reinterpret_cast<void*>(pc - 1), &info) != 0 && info.dli_fbase == self.dli_fbase;
-}
-
 void print_stack(const char* what, uint32_t tid, const uintptr_t* pcs, int n) {
   diag_print("%s by thread %u:", what, unsigned(tid));
-  int first = 0;
-  while (first < n - 1 && own_frame(pcs[first])) ++first;
-  for (int i = first; i < n; ++i) {
-    Dl_info info;
-    // A return address points after its call: look up the call itself.
-    if (dladdr(reinterpret_cast<void*>(pcs[i] - 1), &info) != 0 && info.dli_fname != nullptr) {
-      if (info.dli_sname != nullptr)
-        diag_print("  #%d %p %s+%lx (%s)", i - first, reinterpret_cast<void*>(pcs[i]), info.dli_sname,
-                   (unsigned long)(pcs[i] - uintptr_t(info.dli_saddr)), info.dli_fname);
-      else
-        diag_print("  #%d %p (%s+%lx)", i - first, reinterpret_cast<void*>(pcs[i]), info.dli_fname,
-                   (unsigned long)(pcs[i] - uintptr_t(info.dli_fbase)));
-    } else {
-      diag_print("  #%d %p", i - first, reinterpret_cast<void*>(pcs[i]));
-    }
-  }
+  stack_print(pcs, n, stack_own_prefix(pcs, n));
 }
 
 void print_stacks(const Slot& s, bool freed) {
@@ -314,7 +254,7 @@ void* guarded_alloc(size_t n, size_t align) {
   s.bytes = bytes;
   s.array = 0;
   s.alloc_tid = os_thread_id();
-  s.alloc_frames = uint8_t(capture_stack(s.alloc_pc, kGuardFrames));
+  s.alloc_frames = uint8_t(stack_capture_any(s.alloc_pc, kGuardFrames));
   s.free_frames = 0;
   s.state.store(kSlotLive, std::memory_order_release);
   return block;
@@ -347,7 +287,7 @@ void guarded_free(void* p) {
   uint8_t live = kSlotLive;
   if (!s.state.compare_exchange_strong(live, kSlotFreed)) hak_fatal("free(%p): double free", p);
   s.free_tid = os_thread_id();
-  s.free_frames = uint8_t(capture_stack(s.free_pc, kGuardFrames));
+  s.free_frames = uint8_t(stack_capture_any(s.free_pc, kGuardFrames));
   if (uintptr_t bad = first_bad_spare(s)) {
     print_bounds_error(bad, s, " (found at free: a byte beside the block was written)");
     print_stacks(s, true);

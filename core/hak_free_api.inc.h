@@ -48,11 +48,12 @@ HAK_FAST_PATH void hak_free_impl(void* p) {
 
 void span_free(void* p) {
   SpanHeader* h = span_header_of(p);
+  char* start = static_cast<char*>(p) - h->offset;
   if (HAK_UNLIKELY(h->magic != kSpanMagicLive)) {
     if (h->magic == kSpanMagicFreed) hak_fatal("free(%p): double free of a span block", p);
-    hak_fatal("free(%p): invalid pointer (no span header: not the start of a hakmem block)", p);
+    if (h->magic != kSpanMagicSampled) hak_fatal("free(%p): invalid pointer (no span header: not the start of a hakmem block)", p);
+    prof_record_free(start);  // a block the heap profiler sampled
   }
-  char* start = static_cast<char*>(p) - h->offset;
   size_t bytes = size_t(h->span_bytes);
   h->magic = kSpanMagicFreed;
   if (bytes <= kArenaMaxSpan) {

@@ -36,6 +36,7 @@
 #include "new_kind.h"
 #include "os.h"
 #include "page_arena.h"
+#include "prof.h"
 #include "region_map.h"
 #include "shared_pool.h"
 #include "size_class.h"
@@ -77,8 +78,10 @@ void fork_prepare() {
   arena_lock();
   large_lock();
   guarded_lock();
+  prof_lock();
 }
 void fork_parent() {
+  prof_unlock();
   guarded_unlock();
   large_unlock();
   arena_unlock();
@@ -86,6 +89,7 @@ void fork_parent() {
   tiny_unlock();
 }
 void fork_child() {
+  prof_reinit_after_fork();
   guarded_reinit_after_fork();
   decay_thread_reinit_after_fork();
   large_reinit_after_fork();
@@ -108,6 +112,8 @@ HAK_SLOW_PATH void hak_init_slow() {
     // only confuse it).
     if (options().guard != 0 && !(kValgrind && vg_running()) && guarded_init(options().guard) && !kGuardInline)
       alloc_tables_sample_upto(kGuardMaxSize);
+    // The heap profiler (off under memcheck, like the guarded pool).
+    if (!(kValgrind && vg_running())) prof_init();
     g_init_state.store(2, std::memory_order_release);
     pthread_atfork(fork_prepare, fork_parent, fork_child);  // may allocate: we are ready
     if (options().verbose) options_print();
@@ -129,12 +135,14 @@ HAK_SLOW_PATH void* fail_nomem() {
 }
 
 // ---------------------------------------------------------------------------------------
-// Spans: everything above 32 KiB, and aligned requests no size class can serve.
-HAK_SLOW_PATH void* span_alloc(size_t n, size_t align, bool zero) {
+// Spans: everything above 32 KiB, aligned requests no size class can serve, and the blocks
+// the heap profiler samples (`sampled`: the span starts with the sample's record, prof.h).
+HAK_SLOW_PATH void* span_alloc_as(size_t n, size_t align, bool zero, bool sampled) {
   ensure_init();
   if (n > kMaxRequest || align > kMaxAlign) return fail_nomem();
   if (n == 0) n = 1;  // the block must lie inside its span (aligned_alloc(2 MiB, 0))
-  size_t lead = align <= 16 ? 16 : align;
+  const size_t min_lead = sampled ? kProfLead : 16;
+  size_t lead = align <= min_lead ? min_lead : sampled ? align + min_lead : align;
   size_t total = n + lead;
   bool fresh = false;
   char* start;
@@ -151,15 +159,15 @@ HAK_SLOW_PATH void* span_alloc(size_t n, size_t align, bool zero) {
     start = static_cast<char*>(large_alloc(bytes, &fresh));
   }
   if (start == nullptr) return fail_nomem();
-  char* block = align <= 16 ? start + 16
-                            : reinterpret_cast<char*>((uintptr_t(start) + 16 + align - 1) & ~(uintptr_t(align) - 1));
+  char* block = align <= min_lead ? start + min_lead
+                                  : reinterpret_cast<char*>((uintptr_t(start) + min_lead + align - 1) & ~(uintptr_t(align) - 1));
   SpanHeader* h = span_header_of(block);
   if constexpr (kValgrind) {
     // The span may hold earlier blocks, NOACCESS to memcheck: all of it is, but its header.
     vg_noaccess(start, bytes);
     vg_undefined(h, sizeof(SpanHeader));
   }
-  h->magic = kSpanMagicLive;
+  h->magic = sampled ? kSpanMagicSampled : kSpanMagicLive;
   h->offset = uint32_t(block - start);
   h->array = 0;
   h->span_bytes = bytes;
@@ -167,8 +175,23 @@ HAK_SLOW_PATH void* span_alloc(size_t n, size_t align, bool zero) {
     if constexpr (kValgrind) vg_undefined(block, n);
     memset(block, 0, n);
   }
+  if (sampled) prof_record_alloc(start, block, n, align);
   decay_tick();
   return block;
+}
+
+// The heap profiler's count ran out: whether this allocation of n bytes is sampled (the first
+// allocation of the process may be: initialisation comes first).
+HAK_SLOW_PATH bool prof_take_sample(size_t n) {
+  ensure_init();
+  int64_t gap;
+  bool sample = prof_sample_now(n, kProfThreadCounter, &gap);
+  t_prof_left = gap;
+  return sample;
+}
+
+HAK_FAST_PATH void* span_alloc(size_t n, size_t align, bool zero) {
+  return span_alloc_as(n, align, zero, prof_countdown(n) && prof_take_sample(n));
 }
 
 }  // namespace
@@ -224,6 +247,28 @@ HAK_SLOW_PATH void* tiny_alloc_miss_sized(size_t n, int cls) {
   return tiny_alloc_fast(size_to_class(n));
 }
 
+// malloc's path found the class's heap-profiler count run out (tiny_alloc_sized): a sampled
+// block is a span of its own; otherwise the class's block as usual.
+HAK_SLOW_PATH void* tiny_alloc_prof(size_t n, int cls) {
+  const bool was_ready = g_init_state.load(std::memory_order_acquire) == 2;
+  ensure_init();
+  int64_t gap;
+  bool sample = prof_sample_now(n, uint32_t(cls), &gap);
+  TlsCache& tc = t_cache[cls];
+  tc.prof_left = int32_t(gap);
+  if (sample)
+    if (void* p = span_alloc_as(n, 16, false, true)) return p;
+  // The process's first malloc chose its class before initialisation set the tables (guarded
+  // sampling may send it to class 0): tiny_alloc_miss_sized's first-malloc path decides.
+  if (HAK_UNLIKELY(!was_ready)) return tiny_alloc_miss_sized(n, 0);
+  if (HAK_LIKELY(tc.head != nullptr)) {
+    void* p = tiny_cache_pop(tc, cls);
+    if constexpr (kDebug) tiny_debug_check_alloc(p, cls);
+    return p;
+  }
+  return tiny_alloc_miss_sized(n, cls);
+}
+
 // ---------------------------------------------------------------------------------------
 size_t hak_usable_size_impl(const void* p);
 
@@ -253,6 +298,7 @@ HAK_FAST_PATH void* hak_alloc_impl(size_t n) {
 // Alignment is a power of two here.
 HAK_FAST_PATH void* aligned_block(size_t align, size_t n) {
   if (align <= 16) return alloc_block(n < 16 && align == 16 ? 16 : n);
+  if (prof_countdown(n) && prof_take_sample(n)) return span_alloc_as(n, align, false, true);
   if (HAK_UNLIKELY(guarded_rate() != 0) && align <= 4096 && n <= kGuardMaxSize && guarded_should_sample())
     if (void* p = guarded_alloc(n, align)) return p;
   if (align <= 4096 && n <= kMidMax) {
@@ -280,7 +326,7 @@ size_t hak_usable_size_impl(const void* p) {
   if (p == nullptr) return 0;
   if (id == kRegionSpan) {
     SpanHeader* h = span_header_of(p);
-    if (h->magic != kSpanMagicLive) hak_fatal("malloc_usable_size(%p): invalid pointer", p);
+    if (!span_is_live(h)) hak_fatal("malloc_usable_size(%p): invalid pointer", p);
     return span_usable(h);
   }
   if (id == kRegionGuarded) return guarded_usable(p, "malloc_usable_size");
@@ -351,8 +397,19 @@ void* hak_realloc_impl(void* p, size_t n) {
     guarded_free(p);
     return q;
   }
-  if (id == kRegionSpan && span_header_of(p)->magic != kSpanMagicLive)
+  if (id == kRegionSpan && !span_is_live(span_header_of(p)))
     hak_fatal("realloc(%p): invalid pointer (a freed span block, or not the start of one)", p);
+  if (id == kRegionSpan && span_header_of(p)->magic == kSpanMagicSampled) {
+    // A sampled block is never resized where it is (its record would go stale, or move with
+    // its pages): a new block (sampled or not), a copy, and the free that retires the sample.
+    size_t have = span_usable(span_header_of(p));
+    if constexpr (kValgrind) have = vg_block_size(p, have);
+    void* q = hak_alloc_impl(n);
+    if (q == nullptr) return nullptr;
+    memcpy(q, p, n < have ? n : have);
+    hak_free_impl(p);
+    return q;
+  }
   if (id == kRegionFreeSlab) hak_fatal("realloc(%p): invalid pointer (inside a hakmem SuperSlab but in no live slab)", p);
   if (id == kRegionLargeFree) hak_fatal("realloc(%p): invalid pointer (in freed Large memory; freed already?)", p);
   if (unsigned(id) - 1u < unsigned(kNumClasses) && run_block_index(slab_of_block(p), p) == UINT32_MAX)
@@ -617,6 +674,28 @@ HAK_EXPORT void hak_stats_print(void) {
   ensure_init();
   stats_print();
 }
+HAK_EXPORT size_t hak_prof_set(size_t mean_bytes) {
+  ensure_init();
+  if (kValgrind && vg_running()) return 0;  // memcheck tracks the heap itself
+  size_t old = prof_set(mean_bytes);
+  // The calling thread's counts look at the switch at its next allocation of each class
+  // (other threads' within their next 1 MiB of each: sampler.h).
+  for (int c = 0; c <= kNumClasses; ++c) t_cache[c].prof_left = 0;
+  t_prof_left = 0;
+  return old;
+}
+HAK_EXPORT int hak_prof_dump(const char* path) {
+  ensure_init();
+  return prof_dump(path, false);
+}
+HAK_EXPORT int hak_prof_dump_peak(const char* path) {
+  ensure_init();
+  return prof_dump(path, true);
+}
+HAK_EXPORT void hak_prof_leak_report(int max_stacks) {
+  ensure_init();
+  prof_leak_report(max_stacks <= 0 ? 20 : max_stacks);
+}
 
 // At exit (a destructor of the library, or of the program that links it statically): the
 // exiting thread's cached blocks go back to their runs, where the release variant checks
@@ -626,6 +705,7 @@ HAK_EXPORT void hak_stats_print(void) {
 __attribute__((destructor)) static void hak_at_exit() {
   if (g_init_state.load(std::memory_order_acquire) != 2) return;
   tiny_flush_current_thread();
+  prof_at_exit();
   if (options().stats) stats_print();
 }
 
@@ -648,17 +728,20 @@ HAK_SLOW_PATH void sized_delete_check(void* p, size_t n, size_t align) {
   if (id == kRegionGuarded) {
     usable = guarded_usable(p, "operator delete");  // the size asked for: exactly
     ok = n == usable;
+  } else if (id == kRegionSpan && span_header_of(p)->magic == kSpanMagicSampled) {
+    usable = prof_requested_size(static_cast<char*>(p) - span_header_of(p)->offset);  // exactly, too
+    ok = n == usable;
   } else {
     if (tiny) {
       if (run_block_index(slab_of_block(p), p) == UINT32_MAX) return;
       if (key_held_live(p)) return;  // a freed block (free_link.h)
-    } else if (id != kRegionSpan || span_header_of(p)->magic != kSpanMagicLive) {
+    } else if (id != kRegionSpan || !span_is_live(span_header_of(p))) {
       return;
     }
     usable = hak_usable_size_impl(p);
     ok = n <= usable;
   }
-  if (ok && align <= 16 && id != kRegionGuarded) {
+  if (ok && align <= 16 && id != kRegionGuarded && span_header_of(p)->magic != kSpanMagicSampled) {
     if (tiny) {
       size_t own = class_to_size(size_to_class(n));
       ok = usable <= own + (own / 8 > 32 ? own / 8 : 32);

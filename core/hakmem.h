@@ -76,6 +76,21 @@ HAKMEM_API void   hak_stats_get(hak_stats_t* out);
 // this at exit).
 HAKMEM_API void   hak_stats_print(void);
 
+// The heap profiler (docs/PROFILING.md): one allocation per `mean_bytes` allocated on average
+// is sampled with its call stack. hak_prof_set turns it on (mean_bytes > 0; 524288 is the
+// default of HAKMEM_PROF=1) or off (0), and returns the previous mean (0: it was off;
+// SIZE_MAX: its table could not be mapped, nothing changed). Turned on at run time, each
+// thread starts sampling within its next 4 MiB of allocation.
+HAKMEM_API size_t hak_prof_set(size_t mean_bytes);
+// Writes the sampled live heap (hak_prof_dump) or the sampled heap at its peak
+// (hak_prof_dump_peak) as a gperftools heap profile (google-pprof reads it) to path, without
+// allocating. Returns 0, or -1 with errno set (ENOENT: the profiler never ran).
+HAKMEM_API int    hak_prof_dump(const char* path);
+HAKMEM_API int    hak_prof_dump_peak(const char* path);
+// Prints the stacks of the sampled blocks still live, largest first (at most max_stacks of
+// them; 0 = 20), scaled to bytes, to stderr. HAKMEM_PROF_LEAKS=1 prints it at exit.
+HAKMEM_API void   hak_prof_leak_report(int max_stacks);
+
 #ifdef __cplusplus
 }
 #endif

@@ -50,7 +50,7 @@ void new_kind_check(void* p, bool array) {
   uint64_t* w = nullptr;
   if (id == kRegionSpan) {
     SpanHeader* h = span_header_of(p);
-    if (h->magic != kSpanMagicLive) return;
+    if (!span_is_live(h)) return;
     flagged = h->array != 0;
     if (flagged && array) h->array = 0;
   } else if (id == kRegionGuarded) {

@@ -20,7 +20,7 @@ struct OptionInfo {
   uint64_t def;
 };
 
-uint64_t g_raw[6];
+uint64_t g_raw[10];
 const OptionInfo kTable[] = {
     {"HAKMEM_STATS", "print the statistics table at exit (1 = on)", false, &g_raw[0], 0},
     {"HAKMEM_VERBOSE", "print the options and build flags at start-up (1 = on)", false, &g_raw[1], 0},
@@ -29,6 +29,10 @@ const OptionInfo kTable[] = {
     {"HAKMEM_DECAY_THREAD", "return idle memory from a background thread (0 = never start it)", false, &g_raw[4], 1},
     {"HAKMEM_GUARD", "guard one allocation in N of at most 16 KiB between inaccessible pages (0 = off)", false, &g_raw[5],
      kGuardDefaultRate},
+    {"HAKMEM_PROF", "heap profiler: sample the heap by call stack (1 = on; docs/PROFILING.md)", false, &g_raw[6], 0},
+    {"HAKMEM_PROF_SAMPLE", "heap profiler: bytes allocated per sample on average (0 = 524288)", false, &g_raw[7], 0},
+    {"HAKMEM_PROF_LEAKS", "heap profiler: print the stacks of blocks still live at exit (1 = on)", false, &g_raw[8], 0},
+    {"HAKMEM_PROF_SIGNAL", "heap profiler: signal number that dumps the live profile (0 = none)", false, &g_raw[9], 0},
 };
 
 uint64_t parse(const char* s) {
@@ -53,6 +57,10 @@ void options_init() {
   detail::g_check_every = g_options.check;
   g_options.decay_thread = g_raw[4] != 0;
   g_options.guard = g_raw[5];
+  g_options.prof = g_raw[6] != 0;
+  g_options.prof_sample = g_raw[7];
+  g_options.prof_leaks = g_raw[8] != 0;
+  g_options.prof_signal = g_raw[9];
   g_ready = true;
 }
 

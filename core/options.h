@@ -25,6 +25,10 @@ struct Options {
   uint64_t check;       // HAKMEM_CHECK=N (debug variant): whole-heap check every N-th slow path
   bool decay_thread;    // HAKMEM_DECAY_THREAD=0: never start the idle-decay thread (default 1)
   uint64_t guard;       // HAKMEM_GUARD=N: guard one allocation in N (guarded.h); 0 = off
+  bool prof;            // HAKMEM_PROF=1: heap profiler on (prof.h)
+  uint64_t prof_sample; // HAKMEM_PROF_SAMPLE=N: bytes per sample on average (0 = the default, 512 KiB)
+  bool prof_leaks;      // HAKMEM_PROF_LEAKS=1: leak report at exit (turns the profiler on)
+  uint64_t prof_signal; // HAKMEM_PROF_SIGNAL=N: signal N dumps the live profile (0 = none)
 };
 
 // Reads the environment (os_init must have run). Idempotent.

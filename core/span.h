@@ -18,6 +18,9 @@ namespace hak {
 
 inline constexpr uint32_t kSpanMagicLive = 0x5350414eu;   // "SPAN"
 inline constexpr uint32_t kSpanMagicFreed = 0x44454144u;  // "DEAD": written on free
+// A live block the heap profiler sampled (prof.h): its span starts with the sample's record,
+// and free tells the profiler. Every other use treats it as kSpanMagicLive.
+inline constexpr uint32_t kSpanMagicSampled = 0x534d504cu;  // "SMPL"
 
 struct SpanHeader {
   uint32_t magic;
@@ -29,6 +32,9 @@ static_assert(sizeof(SpanHeader) == 16, "the span header is 16 bytes");
 
 HAK_FAST_PATH SpanHeader* span_header_of(const void* block) {
   return reinterpret_cast<SpanHeader*>(const_cast<char*>(static_cast<const char*>(block)) - sizeof(SpanHeader));
+}
+HAK_FAST_PATH bool span_is_live(const SpanHeader* h) {
+  return h->magic == kSpanMagicLive || h->magic == kSpanMagicSampled;
 }
 HAK_FAST_PATH size_t span_usable(const SpanHeader* h) { return size_t(h->span_bytes - h->offset); }
 

@@ -29,17 +29,16 @@ HAK_FAST_PATH void* tiny_alloc_fast(int cls, bool may_borrow = true) {
 }
 
 HAK_SLOW_PATH void* tiny_alloc_miss_sized(size_t n, int cls);
+HAK_SLOW_PATH void* tiny_alloc_prof(size_t n, int cls);
 
-// malloc's path for n ≤ kMidMax: as tiny_alloc_fast(size_to_class(n)), but from the
-// allocation tables, which send the requests guarded sampling may take to class 0 (always a
-// miss) while it is on; the miss then knows n. The secure variant counts down here instead
-// (guarded.h, kGuardInline).
 HAK_FAST_PATH void* tiny_alloc_sized(size_t n) {
   if constexpr (kGuardInline) {
     if (HAK_UNLIKELY(--t_guard_left < 0)) return tiny_alloc_miss_sized(n, 0);
   }
   int cls = size_to_class_alloc(n);
   TlsCache& tc = t_cache[cls];
+  // The heap profiler's count (sampler.h): a subtraction from the entry's line and a branch.
+  if (HAK_UNLIKELY((tc.prof_left -= int32_t(n)) < 0)) return tiny_alloc_prof(n, cls);
   if (HAK_LIKELY(tc.head != nullptr)) {
     void* p = tiny_cache_pop(tc, cls);
     if constexpr (kDebug) tiny_debug_check_alloc(p, cls);

@@ -9,7 +9,7 @@ need=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "ok installed"; }
 want() { for p in "$@"; do have_pkg "$p" || need+=("$p"); done; }
 
-want g++ make bc libcriterion-dev valgrind python3 git clang-14 libclang-rt-14-dev
+want g++ make bc libcriterion-dev valgrind python3 git clang-14 libclang-rt-14-dev google-perftools
 if [ "${1:-}" = "--bench" ] || [ "${1:-}" = "--real" ]; then
   want libmimalloc2.0 libjemalloc2 libgoogle-perftools4 libtcmalloc-minimal4 gnuplot-nox linux-perf time
 fi

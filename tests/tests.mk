@@ -37,6 +37,9 @@ out/$(1)/tests/linked/%: tests/linked/%.c out/$(1)/libhakmem.a
 	@mkdir -p $$(@D)
 	$$(CC) $$(PROG_CFLAGS) -o $$@ $$< $$(call HAKMEM_LINK,$(1))
 
+# The heap profiler's leak report names functions through the dynamic symbol table.
+out/$(1)/tests/progs/prof_sites: PROG_CXXFLAGS += -rdynamic
+
 tests-$(1): $(1) $$(TESTS_$(1)) $$(PROGS_$(1)) $$(LINKED_$(1))
 endef
 $(foreach v,$(VARIANTS),$(eval $(call TEST_RULES,$(v))))

@@ -34,8 +34,25 @@ expect "unknown option" 2 "unknown option '--fast'" "$h" run --fast -- true
 expect "no program" 2 "no program given" "$h" run --stats
 expect "--guard without a number" 2 "--guard x: not a number" "$h" run --guard x -- true
 expect "--guard at the end" 2 "--guard needs a number" "$h" run --guard
-expect "--prof refused until the profiler exists" 2 "heap profiler is not part of this build" "$h" run --prof f -- true
-expect "prof refused until the profiler exists" 2 "heap profiler is not part of this build" "$h" prof f
+expect "--prof without a file" 2 "--prof needs a file name" "$h" run --prof
+expect "--prof into a missing directory" 2 "no such directory" "$h" run --prof /nonexistent/dir/f -- true
+expect "prof without a file" 2 "prof: give a profile file" "$h" prof
+expect "prof of a missing file" 2 "no such file" "$h" prof /nonexistent.prof
+expect "prof of a file that is not a profile" 2 "not a heap profile" "$h" prof "$h"
+# --prof and --leaks: the exit profile (and its peak) written, the leak report printed, and
+# `hakmem prof` naming the program's top site from the profile alone.
+ptmp=$(mktemp -d)
+sites="$HAKMEM_OUT/tests/progs/prof_sites"
+expect "run --prof --leaks" 0 "hakmem: leak report: about" "$h" run $flag --prof "$ptmp/p.heap" --leaks -- "$sites" "$ptmp/mid.heap"
+for f in p.heap p.heap.peak; do
+  if [ -s "$ptmp/$f" ] && head -1 "$ptmp/$f" | grep -q '^heap profile: .* @ heap_v2/524288$'; then echo "ok   --prof wrote $f"
+  else echo "FAIL --prof did not write $f"; ls -la "$ptmp" | sed 's/^/       /'; fail=1; fi
+done
+expect "prof names the top site of the peak profile" 0 "site_keep_small" "$h" prof "$ptmp/p.heap.peak"
+mkdir "$ptmp/bin"  # the tools the script uses, without google-pprof
+for t in bash env awk head grep sort basename dirname readlink sed cat; do ln -s "$(command -v $t)" "$ptmp/bin/$t"; done
+expect "prof without google-pprof: the largest stacks" 0 "first frame 0x" env PATH="$ptmp/bin" bash "$h" prof "$ptmp/p.heap.peak"
+rm -rf "$ptmp"
 # The installed layout, once (release run of the test): every variant under a temporary prefix.
 if [ "$HAKMEM_VARIANT" = release ]; then
   tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
