@@ -141,9 +141,17 @@ HAK_SLOW_PATH void* span_alloc_as(size_t n, size_t align, bool zero, bool sample
   ensure_init();
   if (n > kMaxRequest || align > kMaxAlign) return fail_nomem();
   if (n == 0) n = 1;  // the block must lie inside its span (aligned_alloc(2 MiB, 0))
-  const size_t min_lead = sampled ? kProfLead : 16;
+  // Large blocks always leave room for the heap profiler's record before their header, so that
+  // realloc can sample or unsample one where it stands (hak_realloc_impl): 48 bytes of a mapping
+  // of more than 1 MiB.
+  size_t min_lead = sampled ? kProfLead : 16;
   size_t lead = align <= min_lead ? min_lead : sampled ? align + min_lead : align;
   size_t total = n + lead;
+  if (total > kArenaMaxSpan && min_lead < kProfLead) {
+    min_lead = kProfLead;
+    lead = align <= min_lead ? min_lead : align + min_lead;
+    total = n + lead;
+  }
   bool fresh = false;
   char* start;
   size_t bytes;
@@ -190,7 +198,9 @@ HAK_SLOW_PATH bool prof_take_sample(size_t n) {
   return sample;
 }
 
-HAK_FAST_PATH void* span_alloc(size_t n, size_t align, bool zero) {
+// A span for a request of n bytes, counted by the heap profiler (out of line: malloc's fast
+// path only jumps here, and needs no stack frame).
+HAK_SLOW_PATH void* span_alloc(size_t n, size_t align, bool zero) {
   return span_alloc_as(n, align, zero, prof_countdown(n) && prof_take_sample(n));
 }
 
@@ -399,9 +409,10 @@ void* hak_realloc_impl(void* p, size_t n) {
   }
   if (id == kRegionSpan && !span_is_live(span_header_of(p)))
     hak_fatal("realloc(%p): invalid pointer (a freed span block, or not the start of one)", p);
-  if (id == kRegionSpan && span_header_of(p)->magic == kSpanMagicSampled) {
-    // A sampled block is never resized where it is (its record would go stale, or move with
-    // its pages): a new block (sampled or not), a copy, and the free that retires the sample.
+  if (id == kRegionSpan && span_header_of(p)->magic == kSpanMagicSampled &&
+      !(span_header_of(p)->span_bytes > kArenaMaxSpan && n > kArenaMaxSpan)) {
+    // A sampled span block is not resized where it is (spans below Large never are): a new
+    // block (sampled or not), a copy, and the free that retires the sample.
     size_t have = span_usable(span_header_of(p));
     if constexpr (kValgrind) have = vg_block_size(p, have);
     void* q = hak_alloc_impl(n);
@@ -422,8 +433,24 @@ void* hak_realloc_impl(void* p, size_t n) {
   size_t have = old;
   if constexpr (kValgrind) have = vg_block_size(p, old);
   if (id == kRegionSpan && span_header_of(p)->span_bytes > kArenaMaxSpan && n > kArenaMaxSpan) {
+    // Large to Large, in place or by moving pages. For the heap profiler it is a new allocation
+    // of n bytes: counted, sampled or not afresh (the old sample retired first: its record
+    // moves with the pages).
+    SpanHeader* h = span_header_of(p);
+    const size_t offset = h->offset;
+    bool sample = prof_countdown(n) && prof_take_sample(n) && offset >= kProfLead;
+    if (h->magic == kSpanMagicSampled) {
+      prof_record_free(static_cast<char*>(p) - offset);
+      h->magic = kSpanMagicLive;
+    }
     void* q = large_realloc(p, n);
-    if (q != nullptr) return q;
+    if (q != nullptr) {
+      if (sample) {
+        span_header_of(q)->magic = kSpanMagicSampled;
+        prof_record_alloc(static_cast<char*>(q) - offset, q, n, n);
+      }
+      return q;
+    }
   }
   // Keep the block when the new size fits and wastes at most half of it.
   if (n <= old && n >= old / 2) {
@@ -741,7 +768,7 @@ HAK_SLOW_PATH void sized_delete_check(void* p, size_t n, size_t align) {
     usable = hak_usable_size_impl(p);
     ok = n <= usable;
   }
-  if (ok && align <= 16 && id != kRegionGuarded && span_header_of(p)->magic != kSpanMagicSampled) {
+  if (ok && align <= 16 && id != kRegionGuarded && !(id == kRegionSpan && span_header_of(p)->magic == kSpanMagicSampled)) {
     if (tiny) {
       size_t own = class_to_size(size_to_class(n));
       ok = usable <= own + (own / 8 > 32 ? own / 8 : 32);

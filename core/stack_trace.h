@@ -28,9 +28,9 @@ int stack_capture(uintptr_t* pcs, int max);
 // per frame).
 int stack_capture_unwind(uintptr_t* pcs, int max);
 
-// The frame-pointer walk, or the unwind tables' when the walk found fewer than 4 frames
-// outside the library and they find more: deep stacks from programs built either way, at the
-// walk's cost where frame pointers are kept.
+// The frame-pointer walk, or the unwind tables' when the walk broke off at the first frame
+// outside the library (the program keeps no frame pointers) and they find more: deep stacks
+// from programs built either way, at the walk's cost where frame pointers are kept.
 int stack_capture_any(uintptr_t* pcs, int max);
 
 // Whether pc lies in the code of a shared libhakmem (false when linked into the program).

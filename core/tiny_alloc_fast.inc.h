@@ -1,14 +1,16 @@
 // tiny_alloc_fast.inc.h — host: hakmem.cpp. The malloc fast path of the Tiny/Mid tiers.
 //
 //   malloc(n ≤ 32 KiB) → size_to_class(n)        1 table load (+1 compare for Mid)
+//                      → t_cache[cls].prof_left  the heap profiler's byte count (sampler.h):
+//                                                 1 subtraction from memory, 1 branch
 //                      → t_cache[cls].head pop   TLS base is %fs: 2 loads, 3 stores (one
 //                                                 clears the free-block key)
 //                        hit: return             1 predicted branch; no atomics, no lock,
-//                                                 no call, no counter
+//                                                 no call
 //                        miss: tiny_alloc_miss   cold call: init check, tiny_refill
-// Budget: 21 instructions from malloc's entry to ret on a Tiny hit (x86-64 release
-// libhakmem.so, objdump; 2 of them read the TLS offset from the GOT), no stack frame. The
-// secure variant: 28 (decoding and checking the link, free_link.h).
+// Budget: 23 instructions from malloc's entry to ret on a Tiny hit (x86-64 release
+// libhakmem.so, objdump; 2 of them read the TLS offset from the GOT; 2 are the profiler's),
+// no stack frame. The secure variant: 30 (decoding and checking the link, free_link.h).
 // scripts/callgrind.sh counts a whole malloc+free pair (docs/BENCHMARKS.md).
 #ifndef HAK_IN_HAKMEM_CPP
 #error "tiny_alloc_fast.inc.h is part of hakmem.cpp"

@@ -215,3 +215,29 @@ Test(prof, double_free_of_a_sampled_block_is_reported_at_the_call) {
   cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "no abort; stderr: %s", err.c_str());
   cr_assert(err.find("double free of a span block") != std::string::npos, "stderr: %s", err.c_str());
 }
+
+Test(prof, large_realloc_moves_its_sample_along) {
+  // Counted by bytes: the test framework's own small allocations come and go meanwhile.
+  hak_prof_set(1);
+  const unsigned long mib = 1ul << 20;
+  unsigned long base = dump().inuse_bytes;
+  cr_assert_lt(base, mib);
+  size_t n = size_t(2) << 20;
+  auto* p = static_cast<unsigned char*>(malloc(n));
+  for (size_t i = 0; i < n; i += 4096) p[i] = static_cast<unsigned char>(i >> 12);
+  cr_assert_geq(dump().inuse_bytes, n);
+  // Grown (in place or by moving pages), shrunk, grown again: one live sample, at the new
+  // size, and the contents kept.
+  for (size_t m : {size_t(6) << 20, size_t(24) << 20, size_t(3) << 20, size_t(40) << 20}) {
+    p = static_cast<unsigned char*>(realloc(p, m));
+    cr_assert_not_null(p);
+    for (size_t i = 0; i < n && i < m; i += 4096) cr_assert_eq(p[i], static_cast<unsigned char>(i >> 12));
+    unsigned long live = dump().inuse_bytes;
+    cr_assert(live >= m && live < m + mib, "after realloc to %zu: %lu live bytes sampled", m, live);
+    n = m < n ? m : n;
+  }
+  free(p);
+  unsigned long after = dump().inuse_bytes;
+  cr_assert_lt(after, mib, "%lu live bytes sampled after the free", after);
+  hak_prof_set(0);
+}
