@@ -35,19 +35,19 @@ const OptionInfo kTable[] = {
     {"HAKMEM_PROF_SIGNAL", "heap profiler: signal number that dumps the live profile (0 = none)", false, &g_raw[9], 0},
 };
 
-uint64_t parse(const char* s) {
+}  // namespace
+
+uint64_t options_parse_u64(const char* s) {
   uint64_t v = 0;
   while (*s >= '0' && *s <= '9') v = v * 10 + uint64_t(*s++ - '0');
   return v;
 }
 
-}  // namespace
-
 void options_init() {
   if (g_ready) return;
   for (const OptionInfo& o : kTable) {
     const char* s = os_getenv(o.name);
-    *o.value = (s != nullptr && !(o.debug_only && kRelease)) ? parse(s) : o.def;
+    *o.value = (s != nullptr && !(o.debug_only && kRelease)) ? options_parse_u64(s) : o.def;
   }
   g_options.stats = g_raw[0] != 0;
   g_options.verbose = g_raw[1] != 0;

@@ -31,6 +31,9 @@ struct Options {
   uint64_t prof_signal; // HAKMEM_PROF_SIGNAL=N: signal N dumps the live profile (0 = none)
 };
 
+// The decimal number s starts with (0 if none): how every numeric option is read.
+uint64_t options_parse_u64(const char* s);
+
 // Reads the environment (os_init must have run). Idempotent.
 void options_init();
 const Options& options();

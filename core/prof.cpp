@@ -287,18 +287,12 @@ void exit_path(char* out, size_t cap, const char* suffix) {
   }
 }
 
-uint64_t parse_u64(const char* s) {
-  uint64_t v = 0;
-  while (*s >= '0' && *s <= '9') v = v * 10 + uint64_t(*s++ - '0');
-  return v;
-}
-
 }  // namespace
 
 void prof_init() {
   const Options& o = options();
   g_init_pid = getpid();
-  if (const char* s = os_getenv("HAKMEM_PROF_PID")) g_main_pid = pid_t(parse_u64(s));
+  if (const char* s = os_getenv("HAKMEM_PROF_PID")) g_main_pid = pid_t(options_parse_u64(s));
   if (const char* s = os_getenv("HAKMEM_PROF_AT_EXIT")) {
     size_t n = strlen(s);
     if (n < kPathMax) memcpy(g_exit_path, s, n + 1);
