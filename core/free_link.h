@@ -106,6 +106,31 @@ HAK_FAST_PATH void key_clear(void* b) {
   *key_word(b) = 0;
 }
 
+// Secure variant: a free block of 32 bytes or more (class 2 and up) also holds kFreeWordPoison in
+// its third and fourth words, stored by free and by the refill that links a block it carves;
+// malloc's pop (and a refill taking blocks back from their run) checks them and the key: a
+// write into a free block's first 32 bytes is reported when the block would be handed out
+// again (write_after_free), instead of being handed to the program with it. A constant that
+// fits an immediate (no load); the first word is the link, checked by safe-linking.
+inline constexpr bool kPoisonFree = kSecure;
+inline constexpr uintptr_t kFreeWordPoison = 0xFFFFFFFFB7E15163ull;
+
+HAK_FAST_PATH void poison_set(void* b, int cls) {
+  if (cls >= 2) {
+    static_cast<uintptr_t*>(b)[2] = kFreeWordPoison;
+    static_cast<uintptr_t*>(b)[3] = kFreeWordPoison;
+  }
+}
+// Whether free block b still holds the key (and the poison, from class 2 on).
+HAK_FAST_PATH bool free_words_intact(const void* b, int cls) {
+  const auto* w = static_cast<const uintptr_t*>(b);
+  if (HAK_UNLIKELY(w[1] != kFreeKey)) return false;
+  return cls < 2 || ((w[2] ^ kFreeWordPoison) | (w[3] ^ kFreeWordPoison)) == 0;
+}
+// Reports the first word of free block b (of class cls) that was written while it was free;
+// `where` says when it was found.
+[[noreturn]] HAK_SLOW_PATH void write_after_free(const void* b, int cls, const char* where);
+
 // Sets g_link_key from the OS's random source. Called once by hak_init.
 void link_key_init();
 

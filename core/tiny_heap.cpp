@@ -239,6 +239,15 @@ bool run_became_empty(ThreadHeap* h, Slab* s, bool keep_last) {
   if (keep_last && s->list == kListAvail && avail.head == s && s->next == nullptr) return false;
   if (s->list == kListAvail) avail.remove(s);
   else if (s->list == kListFull) h->full[s->cls].remove(s);
+  if constexpr (kPoisonFree || kDebug) {
+    // Its next class carves it afresh: the last look at what its free blocks hold (secure:
+    // the key and poison words; debug: the whole fill).
+    const size_t size = class_to_size(s->cls);
+    for (char* b = s->start; b < s->bump; b += size) {
+      if constexpr (kDebug) tiny_debug_check_alloc(b, s->cls);
+      else if (HAK_UNLIKELY(!free_words_intact(b, s->cls))) write_after_free(b, s->cls, "when its run, all free, went back to the pool");
+    }
+  }
   shared_pool_release(s);
   return true;
 }
@@ -314,6 +323,11 @@ uint32_t take_batch(Slab* s, TlsCache& tc, uint32_t want) {
         avail ^= low;
         took |= low;
         void* b = start + (size_t(w) * 64 + size_t(__builtin_ctzll(low))) * size;
+        // Every block back in its run went through free (or a carve) and holds the key and
+        // the poison since: one that lost them was written while it was free.
+        if constexpr (kPoisonFree) {
+          if (HAK_UNLIKELY(!free_words_intact(b, s->cls))) write_after_free(b, s->cls, "when a refill took it back from its run");
+        }
         if (tail != nullptr) link_store(tail, b);
         else head = b;
         tail = b;
@@ -341,6 +355,10 @@ uint32_t take_batch(Slab* s, TlsCache& tc, uint32_t want) {
     for (uint32_t i = n; i-- > 0;) {
       void* b = base + size_t(i) * size;
       if constexpr (kDebug) tiny_debug_poison(b, s->cls);
+      if constexpr (kPoisonFree) {
+        key_set(b);
+        poison_set(b, s->cls);
+      }
       link_store(b, head);
       head = b;
     }
@@ -810,7 +828,7 @@ void tiny_debug_check_alloc(void* p, int cls) {
   const unsigned char* c = static_cast<const unsigned char*>(p);
   for (size_t i = 2 * sizeof(void*); i < size; ++i) {
     if (c[i] != kFreePoison)
-      hak_fatal("use after free: %zu-byte block %p (size class %d) was written after it was freed (byte %zu is 0x%x, not 0x%x)",
+      hak_fatal("use after free: %zu-byte block %p (size class %d) was written after it was freed (byte %zu is %x, not %x)",
                 size, p, cls, i, unsigned(c[i]), unsigned(kFreePoison));
   }
 }
@@ -851,6 +869,13 @@ void tiny_free_suspect(void* p, int cls) {
 
 void link_key_init() {
   if (g_link_key == 0) g_link_key = uintptr_t(os_random_u64());
+}
+
+void write_after_free(const void* b, int cls, const char* where) {
+  const auto* w = static_cast<const uintptr_t*>(b);
+  unsigned at = w[1] != kFreeKey ? 8 : w[2] != kFreeWordPoison ? 16 : 24;
+  hak_fatal("write after free: the free block %p (size class %d, %zu bytes) was written at +%u while it was free (found %s)",
+            b, cls, class_to_size(cls), at, where);
 }
 
 void link_corrupted(const void* b, const void* next, int cls) {

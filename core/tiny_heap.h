@@ -89,6 +89,9 @@ HAK_FAST_PATH void* tiny_cache_pop(TlsCache& tc, int cls) {
   if constexpr (kHardenLinks) {
     if (HAK_UNLIKELY(!link_plausible(next))) link_corrupted(p, next, cls);
   }
+  if constexpr (kPoisonFree) {
+    if (HAK_UNLIKELY(!free_words_intact(p, cls))) write_after_free(p, cls, "when malloc was about to hand it out again");
+  }
   tc.head = next;
   ++tc.room;
   key_clear(p);
@@ -102,6 +105,7 @@ void tiny_cache_overflow(int cls);
 // its cap overflows (a cold call).
 HAK_FAST_PATH void tiny_cache_push(TlsCache& tc, void* p, int cls) {
   key_set(p);
+  if constexpr (kPoisonFree) poison_set(p, cls);
   link_store(p, tc.head);
   tc.head = p;
   if (HAK_UNLIKELY(--tc.room < 0)) tiny_cache_overflow(cls);
