@@ -27,6 +27,7 @@ struct ArenaChunk {
   size_t used_pages;   // pages in live spans (page 0, the header, not counted)
   size_t dirty_pages;  // free pages that may be resident
   size_t max_run;      // upper bound on the longest run of free pages (skips hopeless chunks)
+  size_t max_dirty_run;  // upper bound on the longest run of dirty free pages
   PageBitmap used;     // bit set: page in a live span (bit 0: the header)
   PageBitmap dirty;    // bit set: free page that was used since it was last decommitted
 };
@@ -85,6 +86,7 @@ void chunk_purge(ArenaChunk* c) {
     c->dirty_pages -= end - i;
     i = c->dirty.find(end, true);
   }
+  c->max_dirty_run = 0;
 }
 
 // Unmaps an empty chunk. Caller holds the lock and has unlinked it.
@@ -115,6 +117,7 @@ ArenaChunk* chunk_create() {
     memset(static_cast<void*>(c), 0, sizeof(ArenaChunk));  // as a new mapping's would read
     c->dirty.assign(1, kArenaPagesPerChunk - 1, true);
     c->dirty_pages = kArenaPagesPerChunk - 1;
+    c->max_dirty_run = kArenaPagesPerChunk - 1;
   }
   c->magic = kChunkMagic;
   c->used.assign(0, 1, true);  // the header page
@@ -192,9 +195,25 @@ void* arena_alloc(size_t bytes, bool* zeroed) {
   size_t pages = bytes / kArenaPage;
   HAK_ASSERT(bytes % kArenaPage == 0 && bytes <= kArenaMaxSpan && pages > 0);
   pthread_mutex_lock(&g_lock);
+  // Resident free pages first (first fit among runs of dirty pages): a span placed on pages
+  // never touched, or decommitted, while enough freed ones sit resident elsewhere grows the
+  // resident set by its size for nothing. z3's peak RSS: docs/BENCHMARKS.md, "Arena: dirty
+  // pages first".
+  if (g_dirty_pages >= pages) {
+    for (ArenaChunk* c = g_chunks; c != nullptr; c = c->next) {
+      if (c->max_dirty_run < pages) continue;
+      size_t first = c->dirty.find_run(pages, true);
+      if (first < kArenaPagesPerChunk) {
+        void* p = take_span(c, first, pages, zeroed);
+        pthread_mutex_unlock(&g_lock);
+        return p;
+      }
+      c->max_dirty_run = pages - 1;
+    }
+  }
   for (ArenaChunk* c = g_chunks; c != nullptr; c = c->next) {
     if (c->max_run < pages) continue;
-    size_t first = c->used.find_clear_run(pages);
+    size_t first = c->used.find_run(pages, false);
     if (first < kArenaPagesPerChunk) {
       void* p = take_span(c, first, pages, zeroed);
       pthread_mutex_unlock(&g_lock);
@@ -234,6 +253,11 @@ void free_locked(void* span, size_t bytes) {
     while (lo > 1 && !c->used.test(lo - 1)) --lo;
     size_t hi = c->used.find(first + pages, true);
     if (hi - lo > c->max_run) c->max_run = hi - lo;
+    // And with its dirty neighbours, a run of resident free pages.
+    lo = first;
+    while (lo > 1 && c->dirty.test(lo - 1)) --lo;
+    hi = c->dirty.find(first + pages, false);
+    if (hi - lo > c->max_dirty_run) c->max_dirty_run = hi - lo;
   }
   c->used_pages -= pages;
   c->dirty_pages += pages;
@@ -307,6 +331,12 @@ bool arena_is_valid() {
         diag_print("invariant: arena chunk %p has pages both used and dirty", static_cast<void*>(c));
         ok = false;
       }
+    }
+    // The search hints are upper bounds: a longer run would never be looked for there.
+    if (ok && (c->used.find_run(c->max_run + 1, false) < kArenaPagesPerChunk ||
+               c->dirty.find_run(c->max_dirty_run + 1, true) < kArenaPagesPerChunk)) {
+      diag_print("invariant: arena chunk %p has a free run longer than its hint", static_cast<void*>(c));
+      ok = false;
     }
     used += c->used_pages;
     dirty += c->dirty_pages;

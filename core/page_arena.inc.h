@@ -33,13 +33,13 @@ struct PageBitmap {
     return kArenaPagesPerChunk;
   }
 
-  // First run of n clear bits (first fit), or kArenaPagesPerChunk.
-  size_t find_clear_run(size_t n) const {
-    size_t i = find(1, false);
+  // First run of n bits equal to `value` from index 1 (first fit), or kArenaPagesPerChunk.
+  size_t find_run(size_t n, bool value) const {
+    size_t i = find(1, value);
     while (i + n <= kArenaPagesPerChunk) {
-      size_t used = find(i, true);
-      if (used - i >= n) return i;
-      i = find(used, false);
+      size_t end = find(i, !value);
+      if (end - i >= n) return i;
+      i = find(end, value);
     }
     return kArenaPagesPerChunk;
   }

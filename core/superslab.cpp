@@ -66,23 +66,35 @@ void superslab_decommit(SuperSlab* ss) {
   os_decommit(ss->out_bits, kBitsMappingBytes);  // all clear: every run was empty
 }
 
+namespace {
+
+// The first slot i of a run of k set bits of mask (slots i..i+k-1 within the SuperSlab), or -1.
+int first_run_in(uint64_t mask, int k) {
+  const uint64_t run = (k >= 32) ? kAllSlotsFree : ((1ull << k) - 1);
+  for (uint64_t m = mask; m != 0;) {
+    int i = __builtin_ctzll(m);
+    if (i + k > kSlabsPerSuperSlab) break;
+    if (((mask >> i) & run) == run) return i;
+    m &= m - 1;
+  }
+  return -1;
+}
+
+}  // namespace
+
 int superslab_claim(SuperSlab* ss, int k) {
   uint64_t run = (k >= 32) ? kAllSlotsFree : ((1ull << k) - 1);
   uint64_t st = ss->state.load(std::memory_order_acquire);
   for (;;) {
     if (st & kRetiredBit) return -1;
     uint64_t mask = st & kAllSlotsFree;
-    int found = -1;
-    // Slots 0..(32-k): the first position where k consecutive bits are set.
-    for (uint64_t m = mask; m != 0;) {
-      int i = __builtin_ctzll(m);
-      if (i + k > kSlabsPerSuperSlab) break;
-      if (((mask >> i) & run) == run) {
-        found = i;
-        break;
-      }
-      m &= m - 1;
-    }
+    // Slots released since the last decommit pass first (their pages are resident): a run
+    // carved on never-used or decommitted slots while resident ones sit free grows the
+    // resident set for nothing (docs/BENCHMARKS.md, "Arena: dirty pages first"). The bits of
+    // dirty_free that are also free in st are exactly those slots (dirty_free is cleared
+    // only by the decommit pass; a slot claimed since is not free).
+    int found = first_run_in(mask & ss->dirty_free.load(std::memory_order_relaxed), k);
+    if (found < 0) found = first_run_in(mask, k);
     if (found < 0) return -1;
     uint64_t want = st & ~(run << found);
     if (ss->state.compare_exchange_weak(st, want, std::memory_order_acq_rel, std::memory_order_acquire))

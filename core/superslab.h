@@ -206,7 +206,8 @@ void superslab_revive(SuperSlab* ss, uint32_t claimed = 0);
 // Decommits the data pages of a SuperSlab whose state was CASed to kRetiredBit.
 void superslab_decommit(SuperSlab* ss);
 
-// Claims `k` contiguous free slots; returns the first index or -1. Lock-free.
+// Claims `k` contiguous free slots, resident ones (dirty_free) first, else the first that fit;
+// returns the first index or -1. Lock-free.
 int superslab_claim(SuperSlab* ss, int k);
 // Returns slots [idx, idx + k) to the free mask; returns the new state.
 uint64_t superslab_unclaim(SuperSlab* ss, int idx, int k);

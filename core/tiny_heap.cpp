@@ -28,7 +28,8 @@ HAK_TLS bool t_exited;  // tiny_thread_exit ran: frees go straight back, nothing
 // Per class, the last slow-path event of this thread. An overflow with no refill since the
 // previous one means the thread frees more of the class than it allocates (a consumer of
 // blocks other threads made); two refills in a row, that it allocates more than it frees.
-enum : uint8_t { kSlowNone = 0, kSlowRefill = 1, kSlowOverflow = 2 };
+// kSlowBorrow: a refill that borrowed a neighbour's block (tiny_refill) — a refill all the same.
+enum : uint8_t { kSlowNone = 0, kSlowRefill = 1, kSlowOverflow = 2, kSlowBorrow = 3 };
 HAK_TLS uint8_t t_last_slow[kNumClasses + 1];
 // Classes this thread refilled since its last decay pass (bit per class id): a class's last
 // empty run is kept for the next refill (run_became_empty), but not past a pass without one.
@@ -144,7 +145,8 @@ ThreadHeap* heap_get() {
   return h;
 }
 
-size_t uncarved_of(const Slab* s) { return size_t(s->end - s->bump) / class_to_size(s->cls); }
+// (A run is at most 4 slabs: its length is within class_block_index's exact range, no division.)
+size_t uncarved_of(const Slab* s) { return class_block_index(s->cls, size_t(s->end - s->bump)); }
 bool run_exhausted(const Slab* s) { return s->nfree == 0 && s->bump == s->end; }
 
 [[noreturn]] HAK_SLOW_PATH void report_bad_return(const Slab* s, const void* b) {
@@ -153,11 +155,12 @@ bool run_exhausted(const Slab* s) { return s->nfree == 0 && s->bump == s->end; }
   hak_fatal("free(%p): double free (block of size class %d, %zu bytes)", b, int(s->cls), class_to_size(s->cls));
 }
 
-// b is not the start of a block of run s: inside the run, a free of an interior pointer; outside
-// it, a link (after `prev`) that was overwritten.
+// b is not the start of a block of run s: inside the run and 16-byte aligned, a free of an
+// interior pointer (free lets those through to its list in release); otherwise a link (after
+// `prev`) that was overwritten (free never lists a pointer that is not 16-byte aligned).
 [[noreturn]] HAK_SLOW_PATH void report_bad_block(const Slab* s, const void* prev, const void* b, int cls) {
   const char* c = static_cast<const char*>(b);
-  if (c >= s->start && c < s->end)
+  if (c >= s->start && c < s->end && (reinterpret_cast<uintptr_t>(b) & 15) == 0)
     hak_fatal("free(%p): invalid pointer (inside a %zu-byte block of size class %d, not at its start)", b,
               class_to_size(cls), cls);
   link_corrupted(prev, b, cls);
@@ -317,12 +320,14 @@ uint32_t take_batch(Slab* s, TlsCache& tc, uint32_t want) {
       uint32_t left = carved - w * 64;
       uint64_t word = out_word(bits, w);
       uint64_t avail = ~word & (left >= 64 ? ~uint64_t(0) : (uint64_t(1) << left) - 1);
-      uint64_t took = 0;
-      while (avail != 0 && got < take) {
-        uint64_t low = avail & (0 - avail);
-        avail ^= low;
-        took |= low;
-        void* b = start + (size_t(w) * 64 + size_t(__builtin_ctzll(low))) * size;
+      // The word's clear bits, lowest first, until the batch is complete: t keeps the ones
+      // not taken.
+      uint64_t t = avail;
+      uint32_t room = take - got;
+      char* const base = start + size_t(w) * 64 * size;
+      while (t != 0) {
+        void* b = base + size_t(__builtin_ctzll(t)) * size;
+        t &= t - 1;
         // Every block back in its run went through free (or a carve) and holds the key and
         // the poison since: one that lost them was written while it was free.
         if constexpr (kPoisonFree) {
@@ -331,10 +336,11 @@ uint32_t take_batch(Slab* s, TlsCache& tc, uint32_t want) {
         if (tail != nullptr) link_store(tail, b);
         else head = b;
         tail = b;
-        ++got;
+        if (--room == 0) break;
       }
-      out_word(bits, w) = word | took;
-      if (avail == 0) ++w;
+      out_word(bits, w) = word | (avail ^ t);
+      got = take - room;
+      if (t == 0) ++w;
       if (got == take) break;
     }
     link_store(tail, nullptr);
@@ -522,6 +528,17 @@ void* tiny_refill(int cls, bool may_borrow) {
   }
   if (HAK_UNLIKELY(tc.cap == 0)) thread_setup();
   if (tc.head != nullptr) return tiny_cache_pop(tc, cls);  // set-up allocated and left blocks behind
+  // The class borrowed at its previous miss and has freed nothing since (a free would have
+  // left a block on the list this malloc found empty; a flush makes the state kSlowOverflow):
+  // its runs hold what they held then, so the search below would end in the same borrow. It
+  // borrows at once while a neighbour can lend (the batch bench: 47 000 of its 60 000 refills
+  // were such borrows, ~180 instructions each; docs/BENCHMARKS.md, "Flush and refill").
+  if (t_last_slow[cls] == kSlowBorrow && may_borrow) {
+    if (void* p = borrow_neighbour(cls)) {
+      decay_tick();
+      return p;
+    }
+  }
   ThreadHeap* h = heap_get();
   if (h == nullptr) {
     errno = ENOMEM;
@@ -537,6 +554,7 @@ void* tiny_refill(int cls, bool may_borrow) {
   // 2-4 KiB blocks +10 % with 4); a sixteenth on its first refill (one malloc of a class must
   // not carve 64 KiB of fresh pages).
   uint8_t last = t_last_slow[cls];
+  if (last == kSlowBorrow) last = kSlowRefill;
   uint32_t want = tc.cap / (last == kSlowOverflow ? 2 : last == kSlowRefill ? 4 : 16);
   if (last == kSlowRefill && want < 4) want = 4;
   if (want == 0) want = 1;
@@ -576,8 +594,12 @@ void* tiny_refill(int cls, bool may_borrow) {
       // the request instead (at most 32 bytes or 1/8 more), so a class at its high-water
       // mark does not grow while its neighbours hold spare blocks (random_mixed's peak RSS:
       // docs/BENCHMARKS.md, "Size classes").
-      if (may_borrow)
-        if (void* p = borrow_neighbour(cls)) return p;
+      if (may_borrow) {
+        if (void* p = borrow_neighbour(cls)) {
+          t_last_slow[cls] = kSlowBorrow;
+          return p;
+        }
+      }
     }
     uint32_t got = run_exhausted(s) ? 0 : take_batch(s, tc, want);
     if (run_exhausted(s)) {
@@ -587,6 +609,54 @@ void* tiny_refill(int cls, bool may_borrow) {
     if (got != 0) break;
   }
   return tiny_cache_pop(tc, cls);
+}
+
+// tiny_flush's part for run s, this thread's: returns block b and the blocks after it on the
+// list while they are s's, at most `limit` (≥ 1); each must be the start of one of the run's
+// blocks and out of it (mark_returned). Leaves b at the first block not returned (nullptr at
+// the list's end) and prev at the last one returned; returns how many. A list freed in the order it was allocated is
+// mostly long stretches of one run's blocks: this loop is most of a flush, with the run's
+// state in registers (one loop for every kind of block kept it on the stack: the batch bench's
+// flushes ran 53 instructions per block, 34 with this one; docs/BENCHMARKS.md, "Flush and
+// refill").
+HAK_FAST_PATH uint32_t return_to_run(ThreadHeap* h, Slab* s, int cls, void*& b_io, void*& prev_io, uint32_t limit) {
+  const char* const start = s->start;
+  const uintptr_t span = uintptr_t(s->end - start);
+  const uint64_t recip = detail::kTables.recip[cls];
+  const size_t size = class_to_size(cls);
+  uint64_t* const bits = run_out_bits(s);
+  uint32_t scan = s->scan, left = limit;
+  void* b = b_io;
+  void* prev = prev_io;
+  // A link is followed only after the block it leads to passed the checks below: the end of
+  // the list (nullptr) and a misaligned link leave the run's range or fail the block-start
+  // test, so neither needs a test of its own here (tiny_flush's loop makes them for the block
+  // that ends the stretch).
+  for (;;) {
+    const uintptr_t off = uintptr_t(static_cast<const char*>(b) - start);
+    if (off >= span) {
+      // The region map put the first block in this run, yet it is not among its blocks (the
+      // run's tail): a link was overwritten. A later one belongs to another run, or ends the list.
+      if (left == limit) report_bad_block(s, prev, b, cls);
+      break;
+    }
+    const uint32_t idx = uint32_t((uint64_t(off) * recip) >> 40);
+    if (HAK_UNLIKELY(size_t(idx) * size != off)) report_bad_block(s, prev, b, cls);
+    mark_returned(s, bits, b, idx);
+    if (idx >> 6 < scan) scan = idx >> 6;
+    prev = b;
+    b = link_load(b);
+    if (--left == 0) break;
+  }
+  const uint32_t k = limit - left;
+  s->nfree += k;
+  s->scan = scan;
+  HAK_ASSERT(s->used >= k);
+  s->used -= k;
+  if (s->list == kListFull || s->used == 0) run_gained_blocks(h, s, true);  // else nothing to move
+  b_io = b;
+  prev_io = prev;
+  return k;
 }
 
 // A flush found the thread's list of class cls ending `missing` blocks before its count, at
@@ -607,71 +677,35 @@ void tiny_flush(int cls, uint32_t n) {
   TlsCache& tc = t_cache[cls];
   ThreadHeap* h = t_heap;
   void* b = tc.head;
-  // The run of this thread that the last blocks went back to, with its list and count kept
-  // here while the blocks that follow belong to it too (a list freed in the order it was
-  // allocated is mostly runs of one run's blocks): written back when the run changes.
-  Slab* run = nullptr;
-  const char *run_lo = nullptr, *run_hi = nullptr;
-  RunIndex index{};
-  uint64_t* bits = nullptr;
-  uint32_t run_returned = 0, run_scan = 0;
   Slab* chain_slab = nullptr;
   void *chain_first = nullptr, *chain_last = nullptr;
   uint32_t i = 0, remote_blocks = 0;
   void* prev = nullptr;
-  auto put_back = [&] {
-    run->nfree += run_returned;
-    run->scan = run_scan;
-    HAK_ASSERT(run->used >= run_returned);
-    run->used -= run_returned;
-    run_gained_blocks(h, run, true);
-  };
-  for (; i < n && b != nullptr; ++i) {
+  while (i < n && b != nullptr) {
     if (HAK_UNLIKELY(!link_plausible(b))) link_corrupted(prev, b, cls);
-    void* next;
-    const char* c = static_cast<const char*>(b);
-    if (c >= run_lo && c < run_hi) {
-      // Inside the run the previous block went back to (and of its class, then).
-      next = link_load(b);
-    } else {
-      // Every block here was pushed by free() after the region map vouched for its class; a
-      // block of another class (or none) means a link was overwritten since.
-      // Blocks of other threads' runs are checked by the owner when it drains them.
-      if (HAK_UNLIKELY(region_map_lookup(b) != cls)) link_corrupted(prev, b, cls);
-      Slab* s = slab_of_block(b);
-      next = link_load(b);
-      if (h == nullptr || s->owner != h) {
-        ++remote_blocks;
-        if (s == chain_slab) {
-          link_store(chain_last, b);
-          chain_last = b;
-        } else {
-          if (chain_slab != nullptr) remote_push(chain_slab, chain_first, chain_last);
-          chain_slab = s;
-          chain_first = chain_last = b;
-        }
-        prev = b;
-        b = next;
-        continue;
-      }
-      if (run != nullptr) put_back();
-      run = s;
-      run_lo = s->start;
-      run_hi = s->end;
-      index = RunIndex(s);
-      bits = run_out_bits(s);
-      run_scan = s->scan;
-      run_returned = 0;
+    // Every block here was pushed by free() after the region map vouched for its class; a
+    // block of another class (or none) means a link was overwritten since.
+    if (HAK_UNLIKELY(region_map_lookup(b) != cls)) link_corrupted(prev, b, cls);
+    Slab* s = slab_of_block(b);
+    if (h != nullptr && s->owner == h) {
+      i += return_to_run(h, s, cls, b, prev, n - i);
+      continue;
     }
-    uint32_t idx = index(b);
-    if (HAK_UNLIKELY(idx == UINT32_MAX)) report_bad_block(run, prev, b, cls);
-    mark_returned(run, bits, b, idx);
-    if (idx >> 6 < run_scan) run_scan = idx >> 6;
-    ++run_returned;
+    // Another thread's run: the owner checks the blocks when it drains them.
+    void* next = link_load(b);
+    ++remote_blocks;
+    if (s == chain_slab) {
+      link_store(chain_last, b);
+      chain_last = b;
+    } else {
+      if (chain_slab != nullptr) remote_push(chain_slab, chain_first, chain_last);
+      chain_slab = s;
+      chain_first = chain_last = b;
+    }
     prev = b;
     b = next;
+    ++i;
   }
-  if (run != nullptr) put_back();
   if (chain_slab != nullptr) remote_push(chain_slab, chain_first, chain_last);
   if (remote_blocks != 0) stats_add_remote_frees(remote_blocks);
   // The list holds exactly count() blocks: one that goes on past them, or ends before, had a
@@ -697,7 +731,7 @@ void tiny_cache_overflow(int cls) {
     thread_setup();
   }
   if (tc.room < 0) {
-    if (t_last_slow[cls] != kSlowRefill) {
+    if (t_last_slow[cls] != kSlowRefill && t_last_slow[cls] != kSlowBorrow) {
       // No refill since the last overflow: the thread frees more of this class than it
       // allocates. Keeping half a cap of such blocks only pins them (and their runs' pages):
       // send them all back, and cache less until the thread refills the class again.

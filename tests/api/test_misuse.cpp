@@ -343,6 +343,37 @@ Test(misuse, write_after_free_corrupts_a_free_list_link) {
   });
 }
 
+Test(misuse, write_after_free_links_into_its_own_run) {
+  // The flush walks a stretch of one run's blocks without testing each link for alignment: a
+  // link overwritten with an address inside the same run, misaligned, must still be named a
+  // corrupted list (not an interior free, not a wild access).
+  expect_abort("corrupted link, same run", "corrupted free list (size class 2)", [] {
+    char* b = two_cached_blocks();
+    hak::link_store(b, b + 64 + 8);  // a later block of the run, 8 bytes in
+    malloc_trim(0);
+  });
+  expect_abort("corrupted link, same run, odd", "corrupted free list (size class 2)", [] {
+    char* b = two_cached_blocks();
+    hak::link_store(b, b + 3);
+    malloc_trim(0);
+  });
+}
+
+Test(misuse, write_after_free_ends_a_flushed_stretch_early) {
+  // A stretch of 40 blocks of one run, freed in order; the link of one in the middle is
+  // overwritten with nullptr: the flush finds the list shorter than its count.
+  expect_abort("list cut short", "ends the list", [] {
+    char* p[40];
+    for (auto& q : p) {
+      q = static_cast<char*>(malloc(32));
+      escape(q);
+    }
+    for (auto* q : p) free(q);
+    hak::link_store(p[20], nullptr);  // the list runs p[39] ... p[0]
+    malloc_trim(0);
+  });
+}
+
 Test(misuse, write_after_free_caught_by_malloc_in_the_secure_variant) {
   if (!hak::kHardenLinks) cr_skip_test("the secure and debug variants check every pop");
   expect_abort("corrupted link, pop", "corrupted free list (size class 2)", [] {

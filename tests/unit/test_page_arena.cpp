@@ -94,6 +94,31 @@ Test(page_arena, first_fit_reuses_the_lowest_hole) {
   cr_assert(arena_is_valid());
 }
 
+// Resident free pages first: a span goes into a run of dirty pages when one is long enough,
+// even past a lower hole of decommitted pages; else first fit as before.
+Test(page_arena, dirty_pages_are_reused_before_decommitted_ones) {
+  char* opener = open_new_chunk();
+  char* a = alloc(4);
+  char* b = alloc(1);
+  char* c = alloc(4);
+  char* d = alloc(1);
+  cr_assert_eq(a, opener + kArenaMaxSpan);
+  cr_assert_eq(c, b + kPage);
+  arena_free(a, 4 * kPage);
+  cr_assert(arena_trim());  // a's pages decommitted: a clean hole below c
+  arena_free(c, 4 * kPage);  // c's pages stay resident
+  cr_assert_eq(arena_stats().dirty_bytes, 4 * kPage);
+  bool zeroed = true;
+  char* e = static_cast<char*>(arena_alloc(3 * kPage, &zeroed));
+  cr_assert_eq(e, c, "three pages go into the resident hole, not the lower decommitted one");
+  cr_assert_not(zeroed);
+  cr_assert_eq(arena_stats().dirty_bytes, kPage);
+  cr_assert_eq(alloc(2), a, "no resident run of two pages is left: first fit");
+  cr_assert_eq(alloc(1), c + 3 * kPage, "the resident page next");
+  cr_assert(arena_is_valid());
+  (void)d;
+}
+
 Test(page_arena, reuse_takes_dirty_pages_out_of_the_dirty_count) {
   open_new_chunk();
   char* a = alloc(10);

@@ -102,6 +102,22 @@ Test(superslab, claim_takes_the_first_fit_of_k_contiguous_slots) {
   cr_assert_eq(superslab_claim(ss, 2), 12);
 }
 
+Test(superslab, claim_takes_resident_slots_first) {
+  // Slots given back since the last decommit pass (dirty_free, as the pool's release marks
+  // them) are resident: a claim takes a run of them before lower never-used or decommitted ones.
+  SuperSlab* ss = fresh();
+  cr_assert_eq(superslab_claim(ss, 4), 0);
+  cr_assert_eq(superslab_claim(ss, 4), 4);
+  superslab_unclaim(ss, 0, 4);              // decommitted (no dirty_free bit)
+  ss->dirty_free.fetch_or(0xF0u);           // slots 4..7 released, resident
+  superslab_unclaim(ss, 4, 4);
+  cr_assert_eq(superslab_claim(ss, 2), 4, "a resident pair before the lower clean slots");
+  cr_assert_eq(superslab_claim(ss, 3), 0, "no three resident slots left: first fit");
+  cr_assert_eq(superslab_claim(ss, 1), 6);
+  cr_assert_eq(superslab_claim(ss, 1), 7);
+  cr_assert_eq(superslab_claim(ss, 1), 3, "then first fit again");
+}
+
 Test(superslab, claim_fails_without_k_contiguous_free_slots) {
   SuperSlab* ss = fresh();
   cr_assert_eq(superslab_claim(ss, kSlabsPerSuperSlab), 0, "a whole SuperSlab in one claim");
