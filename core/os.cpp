@@ -126,6 +126,10 @@ void os_decommit(void* p, size_t size) {
   madvise(p, size, MADV_DONTNEED);
 }
 
+bool os_residency(const void* p, size_t size, unsigned char* vec) {
+  return mincore(const_cast<void*>(p), size, vec) == 0;
+}
+
 bool os_remap_in_place(void* p, size_t old_size, size_t new_size) {
   void* r = mremap(p, old_size, new_size, 0);
   if (r == MAP_FAILED) return false;

@@ -46,6 +46,11 @@ uint32_t os_thread_id();
 // p and size must be page-aligned.
 void os_decommit(void* p, size_t size);
 
+// Which pages of [p, p + size) are resident: vec[i] & 1 for page i (mincore). False when the
+// kernel refuses. p page-aligned. A syscall: for cold paths that reuse memory (a chunk cut
+// from freed Large memory), never to classify a pointer (DESIGN.md: no mincore).
+bool os_residency(const void* p, size_t size, unsigned char* vec);
+
 // Grows the mapping [p, p + old_size) in place to new_size bytes (the address space after it
 // must be free: mremap without MREMAP_MAYMOVE). False when it is not. Sizes page multiples.
 bool os_remap_in_place(void* p, size_t old_size, size_t new_size);

@@ -97,13 +97,42 @@ void chunk_destroy(ArenaChunk* c) {
   os_unmap(c, kArenaChunkSize);
 }
 
-// A new chunk: freed Large memory if the page heap has an aligned 2 MiB of it (resident: its
-// pages count as dirty free pages, for the bound and the decay to return if no span needs
-// them), else a new mapping. The caller links it and adds dirty_pages to g_dirty_pages.
-ArenaChunk* chunk_create() {
+// A chunk cut from freed Large memory: its resident pages become dirty free pages (spans take
+// them first; the bound and the decay return them), the others are decommitted, so that they
+// read as zero for certain (a page swapped out is not resident either) and count as clean.
+// Counting every page dirty put spans on pages the freed block never touched while touched
+// ones sat free (sort: its 8 MiB buffer, 6 MiB of it written, became three chunks; docs/
+// BENCHMARKS.md, "Arena: dirty pages first").
+void recycled_pages(ArenaChunk* c) {
+  unsigned char vec[kArenaPagesPerChunk];
+  if (os_page_size() != kArenaPage || !os_residency(c, kArenaChunkSize, vec)) {
+    c->dirty.assign(1, kArenaPagesPerChunk - 1, true);
+    c->dirty_pages = c->max_dirty_run = kArenaPagesPerChunk - 1;
+    return;
+  }
+  for (size_t i = 1; i < kArenaPagesPerChunk;) {
+    const bool resident = vec[i] & 1;
+    size_t j = i + 1;
+    while (j < kArenaPagesPerChunk && bool(vec[j] & 1) == resident) ++j;
+    if (resident) {
+      c->dirty.assign(i, j - i, true);
+      c->dirty_pages += j - i;
+      if (j - i > c->max_dirty_run) c->max_dirty_run = j - i;
+    } else {
+      os_decommit(reinterpret_cast<char*>(c) + i * kArenaPage, (j - i) * kArenaPage);
+    }
+    i = j;
+  }
+}
+
+// A new chunk: freed Large memory if the page heap has an aligned 2 MiB of it (its resident
+// pages count as dirty free pages: recycled_pages), else, unless large_only, a new mapping.
+// nullptr if neither. The caller links it (adopt_locked).
+ArenaChunk* chunk_create(bool large_only) {
   bool recycled = true;
   void* m = large_take_aligned(kArenaChunkSize, kArenaChunkSize);
   if (m == nullptr) {
+    if (large_only) return nullptr;
     recycled = false;
     m = os_map_aligned(kArenaChunkSize, kArenaChunkSize);
     if (m == nullptr) return nullptr;
@@ -115,9 +144,7 @@ ArenaChunk* chunk_create() {
   auto* c = static_cast<ArenaChunk*>(m);
   if (recycled) {
     memset(static_cast<void*>(c), 0, sizeof(ArenaChunk));  // as a new mapping's would read
-    c->dirty.assign(1, kArenaPagesPerChunk - 1, true);
-    c->dirty_pages = kArenaPagesPerChunk - 1;
-    c->max_dirty_run = kArenaPagesPerChunk - 1;
+    recycled_pages(c);
   }
   c->magic = kChunkMagic;
   c->used.assign(0, 1, true);  // the header page
@@ -191,44 +218,73 @@ size_t arena_dirty_bytes() {
   return d;
 }
 
+namespace {
+
+// Takes the first run of `pages` dirty pages of c (dirty) or of free pages (!dirty), or
+// returns nullptr and sets the chunk's bound on such runs to the longest there is. Caller
+// holds the lock.
+void* place_locked(ArenaChunk* c, size_t pages, bool dirty, bool* zeroed) {
+  size_t& bound = dirty ? c->max_dirty_run : c->max_run;
+  if (bound < pages) return nullptr;
+  size_t longest = 0;
+  size_t first = dirty ? c->dirty.find_run(pages, true, &longest) : c->used.find_run(pages, false, &longest);
+  if (first < kArenaPagesPerChunk) return take_span(c, first, pages, zeroed);
+  bound = longest;  // exact now: smaller requests that cannot fit skip the chunk too
+  return nullptr;
+}
+
+// Links a new chunk and places the span in it, on its dirty pages if it has a run of them.
+void* adopt_locked(ArenaChunk* c, size_t pages, bool* zeroed) {
+  chunk_link(c);
+  ++g_chunk_count;
+  g_dirty_pages += c->dirty_pages;
+  void* p = place_locked(c, pages, true, zeroed);
+  return p != nullptr ? p : place_locked(c, pages, false, zeroed);
+}
+
+}  // namespace
+
+// Where a span goes, cheapest for the resident set first:
+//   1. a run of dirty pages of a chunk (first fit, newest chunks first): resident already;
+//   2. a chunk cut from freed Large memory (its resident pages are dirty ones);
+//   3. free pages of a chunk (first fit): never used, or decommitted;
+//   4. a new mapping.
+// Placing a span on clean pages while enough freed ones sit resident elsewhere grows the
+// resident set by its size for nothing (z3, sort: docs/BENCHMARKS.md, "Arena: dirty pages
+// first").
 void* arena_alloc(size_t bytes, bool* zeroed) {
   size_t pages = bytes / kArenaPage;
   HAK_ASSERT(bytes % kArenaPage == 0 && bytes <= kArenaMaxSpan && pages > 0);
   pthread_mutex_lock(&g_lock);
-  // Resident free pages first (first fit among runs of dirty pages): a span placed on pages
-  // never touched, or decommitted, while enough freed ones sit resident elsewhere grows the
-  // resident set by its size for nothing. z3's peak RSS: docs/BENCHMARKS.md, "Arena: dirty
-  // pages first".
   if (g_dirty_pages >= pages) {
     for (ArenaChunk* c = g_chunks; c != nullptr; c = c->next) {
       if (c->max_dirty_run < pages) continue;
-      size_t first = c->dirty.find_run(pages, true);
-      if (first < kArenaPagesPerChunk) {
-        void* p = take_span(c, first, pages, zeroed);
+      if (void* p = place_locked(c, pages, true, zeroed)) {
         pthread_mutex_unlock(&g_lock);
         return p;
       }
-      c->max_dirty_run = pages - 1;
     }
+  }
+  pthread_mutex_unlock(&g_lock);
+  ArenaChunk* fresh = chunk_create(true);  // outside the lock: the page heap has its own
+  pthread_mutex_lock(&g_lock);
+  if (fresh != nullptr) {
+    void* p = adopt_locked(fresh, pages, zeroed);
+    pthread_mutex_unlock(&g_lock);
+    return p;
   }
   for (ArenaChunk* c = g_chunks; c != nullptr; c = c->next) {
     if (c->max_run < pages) continue;
-    size_t first = c->used.find_run(pages, false);
-    if (first < kArenaPagesPerChunk) {
-      void* p = take_span(c, first, pages, zeroed);
+    if (void* p = place_locked(c, pages, false, zeroed)) {
       pthread_mutex_unlock(&g_lock);
       return p;
     }
-    c->max_run = pages - 1;  // no run of `pages`: the longest is shorter
   }
   pthread_mutex_unlock(&g_lock);
-  ArenaChunk* c = chunk_create();  // the syscall happens outside the lock
-  if (c == nullptr) return nullptr;
+  fresh = chunk_create(false);  // the syscall happens outside the lock
+  if (fresh == nullptr) return nullptr;
   pthread_mutex_lock(&g_lock);
-  chunk_link(c);
-  ++g_chunk_count;
-  g_dirty_pages += c->dirty_pages;
-  void* p = take_span(c, 1, pages, zeroed);
+  void* p = adopt_locked(fresh, pages, zeroed);
   pthread_mutex_unlock(&g_lock);
   return p;
 }

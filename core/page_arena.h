@@ -3,7 +3,8 @@
 // allocation.
 //
 // A chunk is 2 MiB-aligned; its first 4 KiB page holds the header (page bitmaps); spans are
-// runs of 4 KiB pages found first-fit in the bitmap, under one lock. Freed pages stay
+// runs of 4 KiB pages, under one lock, placed resident free pages first (arena_alloc's order
+// in page_arena.cpp). Freed pages stay
 // resident ("dirty") for reuse — empty chunks stay mapped too — by two rules:
 //   - a bound tied to the recent peak: at most kArenaDirtyMin (32 MiB) plus the room between
 //     the pages in live spans now and their recent peak (the most since the previous decay
@@ -19,7 +20,8 @@
 // The region map marks every chunk kRegionSpan; spans carry the 16-byte header (span.h).
 //
 // A new chunk comes from freed Large memory when the page heap has an aligned 2 MiB of it
-// (large_take_aligned: resident pages, counted dirty), else from a new mapping.
+// (large_take_aligned; its resident pages counted dirty, the rest decommitted), else from a
+// new mapping.
 //
 // May call: os, region_map, large (a chunk, outside the arena's lock), decay_thread (wake,
 // after its lock is released).

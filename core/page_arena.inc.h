@@ -33,14 +33,17 @@ struct PageBitmap {
     return kArenaPagesPerChunk;
   }
 
-  // First run of n bits equal to `value` from index 1 (first fit), or kArenaPagesPerChunk.
-  size_t find_run(size_t n, bool value) const {
-    size_t i = find(1, value);
-    while (i + n <= kArenaPagesPerChunk) {
+  // First run of n bits equal to `value` from index 1 (first fit), or kArenaPagesPerChunk and
+  // *longest = the longest such run (the search has seen them all).
+  size_t find_run(size_t n, bool value, size_t* longest = nullptr) const {
+    size_t i = find(1, value), best = 0;
+    while (i < kArenaPagesPerChunk) {
       size_t end = find(i, !value);
       if (end - i >= n) return i;
+      if (end - i > best) best = end - i;
       i = find(end, value);
     }
+    if (longest != nullptr) *longest = best;
     return kArenaPagesPerChunk;
   }
 

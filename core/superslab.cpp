@@ -13,13 +13,34 @@ namespace {
 std::atomic<SuperSlab*> g_all{nullptr};
 }
 
+namespace {
+
+// The slots of a SuperSlab cut from freed Large memory that have a resident page (mincore).
+uint32_t resident_slots(const void* mem) {
+  const size_t page = os_page_size();
+  const size_t pages = kSuperSlabSize / page;
+  unsigned char vec[kSuperSlabSize / 4096];
+  if (pages > sizeof vec || !os_residency(mem, kSuperSlabSize, vec)) return 0;
+  uint32_t bits = 0;
+  for (size_t i = 0; i < pages; ++i)
+    if (vec[i] & 1) bits |= 1u << (i * page / kSlabSize);
+  return bits;
+}
+
+}  // namespace
+
 SuperSlab* superslab_list_head() { return g_all.load(std::memory_order_acquire); }
 
 SuperSlab* superslab_create(uint32_t claimed) {
   // Freed Large memory first (resident: no page faults, no RSS beside the memory kept).
   void* mem = large_take_aligned(kSuperSlabSize, kSuperSlabSize);
-  if (mem != nullptr) memset(mem, 0, kSuperSlabHeader);  // a new mapping reads as zero
-  else mem = os_map_aligned(kSuperSlabSize, kSuperSlabSize);
+  uint32_t resident = 0;
+  if (mem != nullptr) {
+    memset(mem, 0, kSuperSlabHeader);  // a new mapping reads as zero
+    resident = resident_slots(mem);
+  } else {
+    mem = os_map_aligned(kSuperSlabSize, kSuperSlabSize);
+  }
   if (mem == nullptr) return nullptr;
   auto* bits = static_cast<uint64_t*>(os_map(kBitsMappingBytes));
   if (bits == nullptr) {
@@ -30,6 +51,9 @@ SuperSlab* superslab_create(uint32_t claimed) {
   ss->magic = kSuperSlabMagic;
   ss->out_bits = bits;
   ss->state.store(kAllSlotsFree & ~uint64_t(claimed), std::memory_order_relaxed);
+  // Resident slots count as released ones: claims take them first, the decommit pass drops
+  // those no run took.
+  ss->dirty_free.store(resident, std::memory_order_relaxed);
   for (int i = 0; i < kSlabsPerSuperSlab; ++i) ss->slabs[i].run_head = uint8_t(i);
   if (!region_map_set(ss, kSuperSlabSize, kRegionFreeSlab)) {
     os_unmap(bits, kBitsMappingBytes);

@@ -358,6 +358,43 @@ Test(page_arena, double_free_of_a_span_is_fatal_in_debug, .signal = SIGABRT, .in
 // A new chunk comes from freed Large memory when the page heap holds an aligned 2 MiB of it:
 // no new mapping, no page faults for the pages it hands out (they are resident), and its
 // free pages count as dirty so that the bound and the decay can return them.
+// Freed Large memory that was written is resident: a span goes into a chunk cut from it
+// before the never-used pages of an existing chunk, and of that chunk only the pages the
+// Large block wrote count dirty (the others are decommitted, so they read as zero even if
+// they had been swapped out).
+Test(page_arena, freed_large_memory_before_clean_pages) {
+  large_trim();
+  arena_trim();
+  char* opener = open_new_chunk();  // a chunk with clean pages after its first span
+  (void)opener;
+  const size_t big = 6 * 1024 * 1024;
+  bool fresh = false;
+  char* l = static_cast<char*>(large_alloc(big, &fresh));
+  cr_assert_not_null(l);
+  // Write every page but those of one 512 KiB stretch in each 2 MiB of the block.
+  for (size_t off = 0; off < big; off += kPage)
+    if (((uintptr_t(l) + off) & (kArenaChunkSize - 1)) < kArenaChunkSize - 512 * 1024) l[off] = 1;
+  large_free(l, big);
+  uint64_t chunks0 = arena_stats().chunks;
+  char* p = alloc(64);
+  char* c = chunk_of(p);
+  cr_assert_eq(arena_stats().chunks, chunks0 + 1, "a chunk was cut from the freed Large memory");
+  cr_assert(c >= l && c + kArenaChunkSize <= l + big, "the span's chunk %p is not inside the freed Large memory %p", c, l);
+  uint64_t faults0 = os_minor_faults();
+  memset(p, 2, 64 * kPage);
+  cr_assert_lt(os_minor_faults() - faults0, 4u, "the span is on pages the Large block wrote");
+  ArenaStats st = arena_stats();
+  cr_assert_eq(st.dirty_bytes, kArenaChunkSize - kPage - 512 * 1024 - 64 * kPage,
+               "only the written pages of the chunk count dirty (%zu)", size_t(st.dirty_bytes));
+  // The written pages left after p: 319, one run; a span of 256 takes them first.
+  char* q = alloc(256);
+  cr_assert_eq(q, p + 64 * kPage, "the next written pages, not the unwritten stretch");
+  cr_assert_eq(arena_stats().dirty_bytes, (383 - 64 - 256) * kPage);
+  cr_assert(arena_is_valid());
+  arena_trim();
+  large_trim();
+}
+
 Test(page_arena, a_new_chunk_comes_from_freed_large_memory) {
   large_trim();
   arena_trim();

@@ -382,6 +382,32 @@ Test(superslab, decommit_zeroes_data_but_keeps_the_header) {
 // A new SuperSlab is cut from freed Large memory when the page heap holds an aligned 2 MiB of
 // it: inside the freed range, its header reads as zero as a new mapping's would (whatever
 // the buffer held), no page of it faults again, and it works like any other.
+Test(superslab, slots_large_memory_left_resident_are_claimed_first) {
+  // A SuperSlab cut from freed Large memory: the slots with resident pages count as released
+  // (dirty_free), so claims take them before the slots the Large block never wrote.
+  large_trim();
+  const size_t big = 6 * 1024 * 1024;
+  bool fresh_pages = false;
+  char* l = static_cast<char*>(large_alloc(big, &fresh_pages));
+  cr_assert_not_null(l);
+  // Write slots 8..15 of every 2 MiB-aligned piece only.
+  for (size_t off = 0; off < big; off += 4096) {
+    size_t in = (uintptr_t(l) + off) & (kSuperSlabSize - 1);
+    if (in >= 8 * kSlabSize && in < 16 * kSlabSize) l[off] = 1;
+  }
+  large_free(l, big);
+  SuperSlab* ss = fresh();
+  char* c = reinterpret_cast<char*>(ss);
+  cr_assert(c >= l && c + kSuperSlabSize <= l + big, "SuperSlab %p is not inside the freed Large memory %p", c, l);
+  // Slot 0 holds the header, written by the creation itself.
+  cr_assert_eq(ss->dirty_free.load(), 0xFF01u, "resident slots: %#x", unsigned(ss->dirty_free.load()));
+  cr_assert_eq(superslab_claim(ss, 4), 8, "four resident slots before the unwritten ones");
+  cr_assert_eq(superslab_claim(ss, 4), 12);
+  cr_assert_eq(superslab_claim(ss, 1), 0);
+  cr_assert_eq(superslab_claim(ss, 1), 1, "no resident slot left: first fit");
+  large_trim();
+}
+
 Test(superslab, create_takes_freed_large_memory_first) {
   large_trim();
   const size_t big = 6 * 1024 * 1024;
