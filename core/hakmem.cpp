@@ -26,6 +26,7 @@
 #include <atomic>
 #include <new>
 
+#include "canary.h"
 #include "decay.h"
 #include "decay_thread.h"
 #include "diag.h"
@@ -246,15 +247,34 @@ HAK_SLOW_PATH void* tiny_alloc_miss(int cls, bool may_borrow) {
 // sampled (release, debug), or the fast path's countdown ran out (secure): a guarded block,
 // or the class's own. Before initialisation the tables were not set yet: the first malloc of
 // the process may be sampled too.
+// Secure variant: block p, if it is a Tiny/Mid block, holds n bytes for the program from now
+// on: its canary and size record go after them (canary.h). The block's own class (the region
+// map's): a refill may hand out a block of a slightly larger class.
+HAK_FAST_PATH void* canary_armed(void* p, size_t n) {
+  if constexpr (kCanary) {
+    uint8_t id = region_map_lookup(p);
+    if (HAK_LIKELY(unsigned(id) - 1u < unsigned(kNumClasses))) canary_arm(p, class_to_size(id), n);
+  }
+  return p;
+}
+
+HAK_SLOW_PATH void* tiny_alloc_miss_sized_raw(size_t n, int cls);
+
 HAK_SLOW_PATH void* tiny_alloc_miss_sized(size_t n, int cls) {
+  if constexpr (kCanary) return canary_armed(tiny_alloc_miss_sized_raw(n, cls), n);
+  return tiny_alloc_miss_sized_raw(n, cls);
+}
+
+// tiny_alloc_miss_sized without the canary.
+HAK_SLOW_PATH void* tiny_alloc_miss_sized_raw(size_t n, int cls) {
   if (HAK_LIKELY(cls != 0 && g_init_state.load(std::memory_order_acquire) == 2)) return tiny_alloc_miss(cls, true);
   ensure_init();
   bool sample;
   if constexpr (kGuardInline) sample = cls == 0 && guarded_countdown_expired();
-  else sample = size_to_class_alloc(n) == 0 && guarded_should_sample();
+  else sample = size_to_class_alloc(n + kCanaryTail) == 0 && guarded_should_sample();
   if (sample && n <= kGuardMaxSize)
     if (void* p = guarded_alloc(n, 16)) return p;
-  return tiny_alloc_fast(size_to_class(n));
+  return tiny_alloc_fast(size_to_class(n + kCanaryTail));
 }
 
 // malloc's path found the class's heap-profiler count run out (tiny_alloc_sized): a sampled
@@ -274,13 +294,16 @@ HAK_SLOW_PATH void* tiny_alloc_prof(size_t n, int cls) {
   if (HAK_LIKELY(tc.head != nullptr)) {
     void* p = tiny_cache_pop(tc, cls);
     if constexpr (kDebug) tiny_debug_check_alloc(p, cls);
+    if constexpr (kCanary) canary_arm(p, class_to_size(cls), n);
     return p;
   }
   return tiny_alloc_miss_sized(n, cls);
 }
 
 // ---------------------------------------------------------------------------------------
-size_t hak_usable_size_impl(const void* p);
+// The bytes the program may use in block p; op names the call in a report (a secure-variant
+// canary found overwritten, an invalid pointer).
+size_t hak_usable_size_impl(const void* p, const char* op = "malloc_usable_size");
 
 // Debug variant under valgrind: block p (n bytes asked for) goes to the program. memcheck
 // gets it as a heap block of n bytes (defined if zeroed), and the rest of its usable size
@@ -295,6 +318,10 @@ HAK_FAST_PATH void vg_alloc(void* p, size_t n, bool zeroed) {
 
 // The block for n bytes, not announced to memcheck yet.
 HAK_FAST_PATH void* alloc_block(size_t n) {
+  if constexpr (kCanary) {
+    if (HAK_LIKELY(n <= kMidMax - kCanaryTail)) return tiny_alloc_sized(n);  // armed there
+    return span_alloc(n, 16, false);
+  }
   if (HAK_LIKELY(n <= kMidMax)) return tiny_alloc_sized(n);
   return span_alloc(n, 16, false);
 }
@@ -311,13 +338,13 @@ HAK_FAST_PATH void* aligned_block(size_t align, size_t n) {
   if (prof_countdown(n) && prof_take_sample(n)) return span_alloc_as(n, align, false, true);
   if (HAK_UNLIKELY(guarded_rate() != 0) && align <= 4096 && n <= kGuardMaxSize && guarded_should_sample())
     if (void* p = guarded_alloc(n, align)) return p;
-  if (align <= 4096 && n <= kMidMax) {
-    size_t m = n < align ? align : n;
+  if (align <= 4096 && n <= kMidMax - kCanaryTail) {
+    size_t m = n + kCanaryTail < align ? align : n + kCanaryTail;
     if (m <= kMidMax) {
       // A class whose size is a multiple of the alignment: slabs start on 4 KiB boundaries,
       // so every block of it is aligned.
       for (int cls = size_to_class(m); cls <= kNumClasses; ++cls) {
-        if (class_to_size(cls) % align == 0) return tiny_alloc_fast(cls, false);
+        if (class_to_size(cls) % align == 0) return canary_armed(tiny_alloc_fast(cls, false), n);
       }
     }
   }
@@ -330,9 +357,17 @@ void* hak_alloc_aligned(size_t align, size_t n) {
   return p;
 }
 
-size_t hak_usable_size_impl(const void* p) {
+size_t hak_usable_size_impl(const void* p, const char* op) {
   uint8_t id = region_map_lookup(p);
-  if (HAK_LIKELY(unsigned(id) - 1u < unsigned(kNumClasses))) return class_to_size(id);
+  if (HAK_LIKELY(unsigned(id) - 1u < unsigned(kNumClasses))) {
+    // Secure: the bytes asked for, the canary checked (canary.h).
+    if constexpr (kCanary) {
+      size_t n;
+      if (HAK_UNLIKELY(!canary_intact(p, class_to_size(id), &n))) tiny_canary_failed(const_cast<void*>(p), id, op);
+      return n;
+    }
+    return class_to_size(id);
+  }
   if (p == nullptr) return 0;
   if (id == kRegionSpan) {
     SpanHeader* h = span_header_of(p);
@@ -428,7 +463,7 @@ void* hak_realloc_impl(void* p, size_t n) {
               class_to_size(id), int(id));
   // A freed block (its free-block key: free_link.h) is reported here, as free reports it.
   if (unsigned(id) - 1u < unsigned(kNumClasses) && key_held_live(p)) tiny_suspect_check(p, id, "realloc");
-  size_t old = hak_usable_size_impl(p);
+  size_t old = hak_usable_size_impl(p, "realloc");
   // What the program may read: under memcheck, the size the block was announced with.
   size_t have = old;
   if constexpr (kValgrind) have = vg_block_size(p, old);
@@ -455,6 +490,7 @@ void* hak_realloc_impl(void* p, size_t n) {
   // Keep the block when the new size fits and wastes at most half of it.
   if (n <= old && n >= old / 2) {
     if constexpr (kValgrind) vg_realloc_in_place(p, have, n);
+    if constexpr (kCanary) canary_armed(p, n);  // the canary moves to the new end
     return p;
   }
   if (id == kRegionSpan && n <= old && old - n < 64 * 1024) {
@@ -471,11 +507,11 @@ void* hak_realloc_impl(void* p, size_t n) {
 void* hak_calloc_impl(size_t count, size_t size) {
   size_t total;
   if (__builtin_mul_overflow(count, size, &total)) return fail_nomem();
-  if (total <= kMidMax) {
+  if (total <= kMidMax - kCanaryTail) {
     void* p = tiny_alloc_sized(total);
     if (p != nullptr) {
       if constexpr (kValgrind) vg_alloc(p, total, true);
-      memset(p, 0, total);
+      memset(p, 0, total);  // [0, total): the canary after it stays (tiny_alloc_sized armed it)
     }
     return p;
   }
@@ -765,7 +801,7 @@ HAK_SLOW_PATH void sized_delete_check(void* p, size_t n, size_t align) {
     } else if (id != kRegionSpan || !span_is_live(span_header_of(p))) {
       return;
     }
-    usable = hak_usable_size_impl(p);
+    usable = hak_usable_size_impl(p, "operator delete");
     ok = n <= usable;
   }
   if (ok && align <= 16 && id != kRegionGuarded && !(id == kRegionSpan && span_header_of(p)->magic == kSpanMagicSampled)) {

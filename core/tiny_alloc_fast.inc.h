@@ -30,6 +30,7 @@ HAK_FAST_PATH void* tiny_alloc_fast(int cls, bool may_borrow = true) {
   return tiny_alloc_miss(cls, may_borrow);
 }
 
+// Both return a block for n bytes (secure: armed for n, canary.h) or a span or guarded block.
 HAK_SLOW_PATH void* tiny_alloc_miss_sized(size_t n, int cls);
 HAK_SLOW_PATH void* tiny_alloc_prof(size_t n, int cls);
 
@@ -37,13 +38,14 @@ HAK_FAST_PATH void* tiny_alloc_sized(size_t n) {
   if constexpr (kGuardInline) {
     if (HAK_UNLIKELY(--t_guard_left < 0)) return tiny_alloc_miss_sized(n, 0);
   }
-  int cls = size_to_class_alloc(n);
+  int cls = size_to_class_alloc(n + kCanaryTail);  // secure: room for the canary (canary.h)
   TlsCache& tc = t_cache[cls];
   // The heap profiler's count (sampler.h): a subtraction from the entry's line and a branch.
   if (HAK_UNLIKELY((tc.prof_left -= int32_t(n)) < 0)) return tiny_alloc_prof(n, cls);
   if (HAK_LIKELY(tc.head != nullptr)) {
     void* p = tiny_cache_pop(tc, cls);
     if constexpr (kDebug) tiny_debug_check_alloc(p, cls);
+    if constexpr (kCanary) canary_arm(p, class_to_size(cls), n);  // a block of cls: no lookup
     return p;
   }
   return tiny_alloc_miss_sized(n, cls);  // n first: it stays in the register it came in

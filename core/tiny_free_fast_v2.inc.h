@@ -13,7 +13,8 @@
 //                                 the owning runs, local or remote; or set the thread up)
 // No atomics, no lock, no call on the fast path. The class comes from the region map
 // (hak_free_api.inc.h), so a block needs no header. The secure variant also checks that p is
-// a block's start (an interior pointer is reported at the call).
+// a block's start (an interior pointer is reported at the call) and the block's canary (an
+// overflow past the bytes asked for: canary.h).
 #ifndef HAK_IN_HAKMEM_CPP
 #error "tiny_free_fast_v2.inc.h is part of hakmem.cpp"
 #endif
@@ -26,6 +27,11 @@ HAK_FAST_PATH void tiny_free_fast(void* p, int cls) {
     // cache, where the run is at hand anyway: the check's instructions on every free were not
     // worth it there (docs/BENCHMARKS.md, "Interior pointers at the call").
     if (HAK_UNLIKELY(!block_start_in_run(p, cls))) return tiny_free_suspect(p, cls);
+    // Bytes written past what was asked for are reported here (canary.h).
+    if constexpr (kCanary) {
+      size_t n;
+      if (HAK_UNLIKELY(!canary_intact(p, class_to_size(cls), &n))) tiny_canary_failed(p, cls, "free");
+    }
   }
   tiny_cache_push(t_cache[cls], p, cls);
 }

@@ -3,6 +3,8 @@
 // tiny_free_fast_v2.inc.h.
 #include "tiny_heap.h"
 
+#include "canary.h"
+
 #include <errno.h>
 #include <pthread.h>
 #include <string.h>
@@ -894,6 +896,23 @@ void tiny_suspect_check(void* p, int cls, const char* op) {
   }
   // Otherwise another thread's cache, a run another thread owns (the flush and the drain
   // check it there), or a program that stored the key's value itself.
+}
+
+void tiny_canary_failed(void* p, int cls, const char* op) {
+  const size_t size = class_to_size(cls);
+  if (tls_list_holds(cls, p, t_cache[cls].count()))
+    hak_fatal("%s(%p): double free (block of size class %d, %zu bytes)", op, p, cls, size);
+  Slab* s = slab_of_block(p);
+  if (s->cls == cls) {
+    uint32_t i = run_block_index(s, p);
+    if (i != UINT32_MAX) {
+      if (static_cast<const char*>(p) >= s->bump)
+        hak_fatal("%s(%p): invalid pointer (never handed out: beyond the carved part of its slab)", op, p);
+      uint64_t w = __atomic_load_n(&out_word(run_out_bits(s), i >> 6), __ATOMIC_RELAXED);
+      if (!((w >> (i & 63)) & 1)) hak_fatal("%s(%p): double free (block of size class %d, %zu bytes)", op, p, cls, size);
+    }
+  }
+  canary_report(p, size, op);
 }
 
 void tiny_free_suspect(void* p, int cls) {

@@ -120,6 +120,11 @@ HAK_SLOW_PATH void tiny_suspect_check(void* p, int cls, const char* op);
 // from the fast path, which so needs no stack frame).
 HAK_SLOW_PATH void tiny_free_suspect(void* p, int cls);
 
+// Secure variant: the canary or size record of block p (class cls) is not intact at `op`
+// (canary.h). A block that is not the program's — never handed out, back in its run, on this
+// thread's list — is reported as that invalid or double free; otherwise the overflow. Aborts.
+[[noreturn]] HAK_SLOW_PATH void tiny_canary_failed(void* p, int cls, const char* op);
+
 // Refills t_cache[cls] and returns one block, or nullptr (errno ENOMEM) when out of memory.
 // With may_borrow the block may instead be one cached for a slightly larger class (it then
 // has that class's size and alignment; t_cache[cls] stays empty).

@@ -31,6 +31,7 @@
 #include <string>
 #include <thread>
 
+#include "canary.h"
 #include "hakmem_build_flags.h"
 #include "decay.h"
 #include "free_link.h"
@@ -80,8 +81,9 @@ void expect_abort(const char* what, const char* message, Fn fn) {
 // Two 32-byte blocks freed in turn; returns the second: the head of the class's TLS list,
 // whose link word leads to the first.
 char* two_cached_blocks() {
-  char* a = static_cast<char*>(malloc(32));
-  char* b = static_cast<char*>(malloc(32));
+  // 28 bytes: the 32-byte class in every variant (the secure one adds 4 for its canary).
+  char* a = static_cast<char*>(malloc(28));
+  char* b = static_cast<char*>(malloc(28));
   escape(a);
   escape(b);
   free(a);
@@ -148,7 +150,7 @@ Test(misuse, free_into_a_superslab_slot_that_holds_no_slab) {
     // used every slot of the first one, so take 32 KiB blocks (4-slot runs) until a SuperSlab
     // with free slots shows up.
     for (int n = 0; n < 512; ++n) {
-      void* p = malloc(32768);
+      void* p = malloc(32768 - hak::kCanaryTail);
       escape(p);
       char* ss = reinterpret_cast<char*>(hak::superslab_of(p));
       for (int i = 1; i < hak::kSlabsPerSuperSlab; ++i) {
@@ -164,7 +166,7 @@ Test(misuse, free_into_a_superslab_slot_that_holds_no_slab) {
 // is on the thread's list of its class, or back in its run. Each child exits without a trim.
 Test(misuse, double_free_of_a_tiny_block_at_the_call) {
   expect_abort("tiny double free", "double free (block of size class 2, 32 bytes)", [] {
-    void* p = malloc(32);
+    void* p = malloc(28);
     escape(p);
     free(p);
     free(p);
@@ -204,10 +206,10 @@ Test(misuse, interleaved_double_frees_of_mid_blocks_at_the_call) {
 
 Test(misuse, double_free_after_the_block_was_reused_at_the_call) {
   expect_abort("double free after reuse", "double free (block of size class 4, 64 bytes)", [] {
-    char* p = static_cast<char*>(malloc(64));
+    char* p = static_cast<char*>(malloc(60));  // the 64-byte class in every variant
     escape(p);
     free(p);
-    char* q = static_cast<char*>(malloc(64));  // the same block, handed out again
+    char* q = static_cast<char*>(malloc(60));  // the same block, handed out again
     escape(q);
     if (q != p) _exit(3);
     memset(q, 0x5A, 64);
@@ -254,7 +256,7 @@ Test(misuse, realloc_of_a_freed_tiny_block_at_the_call) {
 
 Test(misuse, unaligned_free_of_a_tiny_block_at_the_call) {
   expect_abort("unaligned free", "invalid pointer (inside a 64-byte block of size class 4, not at its start", [] {
-    char* p = static_cast<char*>(malloc(64));
+    char* p = static_cast<char*>(malloc(60));  // the 64-byte class in every variant
     escape(p);
     free(p + 8);
     _exit(0);
@@ -305,7 +307,7 @@ Test(misuse, double_free_from_another_thread) {
 
 Test(misuse, free_of_a_pointer_inside_a_tiny_block) {
   expect_abort("tiny interior pointer", "invalid pointer (inside a 64-byte block of size class 4, not at its start)", [] {
-    char* p = static_cast<char*>(malloc(64));
+    char* p = static_cast<char*>(malloc(60));  // the 64-byte class in every variant
     escape(p);
     free(p + 16);
     malloc_trim(0);
@@ -314,7 +316,7 @@ Test(misuse, free_of_a_pointer_inside_a_tiny_block) {
 
 Test(misuse, realloc_of_a_pointer_inside_a_tiny_block) {
   expect_abort("tiny interior realloc", "realloc(", [] {
-    char* p = static_cast<char*>(malloc(64));
+    char* p = static_cast<char*>(malloc(60));  // the 64-byte class in every variant
     escape(p);
     void* q = realloc(p + 16, 32);
     escape(q);
@@ -365,7 +367,7 @@ Test(misuse, write_after_free_ends_a_flushed_stretch_early) {
   expect_abort("list cut short", "ends the list", [] {
     char* p[40];
     for (auto& q : p) {
-      q = static_cast<char*>(malloc(32));
+      q = static_cast<char*>(malloc(28));
       escape(q);
     }
     for (auto* q : p) free(q);
@@ -380,7 +382,7 @@ Test(misuse, write_after_free_caught_by_malloc_in_the_secure_variant) {
     char* b = two_cached_blocks();
     // A link that decodes to a misaligned address (what 7 in 8 random overwrites give).
     hak::link_store(b, reinterpret_cast<void*>(uintptr_t(0x10000041)));
-    void* c = malloc(32);
+    void* c = malloc(28);
     escape(c);
     _exit(0);
   });
@@ -479,7 +481,8 @@ Test(misuse, realloc_of_a_freed_span_block) {
 // secure and debug variants (release frees it as usual: C++ passes the size it allocated).
 Test(misuse, sized_delete_with_the_wrong_size) {
   if (!hak::kSecure && !hak::kDebug) cr_skip_test("the secure and debug variants check sized deletes");
-  expect_abort("sized delete, larger", "wrong size (the block holds 112 bytes", [] {
+  // The block holds its class's 112 bytes, or (secure) the 100 asked for: canary.h.
+  expect_abort("sized delete, larger", hak::kCanary ? "wrong size (the block holds 100 bytes" : "wrong size (the block holds 112 bytes", [] {
     void* p = ::operator new(100);
     escape(p);
     ::operator delete(p, size_t(5000));
@@ -533,7 +536,7 @@ Test(misuse, sized_deletes_with_the_right_size_are_quiet) {
           for (int i = 0; i < 100; ++i) {
             keep[i] = ::operator new(96 - size_t(i % 8));
             escape(keep[i]);
-            if (malloc_usable_size(keep[i]) == 112) ++borrowed;
+            if (hak::region_map_lookup(keep[i]) != hak::size_to_class(96 - size_t(i % 8) + hak::kCanaryTail)) ++borrowed;
           }
           for (int i = 0; i < 100; ++i) ::operator delete(keep[i], 96 - size_t(i % 8));
         }

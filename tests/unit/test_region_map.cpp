@@ -22,6 +22,7 @@
 #include <valgrind/valgrind.h>
 
 #include "hakmem.h"
+#include "canary.h"
 #include "region_map.h"
 #include "size_class.h"
 
@@ -106,7 +107,8 @@ const char* check_allocator_classification() {
     void* p = hak_malloc(s);
     blocks[n++] = p;
     if (p == nullptr) return "hak_malloc failed";
-    uint8_t want = uint8_t(size_to_class(s));
+    // The class of s and the secure variant's canary (canary.h); a span past the classes.
+    uint8_t want = s + kCanaryTail <= kMidMax ? uint8_t(size_to_class(s + kCanaryTail)) : kRegionSpan;
     if (region_map_lookup(p) != want) {
       snprintf(why, sizeof why, "block of %zu B: lookup %u, want class %u", s, region_map_lookup(p), want);
       return why;
@@ -235,7 +237,7 @@ Test(region_map, init_is_idempotent_and_a_late_force_changes_nothing) {
   cr_assert_eq(region_map_is_flat(), flat, "a second init must not switch forms");
   cr_assert_eq(detail::g_region_flat, map, "a second init must not replace the live map");
   void* p = hak_malloc(48);
-  cr_assert_eq(region_map_lookup(p), size_to_class(48));
+  cr_assert_eq(region_map_lookup(p), size_to_class(48 + kCanaryTail));
   hak_free(p);
 }
 

@@ -9,14 +9,16 @@
 
 #include "decay_thread.h"
 #include "hakmem.h"
+#include "canary.h"
 #include "tiny_heap.h"
 
 using namespace hak;
 
 namespace {
 
-constexpr size_t kSize = 448;
-const int kCls = size_to_class(kSize);
+// Blocks of the 448-byte class in every variant (the secure one adds kCanaryTail to a request).
+constexpr size_t kSize = 448 - kCanaryTail;
+const int kCls = size_to_class(448);
 constexpr int kMaxBlocks = 2048;
 constexpr int kMaxRuns = 64;
 

@@ -14,12 +14,25 @@
 
 #include <atomic>
 
+#include "canary.h"
 #include "hakmem.h"
+#include "region_map.h"
 #include "tiny_heap.h"
 
 using namespace hak;
 
 namespace {
+
+// The request that gets a block of `bytes` (a class size) in every variant: the secure one adds
+// its canary's kCanaryTail to a request (canary.h).
+size_t ask(size_t bytes) { return bytes - kCanaryTail; }
+// hak_malloc(n) for a block of n's class in every variant: the largest request of that class.
+void* alloc_in_class(size_t n) {
+  if (n == 0 || n > kMidMax) return hak_malloc(n);
+  return hak_malloc(class_to_size(size_to_class(n)) - kCanaryTail);
+}
+// The size of block p's class.
+size_t block_bytes(const void* p) { return class_to_size(region_map_lookup(p)); }
 
 // Classes with different caps: small Tiny (cap 256), large Tiny, Mid.
 const size_t kSizes[] = {48, 880, 5000};
@@ -52,7 +65,7 @@ void* g_blocks[1024];
 void overflow_then_empty(size_t n, int cls) {
   uint32_t cap = class_cache_cap(cls);
   cr_assert_lt(cap + 1, sizeof g_blocks / sizeof g_blocks[0]);
-  for (uint32_t i = 0; i <= cap; ++i) cr_assert_not_null(g_blocks[i] = hak_malloc(n));
+  for (uint32_t i = 0; i <= cap; ++i) cr_assert_not_null(g_blocks[i] = alloc_in_class(n));
   empty_list(cls);
   for (uint32_t i = 0; i <= cap; ++i) hak_free(g_blocks[i]);
   empty_list(cls);
@@ -65,7 +78,7 @@ Test(tiny_heap, refill_takes_a_batch_of_half_the_cap_from_one_run_after_an_overf
     int cls = size_to_class(n);
     overflow_then_empty(n, cls);
     uint32_t cap = class_cache_cap(cls);
-    void* p = hak_malloc(n);
+    void* p = alloc_in_class(n);
     cr_assert_not_null(p);
     cr_assert_eq(t_cache[cls].cap, cap, "class %d: a refill restores the full cap, not %u", cls, t_cache[cls].cap);
     cr_assert_eq(region_map_lookup(p), cls);
@@ -88,7 +101,7 @@ Test(tiny_heap, refill_takes_a_batch_of_half_the_cap_from_one_run_after_an_overf
     uint32_t used = s->used, left = t_cache[cls].count();
     for (uint32_t i = 0; i < left; ++i) {
       void* expect = t_cache[cls].head;
-      void* q = hak_malloc(n);
+      void* q = alloc_in_class(n);
       cr_assert_eq(q, expect, "malloc pops the list head");
       cr_assert_eq(t_cache[cls].count(), left - i - 1);
       g_blocks[i] = q;
@@ -97,7 +110,7 @@ Test(tiny_heap, refill_takes_a_batch_of_half_the_cap_from_one_run_after_an_overf
     cr_assert_null(t_cache[cls].head);
     // The next malloc refills again: a second refill in a row (the thread allocates more of the
     // class than it frees) takes a quarter of the cap, at least 4 blocks.
-    void* r = hak_malloc(n);
+    void* r = alloc_in_class(n);
     cr_assert_not_null(r);
     uint32_t got2 = t_cache[cls].count() + 1, want2 = cap / 4 > 4 ? cap / 4 : 4;
     if (exhausted(slab_of_block(r))) cr_assert_leq(got2, want2, "class %d: batch %u > %u", cls, got2, want2);
@@ -113,10 +126,10 @@ Test(tiny_heap, refill_takes_a_batch_of_half_the_cap_from_one_run_after_an_overf
 Test(tiny_heap, free_pushes_until_the_cap_then_flushes_down_to_half) {
   for (size_t n : kSizes) {
     int cls = size_to_class(n);
-    hak_free(hak_malloc(n));
+    hak_free(alloc_in_class(n));
     uint32_t cap = t_cache[cls].cap;
     cr_assert_lt(cap + 1, sizeof g_blocks / sizeof g_blocks[0]);
-    for (uint32_t i = 0; i <= cap; ++i) cr_assert_not_null(g_blocks[i] = hak_malloc(n));
+    for (uint32_t i = 0; i <= cap; ++i) cr_assert_not_null(g_blocks[i] = alloc_in_class(n));
     empty_list(cls);
     for (uint32_t i = 0; i < cap; ++i) {
       hak_free(g_blocks[i]);
@@ -141,7 +154,7 @@ Test(tiny_heap, free_pushes_until_the_cap_then_flushes_down_to_half) {
 Test(tiny_heap, flush_moves_blocks_back_to_their_runs) {
   int cls = size_to_class(200);
   empty_list(cls);
-  void* p = hak_malloc(200);  // refill; p keeps the run in use
+  void* p = alloc_in_class(200);  // refill; p keeps the run in use
   Slab* s = slab_of_block(p);
   uint32_t count = t_cache[cls].count();
   cr_assert_geq(count, 6u, "a refill of class %d should bring more than 6 blocks", cls);
@@ -158,7 +171,7 @@ Test(tiny_heap, flush_moves_blocks_back_to_their_runs) {
   cr_assert_eq(s->used, used - count, "only p is still out of the run");
   cr_assert(tiny_heap_is_valid());
   // The next malloc takes the flushed blocks back from the run's free list.
-  void* q = hak_malloc(200);
+  void* q = alloc_in_class(200);
   cr_assert_eq(slab_of_block(q), s);
   cr_assert(tiny_heap_is_valid());
   hak_free(q);
@@ -166,7 +179,7 @@ Test(tiny_heap, flush_moves_blocks_back_to_their_runs) {
 }
 
 Test(tiny_heap, checker_catches_a_miscounted_run, .init = cr_redirect_stderr) {
-  void* p = hak_malloc(64);
+  void* p = alloc_in_class(64);
   Slab* s = slab_of_block(p);
   cr_assert(tiny_heap_is_valid());
   s->used += 1;
@@ -188,7 +201,7 @@ struct ThreadResult {
 void* alloc_free_exit(void* arg) {
   auto* r = static_cast<ThreadResult*>(arg);
   int cls = size_to_class(96);
-  for (int i = 0; i < 100; ++i) g_blocks[i] = hak_malloc(96);
+  for (int i = 0; i < 100; ++i) g_blocks[i] = alloc_in_class(96);
   for (int i = 0; i < 100; ++i) hak_free(g_blocks[i]);
   r->count_before_exit = t_cache[cls].count();
   r->block = g_blocks[0];
@@ -197,7 +210,7 @@ void* alloc_free_exit(void* arg) {
 }  // namespace
 
 Test(tiny_heap, thread_exit_flushes_the_lists_and_hands_the_heap_back) {
-  hak_free(hak_malloc(8));
+  hak_free(alloc_in_class(8));
   TinyStats st0 = tiny_stats();
   ThreadResult r{};
   pthread_t t;
@@ -232,12 +245,12 @@ void* free_others_blocks(void* arg) {
   for (uint32_t i = 0; i < r->blocks; ++i) hak_free(g_blocks[i]);
   r->count_after_overflow = t_cache[r->cls].count();
   r->cap_after_overflow = t_cache[r->cls].cap;
-  void* p = hak_malloc(class_to_size(r->cls));
+  void* p = alloc_in_class(class_to_size(r->cls));
   r->cap_after_refill = t_cache[r->cls].cap;
   r->refill_batch = t_cache[r->cls].count() + 1;
   hak_free(p);
   int fc = size_to_class(r->first_size);
-  void* q = hak_malloc(r->first_size);
+  void* q = alloc_in_class(r->first_size);
   r->first_batch = t_cache[fc].count() + 1;
   hak_free(q);
   return nullptr;
@@ -252,7 +265,7 @@ Test(tiny_heap, a_thread_that_only_frees_a_class_flushes_it_all_and_caches_less)
     r.cls = cls;
     r.blocks = cap + 1;  // the last free overflows
     r.first_size = 100;  // class 8 (112 B), cap 256: a first refill takes 16
-    for (uint32_t i = 0; i < r.blocks; ++i) cr_assert_not_null(g_blocks[i] = hak_malloc(n));
+    for (uint32_t i = 0; i < r.blocks; ++i) cr_assert_not_null(g_blocks[i] = alloc_in_class(n));
     pthread_t t;
     cr_assert_eq(pthread_create(&t, nullptr, free_others_blocks, &r), 0);
     pthread_join(t, nullptr);
@@ -280,19 +293,19 @@ Test(tiny_heap, a_miss_borrows_from_a_neighbour_with_spare_blocks_but_not_for_al
     uint32_t spare = class_cache_cap(c80) / 4 + 8;
     static void* blocks[512];
     cr_assert_lt(spare, 512u);
-    for (uint32_t i = 0; i < spare; ++i) blocks[i] = hak_malloc(80);
+    for (uint32_t i = 0; i < spare; ++i) blocks[i] = alloc_in_class(80);
     for (uint32_t i = 0; i < spare; ++i) hak_free(blocks[i]);
     cr_assert_geq(t_cache[c80].count(), spare, "the frees stay cached");
     uint32_t before = t_cache[c80].count();
     // The first malloc(64) of the thread: its run has nothing but fresh memory.
-    void* p = hak_malloc(64);
+    void* p = alloc_in_class(64);
     cr_assert_not_null(p);
     cr_assert_eq(region_map_lookup(p), c80, "malloc(64) took an 80-byte block cached for the next class");
-    cr_assert_eq(hak_usable_size(p), 80u);
+    cr_assert_eq(hak_usable_size(p), kCanary ? ask(64) : 80u);
     cr_assert_eq(t_cache[c80].count(), before - 1);
     cr_assert_null(t_cache[c64].head, "the borrowing class's list stays empty");
     // An aligned request of the same class carves its own, aligned block.
-    void* q = hak_aligned_alloc(64, 64);
+    void* q = hak_aligned_alloc(64, ask(64));
     cr_assert_not_null(q);
     cr_assert_eq(region_map_lookup(q), c64, "aligned_alloc(64, 64) must not borrow");
     cr_assert_eq(reinterpret_cast<uintptr_t>(q) % 64, 0u);
@@ -318,22 +331,22 @@ Test(tiny_heap, a_miss_borrows_only_within_32_bytes_or_an_eighth) {
       int c = size_to_class(n);
       uint32_t spare = class_cache_cap(c) / 4 + 8;
       cr_assert_lt(spare, 512u);
-      for (uint32_t i = 0; i < spare; ++i) blocks[i] = hak_malloc(n);
+      for (uint32_t i = 0; i < spare; ++i) blocks[i] = alloc_in_class(n);
       for (uint32_t i = 0; i < spare; ++i) hak_free(blocks[i]);
       cr_assert_geq(t_cache[c].count(), spare);
     };
     // 512 B may take 576 B (four classes up, 1/8 larger).
     cache_spare(576);
-    void* p = hak_malloc(512);
-    cr_assert_eq(hak_usable_size(p), 576u, "malloc(512) took a %zu-byte block", hak_usable_size(p));
+    void* p = alloc_in_class(512);
+    cr_assert_eq(block_bytes(p), 576u, "malloc(512) took a %zu-byte block", block_bytes(p));
     // 48 B may not take 96 B (48 bytes more: over max(32, 48/8)); it carves its own.
     cache_spare(96);
-    void* q = hak_malloc(48);
-    cr_assert_eq(hak_usable_size(q), 48u, "malloc(48) took a %zu-byte block", hak_usable_size(q));
+    void* q = alloc_in_class(48);
+    cr_assert_eq(block_bytes(q), 48u, "malloc(48) took a %zu-byte block", block_bytes(q));
     // 1024 B (Tiny) never takes a Mid block, though 1056 B is within 1/8.
     cache_spare(1056);
-    void* r = hak_malloc(1024);
-    cr_assert_eq(hak_usable_size(r), 1024u, "malloc(1024) took a %zu-byte block", hak_usable_size(r));
+    void* r = alloc_in_class(1024);
+    cr_assert_eq(block_bytes(r), 1024u, "malloc(1024) took a %zu-byte block", block_bytes(r));
     hak_free(p);
     hak_free(q);
     hak_free(r);
@@ -352,7 +365,7 @@ Test(tiny_heap, fresh_blocks_come_at_most_4_kib_at_a_time) {
     static void* blocks[64];
     // Only allocations: every refill of a new run's class carves fresh memory.
     for (int i = 0; i < 64; ++i) {
-      blocks[i] = hak_malloc(n);
+      blocks[i] = alloc_in_class(n);
       cr_assert_not_null(blocks[i]);
       cr_assert_leq((t_cache[cls].count() + 1) * class_to_size(cls), 4096u + class_to_size(cls),
                     "refill %d carved %u blocks of %zu bytes", i, t_cache[cls].count() + 1, class_to_size(cls));
@@ -382,7 +395,7 @@ struct Handoff {
 
 void* make_blocks(void* arg) {
   auto* h = static_cast<Handoff*>(arg);
-  for (void*& b : h->blocks) cr_assert_not_null(b = hak_malloc(Handoff::kSize));
+  for (void*& b : h->blocks) cr_assert_not_null(b = alloc_in_class(Handoff::kSize));
   h->maker_heap = tiny_current_heap();
   h->made.store(true);
   while (!h->maker_may_exit.load()) sched_yield();
@@ -392,7 +405,7 @@ void* make_blocks(void* arg) {
 // Takes a heap while the maker holds its own, and parks it after the maker's.
 void* park_another_heap(void* arg) {
   auto* go = static_cast<std::atomic<int>*>(arg);
-  hak_free(hak_malloc(96));
+  hak_free(alloc_in_class(96));
   go->store(1);
   while (go->load() < 2) sched_yield();
   return nullptr;
@@ -403,13 +416,13 @@ void* park_another_heap(void* arg) {
 void* take_over(void* arg) {
   auto* h = static_cast<Handoff*>(arg);
   for (void* b : h->blocks) hak_free(b);
-  void* p = hak_malloc(1000);
+  void* p = alloc_in_class(1000);
   h->first_heap = tiny_current_heap();
   hak_free(p);
   h->took.store(true);
   while (!h->taker_may_go_on.load()) sched_yield();
   static void* more[2048];
-  for (void*& q : more) q = hak_malloc(40);  // a refill every few mallocs
+  for (void*& q : more) q = alloc_in_class(40);  // a refill every few mallocs
   h->heap_after_refills = tiny_current_heap();
   for (void* q : more) hak_free(q);
   cr_assert(tiny_heap_is_valid());
@@ -470,7 +483,7 @@ Test(tiny_heap, decay_releases_the_kept_empty_run_of_a_class_not_refilled_since_
     const size_t n = 1500;  // a Mid class no other step of this thread uses
     const int cls = size_to_class(n);
     static void* blocks[32];
-    for (void*& b : blocks) cr_assert_not_null(b = hak_malloc(n));
+    for (void*& b : blocks) cr_assert_not_null(b = alloc_in_class(n));
     for (void* b : blocks) hak_free(b);
     empty_list(cls);
     ThreadHeap* h = tiny_current_heap();
@@ -483,7 +496,7 @@ Test(tiny_heap, decay_releases_the_kept_empty_run_of_a_class_not_refilled_since_
     cr_assert_null(h->avail[cls].head, "the run of a class idle for a whole period is still kept");
     cr_assert(tiny_heap_is_valid());
     // The class still works, from the pool's cached run or a new one.
-    void* p = hak_malloc(n);
+    void* p = alloc_in_class(n);
     cr_assert_not_null(p);
     hak_free(p);
     return nullptr;
@@ -501,7 +514,7 @@ Test(tiny_heap, a_thread_decays_its_own_heap_after_another_thread_ran_a_pass) {
     const size_t idle = 1800, busy = 64;
     const int cls = size_to_class(idle);
     static void* blocks[1024];
-    for (int i = 0; i < 16; ++i) cr_assert_not_null(blocks[i] = hak_malloc(idle));
+    for (int i = 0; i < 16; ++i) cr_assert_not_null(blocks[i] = alloc_in_class(idle));
     for (int i = 0; i < 16; ++i) hak_free(blocks[i]);
     empty_list(cls);
     ThreadHeap* h = tiny_current_heap();
@@ -510,7 +523,7 @@ Test(tiny_heap, a_thread_decays_its_own_heap_after_another_thread_ran_a_pass) {
     // Slow paths of another class: refills and overflows, each a decay_tick.
     auto churn = [] {
       for (int r = 0; r < 8; ++r) {
-        for (void*& b : blocks) b = hak_malloc(busy);
+        for (void*& b : blocks) b = alloc_in_class(busy);
         for (void* b : blocks) hak_free(b);
       }
     };
@@ -539,7 +552,7 @@ Test(tiny_heap, flush_returns_blocks_of_interleaved_runs_each_to_its_own) {
     static Slab* runs[3];
     int nruns = 0, count[3] = {0, 0, 0};
     while (nruns < 3 || count[2] < 8) {
-      void* p = hak_malloc(n);
+      void* p = alloc_in_class(n);
       cr_assert_not_null(p);
       Slab* s = slab_of_block(p);
       int r = 0;
@@ -593,7 +606,7 @@ Test(tiny_heap, a_refill_takes_a_runs_free_blocks_in_address_order) {
     const size_t n = 1800;  // a Mid class no other step of this thread uses
     const int cls = size_to_class(n);
     static void* blocks[16];
-    for (void*& b : blocks) cr_assert_not_null(b = hak_malloc(n));
+    for (void*& b : blocks) cr_assert_not_null(b = alloc_in_class(n));
     Slab* s = slab_of_block(blocks[0]);
     for (void* b : blocks) cr_assert_eq(slab_of_block(b), s, "16 blocks of 1800 B fit one run");
     for (int i = 15; i >= 0; --i) hak_free(blocks[i]);
@@ -606,7 +619,7 @@ Test(tiny_heap, a_refill_takes_a_runs_free_blocks_in_address_order) {
       cr_assert(in_run(s, static_cast<char*>(s->start) + size_t(i) * class_to_size(cls)));
     }
     for (int i = 0; i < 16; ++i) {
-      blocks[i] = hak_malloc(n);
+      blocks[i] = alloc_in_class(n);
       cr_assert_eq(blocks[i], static_cast<void*>(s->start + size_t(i) * class_to_size(cls)),
                    "block %d: the refills hand the run out again from its first block", i);
     }
@@ -620,7 +633,7 @@ Test(tiny_heap, a_refill_takes_a_runs_free_blocks_in_address_order) {
     cr_assert(slab_is_valid(s));
     const int order[3] = {2, 7, 11};
     for (int k : order) {
-      void* p = hak_malloc(n);
+      void* p = alloc_in_class(n);
       cr_assert_eq(p, blocks[k], "block %d is taken back first (lowest address)", k);
     }
     cr_assert(tiny_heap_is_valid());

@@ -1,0 +1,201 @@
+// test_canary.cpp — the secure variant's canaries after Tiny/Mid blocks (canary.h), from the
+// attacker's side: a program writes past the bytes it asked for, then goes on; the free (or
+// realloc, or malloc_usable_size) of that block must abort with the exact report. And from
+// the user's side: a correct program that uses every byte malloc_usable_size reports, that
+// resizes in place and that allocates aligned or zeroed blocks is never reported.
+// Every test is skipped in the variants without canaries (release, debug).
+#include <criterion/criterion.h>
+
+#include <malloc.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <string>
+
+#include "canary.h"
+
+#pragma GCC diagnostic ignored "-Warray-bounds"
+#pragma GCC diagnostic ignored "-Wstringop-overflow"
+#include "region_map.h"
+#include "size_class.h"
+
+namespace {
+
+void escape(void* p) { asm volatile("" : : "g"(p) : "memory"); }
+
+// Runs fn in a child with stderr captured; returns it, and how the child ended in *status.
+template <class Fn>
+std::string run_child(Fn fn, int* status) {
+  int fds[2];
+  cr_assert_eq(pipe(fds), 0);
+  pid_t pid = fork();
+  cr_assert_geq(pid, 0);
+  if (pid == 0) {
+    dup2(fds[1], 2);
+    close(fds[0]);
+    fn();
+    _exit(0);  // no abort: the overflow went unnoticed
+  }
+  close(fds[1]);
+  std::string out;
+  char buf[512];
+  ssize_t n;
+  while ((n = read(fds[0], buf, sizeof buf)) > 0) out.append(buf, size_t(n));
+  close(fds[0]);
+  waitpid(pid, status, 0);
+  return out;
+}
+
+template <class Fn>
+void expect_abort(const char* what, const char* message, Fn fn) {
+  int status = 0;
+  std::string err = run_child(fn, &status);
+  cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "%s: expected abort(), child %s %d; stderr: %s", what,
+            WIFSIGNALED(status) ? "got signal" : "exited with", WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status),
+            err.c_str());
+  cr_assert(err.find("hakmem: ") != std::string::npos && err.find(message) != std::string::npos,
+            "%s: expected a message containing \"%s\", got: %s", what, message, err.c_str());
+}
+
+void skip_without_canaries() {
+  if (!hak::kCanary) cr_skip_test("canaries are the secure variant's");
+}
+
+// malloc(n), the block written up to n + by, then freed: the report must name the block's
+// class size, n and the first byte past n.
+void overflow_then_free(size_t n, size_t by, const char* message) {
+  expect_abort("overflow", message, [n, by] {
+    char* p = static_cast<char*>(malloc(n));
+    escape(p);
+    memset(p, 0x22, n + by);
+    escape(p);
+    free(p);
+  });
+}
+
+}  // namespace
+
+Test(canary, one_byte_past_a_tiny_block_is_reported_at_free) {
+  skip_without_canaries();
+  overflow_then_free(40, 1, "free(0x");
+  overflow_then_free(40, 1, "heap buffer overflow: 40 bytes asked for, the 48-byte block was written past them at +40 (found 0x22)");
+  overflow_then_free(1, 1, "heap buffer overflow: 1 bytes asked for, the 16-byte block was written past them at +1");
+  overflow_then_free(100, 1, "heap buffer overflow: 100 bytes asked for, the 112-byte block was written past them at +100");
+}
+
+Test(canary, one_byte_past_a_mid_block_is_reported_at_free) {
+  skip_without_canaries();
+  overflow_then_free(3000, 1, "heap buffer overflow: 3000 bytes asked for, the 3008-byte block was written past them at +3000");
+  overflow_then_free(20000, 1, "heap buffer overflow: 20000 bytes asked for, the 20480-byte block was written past them at +20000");
+  overflow_then_free(32764, 1, "the last four bytes of the 32768-byte block (its size record, after the canary) were overwritten");
+}
+
+Test(canary, a_block_without_canary_bytes_has_its_size_record_checked) {
+  skip_without_canaries();
+  // 28 + 4 = 32: the record is all that follows the program's bytes.
+  overflow_then_free(28, 1, "free(0x");
+  overflow_then_free(28, 1, "heap buffer overflow: the last four bytes of the 32-byte block (its size record, after the canary) were overwritten");
+  overflow_then_free(12, 3, "the last four bytes of the 16-byte block");
+}
+
+Test(canary, a_long_overflow_is_reported_too) {
+  skip_without_canaries();
+  // Over the canary and the record: the record is read first, and named.
+  overflow_then_free(48, 32, "heap buffer overflow: the last four bytes of the 64-byte block (its size record, after the canary) were overwritten");
+  expect_abort("memcpy overflow", "the last four bytes of the 3008-byte block", [] {
+    static char src[4096];
+    char* p = static_cast<char*>(malloc(3000));
+    escape(p);
+    memcpy(p, src, 3064);
+    escape(p);
+    free(p);
+  });
+}
+
+Test(canary, realloc_and_usable_size_check_the_block_first) {
+  skip_without_canaries();
+  expect_abort("realloc", "realloc(0x", [] {
+    char* p = static_cast<char*>(malloc(40));
+    escape(p);
+    p[40] = 1;
+    escape(p);
+    void* q = realloc(p, 400);
+    escape(q);
+  });
+  expect_abort("malloc_usable_size", "malloc_usable_size(0x", [] {
+    char* p = static_cast<char*>(malloc(40));
+    escape(p);
+    p[41] = 1;
+    escape(p);
+    size_t u = malloc_usable_size(p);
+    escape(&u);
+  });
+}
+
+Test(canary, zeroed_aligned_and_resized_blocks_are_covered) {
+  skip_without_canaries();
+  expect_abort("calloc", "100 bytes asked for, the 112-byte block was written past them at +100", [] {
+    char* p = static_cast<char*>(calloc(10, 10));
+    escape(p);
+    p[100] = 1;
+    escape(p);
+    free(p);
+  });
+  expect_abort("posix_memalign", "100 bytes asked for, the 128-byte block was written past them at +100", [] {
+    void* v = nullptr;
+    if (posix_memalign(&v, 64, 100) != 0) _exit(3);
+    char* p = static_cast<char*>(v);
+    escape(p);
+    p[100] = 1;
+    escape(p);
+    free(p);
+  });
+  expect_abort("realloc in place", "60 bytes asked for, the 112-byte block was written past them at +60", [] {
+    char* p = static_cast<char*>(malloc(100));
+    escape(p);
+    char* q = static_cast<char*>(realloc(p, 60));
+    if (q != p) _exit(3);  // kept in place: the canary moved to the new end
+    q[60] = 1;
+    escape(q);
+    free(q);
+  });
+}
+
+// The user's side: nothing is reported for a program that stays within its blocks.
+Test(canary, a_correct_program_is_never_reported) {
+  skip_without_canaries();
+  int status = 0;
+  std::string err = run_child(
+      [] {
+        void* keep[4000];
+        size_t k = 0;
+        for (size_t n = 0; n <= 33000; n += (n < 1100 ? 1 : 37)) {
+          char* p = static_cast<char*>(malloc(n));
+          if (p == nullptr) _exit(2);
+          size_t u = malloc_usable_size(p);
+          if (u < n) _exit(4);
+          if (n <= hak::kMidMax - hak::kCanaryTail && u != n) _exit(5);  // exactly what was asked for
+          memset(p, 0x5C, u);  // every usable byte
+          if (n % 3 == 0) p = static_cast<char*>(realloc(p, n / 2 + 1));
+          if (n % 5 == 0 && k < 4000) keep[k++] = p;
+          else free(p);
+        }
+        for (size_t a = 32; a <= 4096; a *= 2) {
+          void* v = nullptr;
+          if (posix_memalign(&v, a, a + 5) != 0 || uintptr_t(v) % a != 0) _exit(6);
+          memset(v, 1, malloc_usable_size(v));
+          free(v);
+        }
+        char* z = static_cast<char*>(calloc(7, 9));
+        for (int i = 0; i < 63; ++i)
+          if (z[i] != 0) _exit(7);
+        free(z);
+        while (k > 0) free(keep[--k]);
+      },
+      &status);
+  cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d, stderr: %s", status, err.c_str());
+  cr_assert(err.empty(), "unexpected report: %s", err.c_str());
+}
