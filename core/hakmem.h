@@ -26,6 +26,8 @@ HAKMEM_API void*  hak_realloc(void* ptr, size_t size);
 HAKMEM_API void   hak_free(void* ptr);
 // Aligned allocation: alignment must be a power of two; returns NULL (errno EINVAL) if not.
 HAKMEM_API void*  hak_aligned_alloc(size_t alignment, size_t size);
+// Bytes the program may use in the block (malloc_usable_size): at least what was asked for; the
+// secure variant reports exactly what was asked for (a canary follows it: core/canary.h).
 HAKMEM_API size_t hak_usable_size(const void* ptr);
 
 // Give every cached, empty and releasable page back to the OS now. Returns 1 if memory was
