@@ -6,11 +6,8 @@ namespace hak {
 void canary_report(const void* b, size_t bs, const char* op) {
   const unsigned char* c = static_cast<const unsigned char*>(b);
   const uint64_t v = canary_word();
-  uint32_t rec;
-  memcpy(&rec, c + bs - 4, 4);
-  rec ^= canary_record_key(v);
-  const size_t gap = rec & 0xFFFF;
-  if ((rec >> 16) != gap || gap < 4 || gap > bs)
+  const size_t gap = canary_gap(b, bs);
+  if (gap == 0)
     hak_fatal("%s(%p): heap buffer overflow: the last four bytes of the %zu-byte block (its size record, after the "
               "canary) were overwritten",
               op, b, bs);

@@ -58,16 +58,23 @@ HAK_FAST_PATH void canary_arm(void* b, size_t bs, size_t n) {
   memcpy(c + bs - 4, &rec, 4);
 }
 
+// The gap between the program's bytes and the end of block b (bs bytes) that its size record
+// holds, or 0 when the record is not intact (its halves disagree, or it is not in 4..bs).
+HAK_FAST_PATH size_t canary_gap(const void* b, size_t bs) {
+  uint32_t rec;
+  memcpy(&rec, static_cast<const unsigned char*>(b) + bs - 4, 4);
+  rec ^= canary_record_key(canary_word());
+  const size_t gap = rec & 0xFFFF;
+  return (rec >> 16) == gap && gap - 4 <= bs - 4 ? gap : 0;  // unsigned: 4 ≤ gap ≤ bs
+}
+
 // Whether block b of bs bytes has its size record and canary bytes intact; *n = the bytes the
 // program asked for. No report: the caller decides what the block is (tiny_canary_failed).
 HAK_FAST_PATH bool canary_intact(const void* b, size_t bs, size_t* n) {
   const unsigned char* c = static_cast<const unsigned char*>(b);
   const uint64_t v = canary_word();
-  uint32_t rec;
-  memcpy(&rec, c + bs - 4, 4);
-  rec ^= canary_record_key(v);
-  const size_t gap = rec & 0xFFFF;
-  if (HAK_UNLIKELY((rec >> 16) != gap || gap - 4 > bs - 4)) return false;  // 4 ≤ gap ≤ bs
+  const size_t gap = canary_gap(b, bs);
+  if (HAK_UNLIKELY(gap == 0)) return false;
   *n = bs - gap;
   uint32_t got;
   memcpy(&got, c + *n, 4);

@@ -15,6 +15,8 @@
 //   debug:         a write into a freed block reported when malloc hands it out again.
 #include <criterion/criterion.h>
 
+#include "death_test.h"
+
 // Every case misuses the API on purpose.
 #pragma GCC diagnostic ignored "-Wuse-after-free"
 #pragma GCC diagnostic ignored "-Wfree-nonheap-object"
@@ -44,39 +46,8 @@ namespace {
 
 void escape(void* p) { asm volatile("" : : "g"(p) : "memory"); }
 
-// Runs fn in a child; returns its stderr and how it ended.
-template <class Fn>
-std::string run_child(Fn fn, int* status) {
-  int fds[2];
-  cr_assert_eq(pipe(fds), 0);
-  pid_t pid = fork();
-  cr_assert_geq(pid, 0);
-  if (pid == 0) {
-    dup2(fds[1], 2);
-    close(fds[0]);
-    fn();
-    _exit(0);  // no abort: the misuse went unnoticed
-  }
-  close(fds[1]);
-  std::string out;
-  char buf[512];
-  ssize_t n;
-  while ((n = read(fds[0], buf, sizeof(buf))) > 0) out.append(buf, size_t(n));
-  close(fds[0]);
-  waitpid(pid, status, 0);
-  return out;
-}
-
-template <class Fn>
-void expect_abort(const char* what, const char* message, Fn fn) {
-  int status = 0;
-  std::string err = run_child(fn, &status);
-  cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "%s: expected abort(), child %s %d; stderr: %s",
-            what, WIFSIGNALED(status) ? "got signal" : "exited with", WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status),
-            err.c_str());
-  cr_assert(err.find("hakmem: ") != std::string::npos && err.find(message) != std::string::npos,
-            "%s: expected a message containing \"%s\", got: %s", what, message, err.c_str());
-}
+using death_test::expect_abort;
+using death_test::run_child;
 
 // Two 32-byte blocks freed in turn; returns the second: the head of the class's TLS list,
 // whose link word leads to the first.
