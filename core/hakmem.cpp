@@ -284,8 +284,8 @@ HAK_SLOW_PATH void* tiny_alloc_prof(size_t n, int cls) {
   ensure_init();
   int64_t gap;
   bool sample = prof_sample_now(n, uint32_t(cls), &gap);
+  t_prof_class_left[cls] = int32_t(gap);
   TlsCache& tc = t_cache[cls];
-  tc.prof_left = int32_t(gap);
   if (sample)
     if (void* p = span_alloc_as(n, 16, false, true)) return p;
   // The process's first malloc chose its class before initialisation set the tables (guarded
@@ -741,9 +741,9 @@ HAK_EXPORT size_t hak_prof_set(size_t mean_bytes) {
   ensure_init();
   if (kValgrind && vg_running()) return 0;  // memcheck tracks the heap itself
   size_t old = prof_set(mean_bytes);
-  // The calling thread's counts look at the switch at its next allocation of each class
-  // (other threads' within their next 1 MiB of each: sampler.h).
-  for (int c = 0; c <= kNumClasses; ++c) t_cache[c].prof_left = 0;
+  // The calling thread's counts run out at its next allocation of each class and draw their
+  // first gaps; other threads' do when their counts run out (sampler.h).
+  for (int c = 0; c <= kNumClasses; ++c) t_prof_class_left[c] = 0;
   t_prof_left = 0;
   return old;
 }

@@ -81,8 +81,8 @@ HAKMEM_API void   hak_stats_print(void);
 // The heap profiler (docs/PROFILING.md): one allocation per `mean_bytes` allocated on average
 // is sampled with its call stack. hak_prof_set turns it on (mean_bytes > 0; 524288 is the
 // default of HAKMEM_PROF=1) or off (0), and returns the previous mean (0: it was off;
-// SIZE_MAX: its table could not be mapped, nothing changed). Turned on at run time, each
-// thread starts sampling within its next 4 MiB of allocation.
+// SIZE_MAX: its table could not be mapped, nothing changed). Turned on at run time, every
+// thread samples from its next allocation on.
 HAKMEM_API size_t hak_prof_set(size_t mean_bytes);
 // Writes the sampled live heap (hak_prof_dump) or the sampled heap at its peak
 // (hak_prof_dump_peak) as a gperftools heap profile (google-pprof reads it) to path, without

@@ -19,14 +19,18 @@
 namespace hak {
 
 HAK_TLS int64_t t_prof_left;
+HAK_TLS int32_t t_prof_class_left[kNumClasses + 1];
 
 namespace {
 
-// A bit per count (size classes, then the thread's own): it runs a gap of the profiler's,
-// not the off interval or a new thread's 0.
+// A bit per count (size classes, then the thread's own): it runs a gap of the profiler's
+// current period of profiling, not a count left from an earlier one or a new thread's 0.
+// t_period: the period the thread's bits belong to (g_period: ++ each time profiling starts).
 constexpr uint32_t kNumCounters = kNumClasses + 2;
 HAK_TLS uint64_t t_armed[(kNumCounters + 63) / 64];
 HAK_TLS uint64_t t_rng;
+HAK_TLS uint32_t t_period;
+std::atomic<uint32_t> g_period{0};
 
 constexpr uint32_t kRecordMagic = 0x50524f46u;  // "PROF"
 constexpr uint32_t kHeads = kProfBuckets * 2;    // hash chains
@@ -315,7 +319,9 @@ void prof_init() {
     sigemptyset(&sa.sa_mask);
     if (sigaction(int(o.prof_signal), &sa, nullptr) == 0) g_signal = int(o.prof_signal);
   }
+  g_period.fetch_add(1, std::memory_order_relaxed);
   g_mean.store(mean, std::memory_order_release);
+  alloc_prof_set(true);
 }
 
 bool prof_sample_now(size_t n, uint32_t counter, int64_t* next) {
@@ -323,10 +329,14 @@ bool prof_sample_now(size_t n, uint32_t counter, int64_t* next) {
   uint32_t bit = counter == kProfThreadCounter ? kNumCounters - 1 : counter;
   uint64_t& word = t_armed[bit >> 6];
   const uint64_t m = uint64_t(1) << (bit & 63);
-  if (HAK_LIKELY(mean == 0)) {
+  if (HAK_UNLIKELY(mean == 0)) {  // switching off (prof_set)
     *next = kSamplerOffBytes;
-    word &= ~m;
     return false;
+  }
+  const uint32_t period = g_period.load(std::memory_order_relaxed);
+  if (HAK_UNLIKELY(t_period != period)) {  // counts from before this period: fresh first gaps
+    t_period = period;
+    memset(t_armed, 0, sizeof t_armed);
   }
   if (t_rng == 0) t_rng = os_random_u64() | 1;
   if (!(word & m)) {
@@ -411,7 +421,13 @@ size_t prof_set(size_t mean) {
   unlock_raw();
   if (!ok) return SIZE_MAX;
   if (mean != 0) stack_own_frame(0);
-  return size_t(g_mean.exchange(mean, std::memory_order_acq_rel));
+  if (mean == 0) alloc_prof_set(false);
+  size_t old = size_t(g_mean.exchange(mean, std::memory_order_acq_rel));
+  if (mean != 0) {
+    if (old == 0) g_period.fetch_add(1, std::memory_order_relaxed);
+    alloc_prof_set(true);
+  }
+  return old;
 }
 
 int prof_dump(const char* path, bool peak) {

@@ -9,20 +9,22 @@
 // tcmalloc's sampler, a gap drawn as -mean·ln(u)). After a sampled allocation the next gap
 // starts at its end (the process is memoryless, so nothing is lost).
 //
-// The counts are per thread and per size class (TlsCache::prof_left, in the line malloc's
-// fast path touches anyway: a subtraction from memory and a branch), plus one per thread for
-// everything else (spans, aligned requests: t_prof_left). Each count runs its own Poisson
-// process of the same rate over its own bytes, which samples every allocation with the same
-// probability as one process over all of them would (a Poisson process split by a rule that
-// does not look at it stays Poisson at the same rate on each part), and a count that
-// stands in the cache line malloc already uses costs nothing more to reach.
-// While the profiler is off a count is reset to kSamplerOffBytes each time it runs out, so a
-// thread looks at the switch once per 1 MiB it allocates of a class, and a profiler
-// switched on at run time (hak_prof_set) reaches each class of each thread within that much
-// allocation; a new thread starts at 0 and draws its first gap at its first allocation.
+// The counts are per thread and per size class (t_prof_class_left), plus one per thread for everything else (spans, aligned
+// requests: t_prof_left). Each count runs its own Poisson process of the same rate over its
+// own bytes, which samples every allocation with the same probability as one process over all
+// of them would (a Poisson process split by a rule that does not look at it stays Poisson at
+// the same rate on each part), and a count that stands in the cache line malloc already uses
+// costs nothing more to reach.
+// The counts run only while alloc_prof_on() (size_class.h; the profiler is on): off, malloc's
+// fast path tests that byte and keeps no count (a read-modify-write of memory per malloc cost a
+// hot malloc/free loop 10-12 %: docs/BENCHMARKS.md). Switched on at run time (hak_prof_set),
+// every thread counts from its next allocation on; a count left over from an earlier period
+// of profiling, or never started (a new thread's 0), draws a fresh first gap when it runs out
+// (prof_sample_now). While the profiler is switching off, a count that runs out is reset to
+// kSamplerOffBytes.
 // Gaps stay below 2^31 (counts are 32-bit): the mean is at most kSamplerMaxMean.
 //
-// May call: nothing (header only). Used by hakmem.cpp and prof.cpp.
+// May call: size_class.h (the switch). Used by hakmem.cpp and prof.cpp.
 #ifndef HAKMEM_SAMPLER_H
 #define HAKMEM_SAMPLER_H
 
@@ -31,8 +33,10 @@
 #include <string.h>
 
 #include "hakmem_build_flags.h"
+#include "size_class.h"
 
 namespace hak {
+
 
 inline constexpr int64_t kSamplerOffBytes = int64_t(1) << 20;
 inline constexpr uint64_t kSamplerMaxMean = uint64_t(64) << 20;  // P(gap ≥ 2^30) = e^-16
@@ -40,9 +44,13 @@ inline constexpr uint64_t kSamplerMaxMean = uint64_t(64) << 20;  // P(gap ≥ 2^
 // Bytes this thread may allocate outside its size classes before the next sample point
 // (prof.cpp defines it).
 extern HAK_TLS int64_t t_prof_left;
+// Bytes this thread may allocate of each size class before the next sample point.
+extern HAK_TLS int32_t t_prof_class_left[kNumClasses + 1];
 
-// Counts n bytes down on t_prof_left; true when the count ran out (prof_sample_now decides).
+// Counts n bytes down on t_prof_left while the profiler is on; true when the count ran out
+// (prof_sample_now decides).
 HAK_FAST_PATH bool prof_countdown(size_t n) {
+  if (HAK_LIKELY(!alloc_prof_on())) return false;
   t_prof_left = int64_t(uint64_t(t_prof_left) - n);
   return HAK_UNLIKELY(t_prof_left < 0);
 }

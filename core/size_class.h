@@ -127,9 +127,15 @@ static_assert(kNumClasses < 0xFB, "class ids must stay below the region map's sp
 // to class 0, whose thread cache is always empty, so that those requests reach the miss path
 // where the sampling countdown is kept. Same tables otherwise; other users (free's checks,
 // realloc, aligned allocation) use the constant ones.
+// prof_on: 1 while the heap profiler counts bytes (sampler.h). Beside the tables malloc
+// reads anyway, its test is one compare with memory (a separate std::atomic flag compiled to
+// an address, a load and a test). Written only by prof_init and prof_set, with plain stores
+// like the tables: a thread that reads it just after a switch counts, or skips, an allocation
+// or two.
 struct AllocTables {
   uint8_t small[kTinyMax / 8 + 1];
   uint8_t mid[kMidMax / 32 + 1];
+  uint8_t prof_on;
 };
 constexpr AllocTables make_alloc_tables() {
   AllocTables a{};
@@ -152,6 +158,10 @@ HAK_FAST_PATH int size_to_class_alloc(size_t n) {
   if (HAK_LIKELY(n <= kTinyMax)) return detail::g_alloc_tables.small[(n + 7) >> 3];
   return detail::g_alloc_tables.mid[(n + 31) >> 5];
 }
+
+// Whether the heap profiler counts allocated bytes (sampler.h), and its switch.
+HAK_FAST_PATH bool alloc_prof_on() { return detail::g_alloc_tables.prof_on != 0; }
+inline void alloc_prof_set(bool on) { detail::g_alloc_tables.prof_on = on ? 1 : 0; }
 
 // Sends every request of at most `max` bytes to class 0 (guarded sampling on).
 inline void alloc_tables_sample_upto(size_t max) {

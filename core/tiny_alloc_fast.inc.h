@@ -1,8 +1,9 @@
 // tiny_alloc_fast.inc.h — host: hakmem.cpp. The malloc fast path of the Tiny/Mid tiers.
 //
 //   malloc(n ≤ 32 KiB) → size_to_class(n)        1 table load (+1 compare for Mid)
-//                      → t_cache[cls].prof_left  the heap profiler's byte count (sampler.h):
-//                                                 1 subtraction from memory, 1 branch
+//                      → alloc_prof_on()         the heap profiler's switch (sampler.h):
+//                                                 1 compare with memory, 1 branch; on, the
+//                                                 class's byte count (out of line)
 //                      → t_cache[cls].head pop   TLS base is %fs: 2 loads, 3 stores (one
 //                                                 clears the free-block key)
 //                        hit: return             1 predicted branch; no atomics, no lock,
@@ -40,8 +41,9 @@ HAK_FAST_PATH void* tiny_alloc_sized(size_t n) {
   }
   int cls = size_to_class_alloc(n + kCanaryTail);  // secure: room for the canary (canary.h)
   TlsCache& tc = t_cache[cls];
-  // The heap profiler's count (sampler.h): a subtraction from the entry's line and a branch.
-  if (HAK_UNLIKELY((tc.prof_left -= int32_t(n)) < 0)) return tiny_alloc_prof(n, cls);
+  // The heap profiler (sampler.h): off, a test of its switch; on, the class's byte count.
+  if (HAK_UNLIKELY(alloc_prof_on()))
+    if ((t_prof_class_left[cls] -= int32_t(n)) < 0) return tiny_alloc_prof(n, cls);
   if (HAK_LIKELY(tc.head != nullptr)) {
     void* p = tiny_cache_pop(tc, cls);
     if constexpr (kDebug) tiny_debug_check_alloc(p, cls);

@@ -718,7 +718,7 @@ void tiny_flush(int cls, uint32_t n) {
     list_ended_early(h, prev, cls, tc.count() - i);
   }
   tc.head = b;
-  tc.room = int16_t(tc.room + int32_t(i));
+  tc.room = tc.room + int32_t(i);
 }
 
 void tiny_cache_overflow(int cls) {

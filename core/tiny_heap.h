@@ -43,20 +43,17 @@ struct TlsCache {
   void* head;      // LIFO of free blocks, linked through their first word
   // Pushes left before the list exceeds its cap: cap - blocks on the list. free decrements it
   // and overflows when it goes negative (one instruction and a branch: a count compared with
-  // the cap took four).
-  int16_t room;
-  uint16_t cap;    // most blocks the list keeps (≤ 256); 0 until the thread is set up
-  // The heap profiler's count for the class (sampler.h): bytes malloc may hand out of this
-  // class before its next sample point. In the line malloc touches anyway, so that keeping it
-  // is a subtraction from memory and a branch.
-  int32_t prof_left;
+  // the cap took four). 32 bits: 16-bit adds and subtracts from memory (when the entry made
+  // room for the heap profiler's count) cost a malloc/free loop 7-10 % (docs/BENCHMARKS.md).
+  int32_t room;
+  uint32_t cap;    // most blocks the list keeps (≤ 256); 0 until the thread is set up
   // Blocks on the list.
   uint32_t count() const { return uint32_t(int32_t(cap) - room); }
-  void set_count(uint32_t n) { room = int16_t(int32_t(cap) - int32_t(n)); }
+  void set_count(uint32_t n) { room = int32_t(cap) - int32_t(n); }
   // A new cap keeps the blocks on the list.
   void set_cap(uint32_t c) {
-    room = int16_t(room + int32_t(c) - int32_t(cap));
-    cap = uint16_t(c);
+    room = room + int32_t(c) - int32_t(cap);
+    cap = c;
   }
 };
 

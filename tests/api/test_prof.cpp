@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -23,6 +24,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <new>
 #include <string>
 #include <thread>
@@ -240,5 +242,59 @@ Test(prof, large_realloc_moves_its_sample_along) {
   free(p);
   unsigned long after = dump().inuse_bytes;
   cr_assert_lt(after, mib, "%lu live bytes sampled after the free", after);
+  hak_prof_set(0);
+}
+
+// Off, malloc keeps no count (sampler.h); switched on at run time, a thread that was already
+// running samples at the mean from its next allocations, off again it samples nothing, and on
+// once more (another period: counts left over from the first draw fresh gaps) at the new mean.
+// 200 000 blocks of 64 bytes at a mean of 4096: about 3 125 samples (p = 1 - e^(-1/64) each,
+// standard deviation 55); the bounds are ±15 %, more than 8 deviations.
+Test(prof, switched_on_at_run_time_a_running_thread_samples_at_the_mean) {
+  std::atomic<int> step{0};
+  std::atomic<int> done{0};
+  auto churn = [](int n) {
+    std::vector<void*> v(64);
+    for (int i = 0; i < n; ++i) {
+      void*& slot = v[size_t(i) & 63];
+      free(slot);
+      slot = malloc(64);
+      escape(slot);
+    }
+    for (void* p : v) free(p);
+  };
+  std::thread t([&] {
+    churn(100000);  // off: no count kept
+    done = 1;
+    for (int s = 1; s <= 3; ++s) {
+      while (step.load() != s) sched_yield();
+      churn(200000);
+      done = s + 1;
+    }
+  });
+  auto wait_done = [&](int d) {
+    while (done.load() != d) sched_yield();
+  };
+  wait_done(1);
+  cr_assert_eq(hak_prof_set(4096), 0u);
+  unsigned long a0 = dump().alloc_objs;
+  step = 1;
+  wait_done(2);
+  unsigned long a1 = dump().alloc_objs;
+  cr_assert(a1 - a0 > 2650 && a1 - a0 < 3600, "%lu samples of 200 000 blocks of 64 bytes at a mean of 4096 (about 3 125)",
+            a1 - a0);
+  cr_assert_eq(hak_prof_set(0), 4096u);
+  a1 = dump().alloc_objs;  // with the samples of the last dump's own reading (read_file)
+  step = 2;
+  wait_done(3);
+  unsigned long a2 = dump().alloc_objs;
+  cr_assert_eq(a2, a1, "%lu samples while off", a2 - a1);
+  cr_assert_eq(hak_prof_set(8192), 0u);
+  step = 3;
+  wait_done(4);
+  unsigned long a3 = dump().alloc_objs;
+  cr_assert(a3 - a2 > 1320 && a3 - a2 < 1800, "%lu samples of 200 000 blocks of 64 bytes at a mean of 8192 (about 1 560)",
+            a3 - a2);
+  t.join();
   hak_prof_set(0);
 }
