@@ -168,7 +168,18 @@ void* large_alloc(size_t bytes, bool* fresh) {
 void* large_take_aligned(size_t bytes, size_t align) {
   pthread_mutex_lock(&g_lock);
   void* p = g_heap.take_aligned(bytes, align);
-  pthread_mutex_unlock(&g_lock);
+  // The unaligned ends of the extent it came from, if shorter than `bytes`, go back now: the
+  // program is filling this memory with small blocks, and an end of a freed buffer is not
+  // what its next Large request is likely to fit (sqlite3 kept 2 MiB of them resident at its
+  // peak, the ends of the 8 MiB array it grew and freed; docs/BENCHMARKS.md). An end that
+  // merged with more free memory around it (bytes or more) stays.
+  Release rel;
+  if (p != nullptr) {
+    FreeExtent* ends[2] = {g_heap.extent_ending_at(p), g_heap.extent_at(static_cast<char*>(p) + bytes)};
+    for (FreeExtent* e : ends)
+      if (e != nullptr && e->bytes < bytes) rel.r[rel.n++] = g_heap.cut_top(e, SIZE_MAX);
+  }
+  unlock_and_release(&rel);
   // To memcheck it was freed blocks' memory (NOACCESS): now it is the new owner's, accessible
   // as a new mapping's would be.
   if constexpr (kValgrind) {

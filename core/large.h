@@ -19,7 +19,9 @@
 // malloc_trim returns every free extent. The page arena's new chunks and new SuperSlabs come
 // from the free extents first (large_take_aligned): a program that frees a big buffer and
 // then makes many smaller blocks reuses the buffer's resident pages instead of faulting in
-// new ones beside it.
+// new ones beside it; the ends of the extent around such a range, if shorter than the range,
+// go back to the OS at once (they would stay resident, waiting for a Large request they
+// rarely fit, until the decay).
 //
 // May call: page_heap, region_map, os, decay_thread, valgrind_support. One lock serialises it
 // all.

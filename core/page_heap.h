@@ -66,6 +66,11 @@ class PageHeap {
   // or the start of an extent (never the inside of one). False otherwise.
   bool take_at(void* addr, size_t bytes);
 
+  // The free extent ending at `end` / starting at `base` (a live span's or a taken range's
+  // neighbours), or nullptr.
+  FreeExtent* extent_ending_at(void* end) const;
+  FreeExtent* extent_at(void* base) const;
+
   // The least recently freed extent, nullptr when the heap is empty.
   FreeExtent* oldest() const { return age_head_; }
 
@@ -89,8 +94,6 @@ class PageHeap {
   void unlink(FreeExtent* e);      // out of both
   void age_move_after(FreeExtent* e, FreeExtent* older);  // e, just linked, to just after older
   FreeExtent* write_node(void* base, size_t bytes, uint64_t freed_at);
-  FreeExtent* extent_at(void* base) const;       // the extent starting at base, or nullptr
-  FreeExtent* extent_ending_at(void* end) const; // the extent ending at end, or nullptr
 
   FreeExtent* bins_[kPageHeapBins] = {};
   uint64_t nonempty_[kPageHeapBins / 64] = {};

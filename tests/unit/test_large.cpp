@@ -6,6 +6,7 @@
 #include <criterion/criterion.h>
 
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -247,6 +248,42 @@ Test(large, shrinking_gives_the_tail_to_the_heap) {
   large_free(p, 3 * MiB);
   cr_assert_eq(large_stats().cached, 1u, "the span and its old tail merged");
   cr_assert(large_is_valid());
+}
+
+// A SuperSlab or arena chunk cut from a free extent (large_take_aligned): the extent's ends
+// shorter than the aligned range go back to the OS at once; an end as long stays. The free
+// extent is [p + 1 MiB, p + 8 MiB), 1 MiB past a 64 KiB boundary whatever p's alignment: the
+// 2 MiB range is cut at the first 2 MiB boundary inside it.
+Test(large, an_aligned_take_returns_the_short_ends_around_it) {
+  start_clean();
+  bool fresh;
+  char* p = alloc(8 * MiB, &fresh);
+  memset(p, 1, 8 * MiB);
+  large_shrink(p, 8 * MiB, 1 * MiB);
+  char* lo = p + 1 * MiB;
+  char* hi = p + 8 * MiB;
+  const size_t A = 2 * MiB;
+  char* q = static_cast<char*>(large_take_aligned(A, A));
+  cr_assert_not_null(q);
+  char* want = reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(lo) + A - 1) & ~uintptr_t(A - 1));
+  cr_assert_eq(q, want, "cut at %p, expected the first 2 MiB boundary %p", static_cast<void*>(q), static_cast<void*>(want));
+  size_t front = size_t(q - lo), back = size_t(hi - (q + A));
+  size_t kept = (front >= A ? front : 0) + (back >= A ? back : 0);
+  cr_assert_eq(large_stats().cached_bytes, kept, "front %zu and back %zu bytes: %zu kept, expected %zu", front, back,
+               size_t(large_stats().cached_bytes), kept);
+  if (front != 0 && front < A) {
+    cr_assert_eq(region_map_lookup(lo), kRegionNone, "the short front end left the heap");
+    unsigned char vec;
+    cr_assert_neq(mincore(lo, 4096, &vec), 0, "the short front end is unmapped");
+  }
+  if (back != 0 && back < A) cr_assert_eq(region_map_lookup(q + A), kRegionNone, "the short back end left the heap");
+  cr_assert_eq(region_map_lookup(q), kRegionSpan);
+  memset(q, 2, A);  // the range itself is the caller's
+  cr_assert(large_is_valid());
+  large_free(p, 1 * MiB);
+  os_unmap(q, A);
+  region_map_set(q, A, kRegionNone);
+  large_trim();
 }
 
 Test(large, a_fork_child_reuses_and_returns_what_the_parent_kept) {
