@@ -1,6 +1,6 @@
 // death_test.h — running a memory error in a child process and checking how it ends: the
 // error first, then the program goes on; hakmem must abort with its exact message.
-// Used by test_misuse.cpp and test_canary.cpp (Criterion tests, C++).
+// Used by test_misuse.cpp, test_canary.cpp and test_prof.cpp (Criterion tests, C++).
 #ifndef HAKMEM_TESTS_DEATH_TEST_H
 #define HAKMEM_TESTS_DEATH_TEST_H
 

@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "canary.h"
+#include "death_test.h"
 #include "hakmem.h"
 
 namespace {
@@ -196,27 +197,13 @@ Test(prof, threads_sample_at_once) {
 }
 
 Test(prof, double_free_of_a_sampled_block_is_reported_at_the_call) {
-  int fds[2];
-  cr_assert_eq(pipe(fds), 0);
-  pid_t pid = fork();
-  if (pid == 0) {
-    dup2(fds[1], 2);
+  death_test::expect_abort("double free of a sampled block", "double free of a span block", [] {
     hak_prof_set(1);
     void* p = malloc(48);
     escape(p);
     free(p);
     free(p);
-    _exit(0);
-  }
-  close(fds[1]);
-  std::string err;
-  char buf[512];
-  ssize_t n;
-  while ((n = read(fds[0], buf, sizeof buf)) > 0) err.append(buf, size_t(n));
-  int status = 0;
-  waitpid(pid, &status, 0);
-  cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "no abort; stderr: %s", err.c_str());
-  cr_assert(err.find("double free of a span block") != std::string::npos, "stderr: %s", err.c_str());
+  });
 }
 
 Test(prof, large_realloc_moves_its_sample_along) {
