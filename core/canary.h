@@ -31,12 +31,12 @@
 #include "diag.h"
 #include "free_link.h"
 #include "hakmem_build_flags.h"
+#include "size_class.h"
 
 namespace hak {
 
 inline constexpr bool kCanary = kSecure;
-// Bytes every Tiny/Mid request gives up to the size record (0 without canaries).
-inline constexpr size_t kCanaryTail = kCanary ? 4 : 0;
+static_assert(kCanaryTail == (kCanary ? 4u : 0u), "size_class.h's room for the size record");
 // Most canary bytes after the program's bytes (an overflow runs from the first of them on).
 inline constexpr size_t kCanaryBytes = 4;
 

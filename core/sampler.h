@@ -13,15 +13,15 @@
 // requests: t_prof_left). Each count runs its own Poisson process of the same rate over its
 // own bytes, which samples every allocation with the same probability as one process over all
 // of them would (a Poisson process split by a rule that does not look at it stays Poisson at
-// the same rate on each part), and a count that stands in the cache line malloc already uses
-// costs nothing more to reach.
-// The counts run only while alloc_prof_on() (size_class.h; the profiler is on): off, malloc's
-// fast path tests that byte and keeps no count (a read-modify-write of memory per malloc cost a
-// hot malloc/free loop 10-12 %: docs/BENCHMARKS.md). Switched on at run time (hak_prof_set),
-// every thread counts from its next allocation on; a count left over from an earlier period
-// of profiling, or never started (a new thread's 0), draws a fresh first gap when it runs out
-// (prof_sample_now). While the profiler is switching off, a count that runs out is reset to
-// kSamplerOffBytes.
+// the same rate on each part).
+// The counts run only while the profiler is on (alloc_prof_on(), size_class.h). Off, malloc
+// keeps no count and tests nothing more than it did before the profiler: the switch is the
+// bound of its size compare (alloc_direct_max(): 0 while on sends every request to the
+// counted path; docs/BENCHMARKS.md, "The profiler off"). Switched on at run time
+// (hak_prof_set), every thread counts from its next allocation on; a count left over from an
+// earlier period of profiling, or never started (a new thread's 0), draws a fresh first gap
+// when it runs out (prof_sample_now). While the profiler is switching off, a count that runs
+// out is reset to kSamplerOffBytes.
 // Gaps stay below 2^31 (counts are 32-bit): the mean is at most kSamplerMaxMean.
 //
 // May call: size_class.h (the switch). Used by hakmem.cpp and prof.cpp.

@@ -33,7 +33,12 @@ namespace hak {
 inline constexpr int kNumClasses = 152;
 inline constexpr int kFirstMidClass = 65;
 inline constexpr size_t kTinyMax = 1024;   // largest Tiny request
-inline constexpr size_t kMidMax = 32768;   // largest request served by a size class
+inline constexpr size_t kMidMax = 32768;   // largest block of a size class
+// Bytes every Tiny/Mid request gives up to the secure variant's size record (canary.h; 0
+// elsewhere): a request of n bytes takes the class of n + kCanaryTail.
+inline constexpr size_t kCanaryTail = kSecure ? 4 : 0;
+// The largest request served by a size class.
+inline constexpr size_t kSmallMax = kMidMax - kCanaryTail;
 inline constexpr size_t kSlabSize = 64 * 1024;
 // Blocks per run whose out-bitmap fits the SuperSlab header's spare words (superslab.h), and
 // whose bitmap stays within the first page of the bitmap mapping: run_slabs_of keeps a class's
@@ -127,20 +132,25 @@ static_assert(kNumClasses < 0xFB, "class ids must stay below the region map's sp
 // to class 0, whose thread cache is always empty, so that those requests reach the miss path
 // where the sampling countdown is kept. Same tables otherwise; other users (free's checks,
 // realloc, aligned allocation) use the constant ones.
-// prof_on: 1 while the heap profiler counts bytes (sampler.h). Beside the tables malloc
-// reads anyway, its test is one compare with memory (a separate std::atomic flag compiled to
-// an address, a load and a test). Written only by prof_init and prof_set, with plain stores
-// like the tables: a thread that reads it just after a switch counts, or skips, an allocation
-// or two.
+// direct_max: the largest request malloc's fast path serves straight from a class cache —
+// kMidMax (secure: less the canary's room, canary.h), and 0 while the heap profiler counts
+// bytes (sampler.h), which sends every request to the slow side where the count is kept. The
+// profiler off thus costs nothing: the compare with it is the one malloc makes anyway between
+// a class and a span (a byte flag beside it cost two instructions and 3.5-4 % of a hot
+// malloc/free loop; docs/BENCHMARKS.md). prof_on: the same switch for the slow paths. Written
+// only by prof_init and prof_set, with plain stores like the tables: a thread that reads them
+// just after a switch counts, or skips, an allocation or two.
 struct AllocTables {
   uint8_t small[kTinyMax / 8 + 1];
   uint8_t mid[kMidMax / 32 + 1];
   uint8_t prof_on;
+  size_t direct_max;
 };
 constexpr AllocTables make_alloc_tables() {
   AllocTables a{};
   for (size_t i = 0; i <= kTinyMax / 8; ++i) a.small[i] = kTables.small[i];
   for (size_t i = 0; i <= kMidMax / 32; ++i) a.mid[i] = kTables.mid[i];
+  a.direct_max = kSmallMax;
   return a;
 }
 inline constinit AllocTables g_alloc_tables = make_alloc_tables();
@@ -161,7 +171,12 @@ HAK_FAST_PATH int size_to_class_alloc(size_t n) {
 
 // Whether the heap profiler counts allocated bytes (sampler.h), and its switch.
 HAK_FAST_PATH bool alloc_prof_on() { return detail::g_alloc_tables.prof_on != 0; }
-inline void alloc_prof_set(bool on) { detail::g_alloc_tables.prof_on = on ? 1 : 0; }
+inline void alloc_prof_set(bool on) {
+  detail::g_alloc_tables.prof_on = on ? 1 : 0;
+  detail::g_alloc_tables.direct_max = on ? 0 : kSmallMax;
+}
+// The largest request malloc serves straight from a class cache (0 while profiling).
+HAK_FAST_PATH size_t alloc_direct_max() { return detail::g_alloc_tables.direct_max; }
 
 // Sends every request of at most `max` bytes to class 0 (guarded sampling on).
 inline void alloc_tables_sample_upto(size_t max) {

@@ -1,16 +1,15 @@
 // tiny_alloc_fast.inc.h — host: hakmem.cpp. The malloc fast path of the Tiny/Mid tiers.
 //
-//   malloc(n ≤ 32 KiB) → size_to_class(n)        1 table load (+1 compare for Mid)
-//                      → alloc_prof_on()         the heap profiler's switch (sampler.h):
-//                                                 1 compare with memory, 1 branch; on, the
-//                                                 class's byte count (out of line)
+//   malloc(n) → n ≤ alloc_direct_max()         1 compare with memory (32 KiB, or 0 while the
+//                                                 heap profiler counts: the counted path)
+//             → size_to_class(n)               1 table load (+1 compare for Mid)
 //                      → t_cache[cls].head pop   TLS base is %fs: 2 loads, 3 stores (one
 //                                                 clears the free-block key)
 //                        hit: return             1 predicted branch; no atomics, no lock,
 //                                                 no call
 //                        miss: tiny_alloc_miss   cold call: init check, tiny_refill
-// Budget: 23 instructions from malloc's entry to ret on a Tiny hit (x86-64 release
-// libhakmem.so, objdump; 2 of them read the TLS offset from the GOT; 2 are the profiler's),
+// Budget: 21 instructions from malloc's entry to ret on a Tiny hit (x86-64 release
+// libhakmem.so, objdump; 2 of them read the TLS offset from the GOT),
 // no stack frame. The secure variant: 30 (decoding and checking the link, free_link.h).
 // scripts/callgrind.sh counts a whole malloc+free pair (docs/BENCHMARKS.md).
 #ifndef HAK_IN_HAKMEM_CPP
@@ -41,9 +40,6 @@ HAK_FAST_PATH void* tiny_alloc_sized(size_t n) {
   }
   int cls = size_to_class_alloc(n + kCanaryTail);  // secure: room for the canary (canary.h)
   TlsCache& tc = t_cache[cls];
-  // The heap profiler (sampler.h): off, a test of its switch; on, the class's byte count.
-  if (HAK_UNLIKELY(alloc_prof_on()))
-    if ((t_prof_class_left[cls] -= int32_t(n)) < 0) return tiny_alloc_prof(n, cls);
   if (HAK_LIKELY(tc.head != nullptr)) {
     void* p = tiny_cache_pop(tc, cls);
     if constexpr (kDebug) tiny_debug_check_alloc(p, cls);
@@ -51,4 +47,12 @@ HAK_FAST_PATH void* tiny_alloc_sized(size_t n) {
     return p;
   }
   return tiny_alloc_miss_sized(n, cls);  // n first: it stays in the register it came in
+}
+
+// tiny_alloc_sized while the heap profiler counts (alloc_direct_max() is 0: every small
+// request reaches this, alloc_block and calloc): the class's byte count first (sampler.h).
+HAK_FAST_PATH void* tiny_alloc_counted(size_t n) {
+  int cls = size_to_class_alloc(n + kCanaryTail);
+  if ((t_prof_class_left[cls] -= int32_t(n)) < 0) return tiny_alloc_prof(n, cls);
+  return tiny_alloc_sized(n);
 }
