@@ -9,11 +9,11 @@
 // tcmalloc's sampler, a gap drawn as -mean·ln(u)). After a sampled allocation the next gap
 // starts at its end (the process is memoryless, so nothing is lost).
 //
-// The counts are per thread and per size class (t_prof_class_left), plus one per thread for everything else (spans, aligned
-// requests: t_prof_left). Each count runs its own Poisson process of the same rate over its
-// own bytes, which samples every allocation with the same probability as one process over all
-// of them would (a Poisson process split by a rule that does not look at it stays Poisson at
-// the same rate on each part).
+// The counts are per thread and per size class (t_prof_class_left), plus one per thread for
+// everything else (spans, aligned requests: t_prof_left). Each count runs its own Poisson
+// process of the same rate over its own bytes, which samples every allocation with the same
+// probability as one process over all of them would (a Poisson process split by a rule that
+// does not look at it stays Poisson at the same rate on each part).
 // The counts run only while the profiler is on (alloc_prof_on(), size_class.h). Off, malloc
 // keeps no count and tests nothing more than it did before the profiler: the switch is the
 // bound of its size compare (alloc_direct_max(): 0 while on sends every request to the
