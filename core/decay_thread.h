@@ -32,7 +32,9 @@ using DecayWorker = bool (*)(uint64_t now_ns);
 void decay_thread_set_worker(DecayWorker fn, bool enabled);
 
 // Starts the thread (the first time) or wakes it. Cheap when it is already ticking: one
-// relaxed load. Must be called without any hakmem lock held (starting a thread allocates).
+// relaxed load. Must be called without any hakmem lock held and with the calling thread's
+// own caches consistent: starting a thread allocates (pthread_create's malloc of the new
+// thread's DTV runs on the caller, and may take a span from its stash: span_cache.cpp).
 void decay_thread_wake();
 
 // Memory kept for reuse from which the thread is started; a thread already started is woken

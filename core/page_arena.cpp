@@ -405,4 +405,17 @@ bool arena_is_valid() {
   return ok;
 }
 
+bool arena_span_is_used(const void* span, size_t bytes) {
+  auto* c = chunk_of(const_cast<void*>(span));
+  size_t first = size_t(static_cast<const char*>(span) - reinterpret_cast<char*>(c)) / kArenaPage;
+  size_t pages = bytes / kArenaPage;
+  pthread_mutex_lock(&g_lock);
+  bool known = false;
+  for (ArenaChunk* k = g_chunks; k != nullptr && !known; k = k->next) known = k == c;
+  bool ok = known && first >= 1 && first + pages <= kArenaPagesPerChunk;
+  for (size_t i = first; ok && i < first + pages; ++i) ok = c->used.test(i);
+  pthread_mutex_unlock(&g_lock);
+  return ok;
+}
+
 }  // namespace hak

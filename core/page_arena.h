@@ -69,6 +69,8 @@ void arena_reinit_after_fork();
 
 // Debug checker: bitmaps and counters of every chunk agree.
 bool arena_is_valid();
+// Debug checker: every page of [span, span + bytes) is in a live span of an arena chunk.
+bool arena_span_is_used(const void* span, size_t bytes);
 
 }  // namespace hak
 

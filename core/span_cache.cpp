@@ -51,32 +51,46 @@ void span_cache_put(void* start, size_t bytes) {
     arena_free(start, bytes);
     return;
   }
-  // Room for it: the oldest spans (the front) go to the arena, under one lock.
+  // Room for it: the oldest spans (the front) go to the arena, under one lock. They leave the
+  // stash before the arena has them: the arena may start the idle-decay thread, whose
+  // pthread_create allocates, and that malloc, on this thread, must not take them again.
   int drop = 0;
   size_t total = st.total;
   while (st.n - drop == kSpanCacheEntries || total + bytes > kSpanCacheBytes) total -= st.bytes[drop++];
-  if (drop != 0) {
-    arena_free_many(st.start, st.bytes, drop);
-    remove_range(st, 0, drop);
+  void* old_start[kSpanCacheEntries];
+  size_t old_bytes[kSpanCacheEntries];
+  for (int i = 0; i < drop; ++i) {
+    old_start[i] = st.start[i];
+    old_bytes[i] = st.bytes[i];
   }
+  remove_range(st, 0, drop);
   st.start[st.n] = start;
   st.bytes[st.n] = bytes;
   ++st.n;
   st.total += bytes;
+  if (drop != 0) arena_free_many(old_start, old_bytes, drop);
 }
 
+// Empties the stash before the arena sees its spans (span_cache_put says why).
 bool span_cache_flush() {
   SpanStash& st = t_stash;
-  if (st.n == 0) return false;
-  arena_free_many(st.start, st.bytes, st.n);
+  const int n = st.n;
+  if (n == 0) return false;
+  void* old_start[kSpanCacheEntries];
+  size_t old_bytes[kSpanCacheEntries];
+  for (int i = 0; i < n; ++i) {
+    old_start[i] = st.start[i];
+    old_bytes[i] = st.bytes[i];
+  }
   st.n = 0;
   st.total = 0;
+  arena_free_many(old_start, old_bytes, n);
   return true;
 }
 
 void span_cache_thread_exit() {
+  t_stash.exited = true;  // first: a span freed while the flush runs goes to the arena
   span_cache_flush();
-  t_stash.exited = true;
 }
 
 size_t span_cache_bytes() { return t_stash.total; }
