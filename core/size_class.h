@@ -143,13 +143,12 @@ static_assert(kNumClasses < 0xFB, "class ids must stay below the region map's sp
 // bytes (sampler.h), which sends every request to the slow side where the count is kept. The
 // profiler off thus costs nothing: the compare with it is the one malloc makes anyway between
 // a class and a span (a byte flag beside it cost two instructions and 3.5-4 % of a hot
-// malloc/free loop; docs/BENCHMARKS.md). prof_on: the same switch for the slow paths. Written
-// only by prof_init and prof_set, with plain stores like the tables: a thread that reads them
-// just after a switch counts, or skips, an allocation or two.
+// malloc/free loop; docs/BENCHMARKS.md); the slow paths read the same switch. Written only by
+// prof_init and prof_set, with plain stores like the tables: a thread that reads it just
+// after a switch counts, or skips, an allocation or two.
 struct AllocTables {
   uint8_t small[kTinyMax / 8 + 1];
   uint8_t mid[kMidMax / 32 + 1];
-  uint8_t prof_on;
   size_t direct_max;
 };
 constexpr AllocTables make_alloc_tables() {
@@ -176,11 +175,8 @@ HAK_FAST_PATH int size_to_class_alloc(size_t n) {
 }
 
 // Whether the heap profiler counts allocated bytes (sampler.h), and its switch.
-HAK_FAST_PATH bool alloc_prof_on() { return detail::g_alloc_tables.prof_on != 0; }
-inline void alloc_prof_set(bool on) {
-  detail::g_alloc_tables.prof_on = on ? 1 : 0;
-  detail::g_alloc_tables.direct_max = on ? 0 : kSmallMax;
-}
+HAK_FAST_PATH bool alloc_prof_on() { return detail::g_alloc_tables.direct_max == 0; }
+inline void alloc_prof_set(bool on) { detail::g_alloc_tables.direct_max = on ? 0 : kSmallMax; }
 // The largest request malloc serves straight from a class cache (0 while profiling).
 HAK_FAST_PATH size_t alloc_direct_max() { return detail::g_alloc_tables.direct_max; }
 
