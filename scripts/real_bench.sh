@@ -3,11 +3,16 @@
 # pick. Normally started by ./build.sh bench --real (or --full).
 #
 #   scripts/real_bench.sh [--rounds N] [--only SUBSTRING] [--alloc LIST] [--extra NAME=LIB]
+#                         [--profile]
 #
 #   --rounds N     interleaved rounds (default 3; ./build.sh bench --full uses 5)
 #   --only S       run only the programs whose name contains S
 #   --alloc LIST   comma-separated subset of: hakmem,glibc,mimalloc,jemalloc,tcmalloc
 #   --extra N=LIB  also run allocator N by LD_PRELOAD of LIB; repeatable
+#   --profile      instead of timed rounds, one run of each program under each allocator with
+#                  `perf record -e cpu-clock -g` (the whole tree): how much of the program's
+#                  time is the allocator's own code and how much is page faults, the bound
+#                  on what any allocator could gain there (out/bench/real/profile.md)
 #
 # Every program comes from a Debian package (scripts/setup.sh --real installs what is missing;
 # python3 is run as /usr/bin/python3, so that a version manager's shim on PATH, a shell script
@@ -49,15 +54,16 @@ bin="$root/out/release"
 dest="$root/out/bench/real"
 work="$dest/work"
 
-rounds=3 only="" alloc_filter="" extras=()
-usage() { echo "usage: $0 [--rounds N] [--only SUBSTRING] [--alloc LIST] [--extra NAME=LIB]" >&2; exit 2; }
+rounds=3 only="" alloc_filter="" extras=() profile=0
+usage() { echo "usage: $0 [--rounds N] [--only SUBSTRING] [--alloc LIST] [--extra NAME=LIB] [--profile]" >&2; exit 2; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) [ $# -ge 2 ] || usage; rounds="$2"; shift ;;
     --only) [ $# -ge 2 ] || usage; only="$2"; shift ;;
     --alloc) [ $# -ge 2 ] || usage; alloc_filter="$2"; shift ;;
     --extra) [ $# -ge 2 ] || usage; extras+=("$2"); shift ;;
-    -h|--help) sed -n '2,40p' "$0"; exit 0 ;;
+    --profile) profile=1 ;;
+    -h|--help) sed -n '2,45p' "$0"; exit 0 ;;
     *) usage ;;
   esac
   shift
@@ -322,6 +328,90 @@ for p in "${PROGRAMS[@]}"; do
   selected+=("$p")
 done
 [ ${#selected[@]} -gt 0 ] || { echo "real_bench: no program selected" >&2; exit 2; }
+
+# --profile: one perf run per program and allocator; the allocator's own samples (its library's
+# self time; glibc: the malloc functions of libc.so.6) and the samples with a page fault on
+# their stack (the kernel's fault handling, whoever touched the page), as shares of all.
+if [ $profile = 1 ]; then
+  command -v perf >/dev/null || { echo "real_bench: --profile needs perf (linux-perf)" >&2; exit 1; }
+  prof_tsv="$dest/profile.tsv"
+  printf 'program\tallocator\tsamples\talloc_pct\tfault_pct\ttop\n' >"$prof_tsv"
+  for p in "${selected[@]}"; do
+    for ((i = 0; i < ${#ALLOC_NAMES[@]}; i++)); do
+      name="${ALLOC_NAMES[$i]}" lib="${ALLOC_LIBS[$i]}" dir="$work/run/$p.$name"
+      rm -rf "$dir"; mkdir -p "$dir"
+      pre=(); [ -n "$lib" ] && pre=("LD_PRELOAD=$lib")
+      ( cd "$dir" && timeout 600 perf record -q -e cpu-clock -F 4000 -g -o "$tmp/perf.data" -- \
+          env ${pre[@]+"${pre[@]}"} bash "$work/cmd/$p.sh" >"$tmp/out" 2>"$tmp/err" ) ||
+        { echo "real_bench: $p under $name failed under perf" >&2; continue; }
+      perf report -i "$tmp/perf.data" --stdio --no-children --sort dso,sym -g none --percent-limit 0 \
+        2>/dev/null >"$tmp/self.txt"
+      perf report -i "$tmp/perf.data" --stdio --children --sort sym -g none --percent-limit 0 \
+        2>/dev/null >"$tmp/children.txt"
+      python3 - "$p" "$name" "$lib" "$tmp/self.txt" "$tmp/children.txt" >>"$prof_tsv" <<'PY'
+import os, re, sys
+prog, name, lib, self_txt, children_txt = sys.argv[1:6]
+malloc_fns = re.compile(r'^(__libc_)?(malloc|free|calloc|realloc|cfree|memalign|valloc|pvalloc|posix_memalign|'
+                        r'aligned_alloc|malloc_usable_size)$|^_int_|^malloc_|^tcache_|^sysmalloc|^unlink_chunk|'
+                        r'^_mid_memalign|^arena_get2|^systrim|^mtrim|^heap_trim|^alloc_perturb|^checked_request2size')
+samples = 0
+alloc = 0.0
+top = []
+for line in open(self_txt):
+    if line.startswith('# Samples:'):
+        m = re.search(r'(\d+)([KM]?)', line.split(':', 1)[1])
+        samples = int(m.group(1)) * {'': 1, 'K': 1000, 'M': 1000000}[m.group(2)]
+    m = re.match(r'\s*([\d.]+)%\s+(\S+)\s+\[[.k]\]\s+(.*\S)', line)
+    if not m: continue
+    pct, dso, sym = float(m.group(1)), m.group(2), m.group(3)
+    # Without a preload the program's allocator is glibc's, or one it links itself (Debian's
+    # redis-server links libjemalloc.so.2).
+    mine = (lib and dso == os.path.basename(os.path.realpath(lib))) or \
+           (not lib and dso.startswith('libc.so') and malloc_fns.search(sym)) or \
+           (not lib and dso.startswith(('libjemalloc.so', 'libtcmalloc')))
+    if mine:
+        alloc += pct
+        if len(top) < 3: top.append(f"{sym} {pct:.1f}")
+fault = 0.0
+for line in open(children_txt):
+    m = re.match(r'\s*([\d.]+)%\s+[\d.]+%\s+\[k\]\s+(\S+)', line)
+    if m and m.group(2) in ('asm_exc_page_fault', 'exc_page_fault'):
+        fault = max(fault, float(m.group(1)))
+print(f"{prog}\t{name}\t{samples}\t{alloc:.2f}\t{fault:.2f}\t{'; '.join(top)}")
+PY
+      rm -rf "$dir" "$tmp/perf.data"
+      printf ' %s/%s' "$p" "$name" >&2
+    done
+  done
+  echo >&2
+  python3 - "$prof_tsv" "$dest/profile.md" <<'PY'
+import csv, sys
+rows = list(csv.DictReader(open(sys.argv[1]), delimiter='\t'))
+allocs = []
+for r in rows:
+    if r['allocator'] not in allocs: allocs.append(r['allocator'])
+progs = []
+for r in rows:
+    if r['program'] not in progs: progs.append(r['program'])
+get = {(r['program'], r['allocator']): r for r in rows}
+md = ["| program | " + " | ".join(f"{a}: allocator % / faults %" for a in allocs) + " | hakmem's top functions |",
+      "|---|" + "---:|" * len(allocs) + "---|"]
+for p in progs:
+    cells = []
+    for a in allocs:
+        r = get.get((p, a))
+        cells.append(f"{float(r['alloc_pct']):.1f} / {float(r['fault_pct']):.1f}" if r else "-")
+    h = get.get((p, 'hakmem'))
+    md.append(f"| {p} | " + " | ".join(cells) + f" | {h['top'] if h else '-'} |")
+md.append("")
+md.append("_Shares of all cpu-clock samples of the process tree (perf record -g, one run each): the "
+          "allocator's own functions (its library's self time; glibc: the malloc functions of libc.so.6), "
+          "and samples with the kernel's page-fault entry on their stack (any page, touched by anyone)._")
+open(sys.argv[2], 'w').write("\n".join(md) + "\n")
+print("\n".join(md))
+PY
+  exit 0
+fi
 for ((r = 1; r <= rounds; r++)); do
   printf 'round %d/%d:' "$r" "$rounds" >&2
   for p in "${selected[@]}"; do
