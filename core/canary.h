@@ -1,5 +1,6 @@
-// canary.h — the secure variant's canary after each Tiny/Mid block: an overflow past the bytes
-// the program asked for is reported when the block is freed, resized or measured.
+// canary.h — the canary after each Tiny/Mid block of the secure and debug variants (canary_on:
+// not under valgrind): an overflow past the bytes the program asked for is reported when the
+// block is freed, resized or measured.
 //
 // A request of n bytes takes the class of n + kCanaryTail (size_class.h), so a block of size
 // bs ≥ n + 4 has room after the program's bytes:
@@ -35,10 +36,19 @@
 
 namespace hak {
 
-inline constexpr bool kCanary = kSecure;
+inline constexpr bool kCanary = kSecure || kDebug;
 static_assert(kCanaryTail == (kCanary ? 4u : 0u), "size_class.h's room for the size record");
 // Most canary bytes after the program's bytes (an overflow runs from the first of them on).
 inline constexpr size_t kCanaryBytes = 4;
+
+// Whether blocks get canaries in this process: always in the secure variant; in the debug
+// variant unless it runs under valgrind, whose memcheck keeps the bytes past a block
+// NOACCESS and reports an overflow at the write itself (valgrind_support.h).
+HAK_FAST_PATH bool canary_on() {
+  if constexpr (!kCanary) return false;
+  if constexpr (kValgrind) return !vg_running();
+  return true;
+}
 
 // The canary bytes, 4 of them, and the record's key.
 HAK_FAST_PATH uint64_t canary_word() { return g_link_key; }

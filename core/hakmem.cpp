@@ -112,7 +112,7 @@ HAK_SLOW_PATH void hak_init_slow() {
     // Guarded sampling: memcheck tracks the heap itself (and the pool's protections would
     // only confuse it).
     if (options().guard != 0 && !(kValgrind && vg_running()) && guarded_init(options().guard) && !kGuardInline)
-      alloc_tables_sample_upto(kGuardMaxSize);
+      alloc_tables_sample_upto(kGuardMaxSize + kCanaryTail);  // the tables see n + kCanaryTail
     // The heap profiler (off under memcheck, like the guarded pool).
     if (!(kValgrind && vg_running())) prof_init();
     g_init_state.store(2, std::memory_order_release);
@@ -253,7 +253,7 @@ HAK_SLOW_PATH void* tiny_alloc_miss(int cls, bool may_borrow) {
 HAK_FAST_PATH void* canary_armed(void* p, size_t n) {
   if constexpr (kCanary) {
     uint8_t id = region_map_lookup(p);
-    if (HAK_LIKELY(unsigned(id) - 1u < unsigned(kNumClasses))) canary_arm(p, class_to_size(id), n);
+    if (HAK_LIKELY(unsigned(id) - 1u < unsigned(kNumClasses)) && canary_on()) canary_arm(p, class_to_size(id), n);
   }
   return p;
 }
@@ -294,7 +294,9 @@ HAK_SLOW_PATH void* tiny_alloc_prof(size_t n, int cls) {
   if (HAK_LIKELY(tc.head != nullptr)) {
     void* p = tiny_cache_pop(tc, cls);
     if constexpr (kDebug) tiny_debug_check_alloc(p, cls);
-    if constexpr (kCanary) canary_arm(p, class_to_size(cls), n);
+    if constexpr (kCanary) {
+      if (canary_on()) canary_arm(p, class_to_size(cls), n);
+    }
     return p;
   }
   return tiny_alloc_miss_sized(n, cls);
@@ -360,11 +362,13 @@ void* hak_alloc_aligned(size_t align, size_t n) {
 size_t hak_usable_size_impl(const void* p, const char* op) {
   uint8_t id = region_map_lookup(p);
   if (HAK_LIKELY(unsigned(id) - 1u < unsigned(kNumClasses))) {
-    // Secure: the bytes asked for, the canary checked (canary.h).
+    // Secure and debug: the bytes asked for, the canary checked (canary.h).
     if constexpr (kCanary) {
-      size_t n;
-      if (HAK_UNLIKELY(!canary_intact(p, class_to_size(id), &n))) tiny_canary_failed(const_cast<void*>(p), id, op);
-      return n;
+      if (canary_on()) {
+        size_t n;
+        if (HAK_UNLIKELY(!canary_intact(p, class_to_size(id), &n))) tiny_canary_failed(const_cast<void*>(p), id, op);
+        return n;
+      }
     }
     return class_to_size(id);
   }

@@ -39,9 +39,9 @@ inline constexpr int kNumClasses = 158;
 inline constexpr int kFirstMidClass = 65;
 inline constexpr size_t kTinyMax = 1024;   // largest Tiny request
 inline constexpr size_t kMidMax = 32768;   // largest block of a size class
-// Bytes every Tiny/Mid request gives up to the secure variant's size record (canary.h; 0
-// elsewhere): a request of n bytes takes the class of n + kCanaryTail.
-inline constexpr size_t kCanaryTail = kSecure ? 4 : 0;
+// Bytes every Tiny/Mid request gives up to the size record of the secure and debug variants
+// (canary.h; 0 in release): a request of n bytes takes the class of n + kCanaryTail.
+inline constexpr size_t kCanaryTail = (kSecure || kDebug) ? 4 : 0;
 // The largest request served by a size class.
 inline constexpr size_t kSmallMax = kMidMax - kCanaryTail;
 inline constexpr size_t kSlabSize = 64 * 1024;
@@ -180,12 +180,14 @@ inline void alloc_prof_set(bool on) { detail::g_alloc_tables.direct_max = on ? 0
 // The largest request malloc serves straight from a class cache (0 while profiling).
 HAK_FAST_PATH size_t alloc_direct_max() { return detail::g_alloc_tables.direct_max; }
 
-// Sends every request of at most `max` bytes to class 0 (guarded sampling on).
+// Sends every request of at most `max` bytes to class 0 (guarded sampling on): every entry
+// that holds such a size (a few bigger requests of the last one go there too, and on to their
+// class: tiny_alloc_miss_sized).
 inline void alloc_tables_sample_upto(size_t max) {
   for (size_t i = 0; i <= kTinyMax / 8; ++i)
-    if (i * 8 <= max) detail::g_alloc_tables.small[i] = 0;
+    if (i == 0 || (i - 1) * 8 < max) detail::g_alloc_tables.small[i] = 0;
   for (size_t i = 0; i <= kMidMax / 32; ++i)
-    if (i * 32 <= max) detail::g_alloc_tables.mid[i] = 0;
+    if (i == 0 || (i - 1) * 32 < max) detail::g_alloc_tables.mid[i] = 0;
 }
 
 HAK_FAST_PATH size_t class_to_size(int id) { return detail::kTables.size[id]; }

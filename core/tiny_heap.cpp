@@ -844,6 +844,12 @@ void tiny_debug_check_free(void* p, int cls) {
     hak_fatal("free(%p): invalid pointer (never handed out: beyond the carved part of its slab)", p);
   // The most recent frees of this class on this thread (a bounded look: every free pays it).
   if (tls_list_holds(cls, p, 32)) hak_fatal("free(%p): double free (block of size class %d, %zu bytes)", p, cls, size);
+  // Bytes written past what was asked for (canary.h), before the poison covers them. A block
+  // holding the free-block key was freed before: the key's check (tiny_free_fast) reports it.
+  if (canary_on() && !key_held(p)) {
+    size_t n;
+    if (!canary_intact(p, size, &n)) tiny_canary_failed(p, cls, "free");
+  }
   tiny_debug_poison(p, cls);
 }
 

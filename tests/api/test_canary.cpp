@@ -1,9 +1,11 @@
-// test_canary.cpp — the secure variant's canaries after Tiny/Mid blocks (canary.h), from the
-// attacker's side: a program writes past the bytes it asked for, then goes on; the free (or
-// realloc, or malloc_usable_size) of that block must abort with the exact report. And from
-// the user's side: a correct program that uses every byte malloc_usable_size reports, that
-// resizes in place and that allocates aligned or zeroed blocks is never reported.
-// Every test is skipped in the variants without canaries (release, debug).
+// test_canary.cpp — the canaries after Tiny/Mid blocks of the secure and debug variants
+// (canary.h), from the attacker's side: a program writes past the bytes it asked for, then goes
+// on; the free (or realloc, or malloc_usable_size) of that block must abort with the exact
+// report. And from the user's side: a correct program that uses every byte
+// malloc_usable_size reports, that resizes in place and that allocates aligned or zeroed
+// blocks is never reported.
+// Every test is skipped in the release variant, which has no canaries (nor does the debug
+// variant under valgrind, whose memcheck reports the write itself).
 #include <criterion/criterion.h>
 
 #include "death_test.h"
@@ -33,7 +35,7 @@ using death_test::expect_abort;
 using death_test::run_child;
 
 void skip_without_canaries() {
-  if (!hak::kCanary) cr_skip_test("canaries are the secure variant's");
+  if (!hak::kCanary) cr_skip_test("canaries are the secure and debug variants'");
 }
 
 // malloc(n), the block written up to n + by, then freed: the report must name the block's

@@ -362,11 +362,11 @@ Test(misuse, write_after_free_caught_by_malloc_in_the_secure_variant) {
 Test(misuse, use_after_free_write_reported_on_reuse_in_debug) {
   if (!hak::kDebug) cr_skip_test("the debug variant poisons freed blocks");
   expect_abort("poison", "use after free: 64-byte block", [] {
-    char* a = static_cast<char*>(malloc(64));
+    char* a = static_cast<char*>(malloc(64 - hak::kCanaryTail));  // the 64-byte class
     escape(a);
     free(a);
     a[40] = 1;  // past the link word
-    void* b = malloc(64);
+    void* b = malloc(64 - hak::kCanaryTail);
     escape(b);
     _exit(0);
   });
