@@ -29,6 +29,13 @@ void remove_range(SpanStash& st, int i, int k) {
   st.n -= k;
 }
 
+void append(SpanStash& st, void* start, size_t bytes) {
+  st.start[st.n] = start;
+  st.bytes[st.n] = bytes;
+  ++st.n;
+  st.total += bytes;
+}
+
 }  // namespace
 
 void* span_cache_take(size_t bytes, size_t* got) {
@@ -57,17 +64,22 @@ void span_cache_put(void* start, size_t bytes) {
   int drop = 0;
   size_t total = st.total;
   while (st.n - drop == kSpanCacheEntries || total + bytes > kSpanCacheBytes) total -= st.bytes[drop++];
+  if (drop == 1) {  // the common case: one span out, one in, no array copied
+    void* old = st.start[0];
+    const size_t old_bytes = st.bytes[0];
+    remove_range(st, 0, 1);
+    append(st, start, bytes);
+    arena_free(old, old_bytes);
+    return;
+  }
   void* old_start[kSpanCacheEntries];
   size_t old_bytes[kSpanCacheEntries];
   for (int i = 0; i < drop; ++i) {
     old_start[i] = st.start[i];
     old_bytes[i] = st.bytes[i];
   }
-  remove_range(st, 0, drop);
-  st.start[st.n] = start;
-  st.bytes[st.n] = bytes;
-  ++st.n;
-  st.total += bytes;
+  if (drop != 0) remove_range(st, 0, drop);
+  append(st, start, bytes);
   if (drop != 0) arena_free_many(old_start, old_bytes, drop);
 }
 
