@@ -54,11 +54,13 @@ HAK_FAST_PATH bool canary_on() {
 HAK_FAST_PATH uint64_t canary_word() { return g_link_key; }
 HAK_FAST_PATH uint32_t canary_record_key(uint64_t w) { return uint32_t(w >> 32) ^ 0x5A5A5A5Au; }
 
-// Block b of bs bytes now holds n bytes for the program: canary bytes and size record after them.
-// Two stores and no branch: the canary's 4 bytes (n + 4 ≤ bs always), then the record, which
-// overwrites what of them ran into it. (A branch on the room between the two, mispredicted for
-// random sizes, cost Larson a third of its speed.)
+// Block b of bs bytes now holds n bytes for the program: canary bytes and size record after them
+// (nothing while !canary_on()). Two stores and no branch on the size: the canary's 4 bytes
+// (n + 4 ≤ bs always), then the record, which overwrites what of them ran into it. (A branch
+// on the room between the two, mispredicted for random sizes, cost Larson a third of its
+// speed.)
 HAK_FAST_PATH void canary_arm(void* b, size_t bs, size_t n) {
+  if (!canary_on()) return;
   unsigned char* c = static_cast<unsigned char*>(b);
   const uint64_t v = canary_word();
   const uint32_t v4 = uint32_t(v);

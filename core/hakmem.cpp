@@ -253,7 +253,7 @@ HAK_SLOW_PATH void* tiny_alloc_miss(int cls, bool may_borrow) {
 HAK_FAST_PATH void* canary_armed(void* p, size_t n) {
   if constexpr (kCanary) {
     uint8_t id = region_map_lookup(p);
-    if (HAK_LIKELY(unsigned(id) - 1u < unsigned(kNumClasses)) && canary_on()) canary_arm(p, class_to_size(id), n);
+    if (HAK_LIKELY(unsigned(id) - 1u < unsigned(kNumClasses))) canary_arm(p, class_to_size(id), n);
   }
   return p;
 }
@@ -294,9 +294,7 @@ HAK_SLOW_PATH void* tiny_alloc_prof(size_t n, int cls) {
   if (HAK_LIKELY(tc.head != nullptr)) {
     void* p = tiny_cache_pop(tc, cls);
     if constexpr (kDebug) tiny_debug_check_alloc(p, cls);
-    if constexpr (kCanary) {
-      if (canary_on()) canary_arm(p, class_to_size(cls), n);
-    }
+    if constexpr (kCanary) canary_arm(p, class_to_size(cls), n);
     return p;
   }
   return tiny_alloc_miss_sized(n, cls);
@@ -512,7 +510,7 @@ void* hak_calloc_impl(size_t count, size_t size) {
   size_t total;
   if (__builtin_mul_overflow(count, size, &total)) return fail_nomem();
   if (total <= kSmallMax) {
-    void* p = total <= alloc_direct_max() ? tiny_alloc_sized(total) : tiny_alloc_counted(total);
+    void* p = alloc_block(total);  // a class's block (or a sampled span)
     if (p != nullptr) {
       if constexpr (kValgrind) vg_alloc(p, total, true);
       memset(p, 0, total);  // [0, total): the canary after it stays (tiny_alloc_sized armed it)

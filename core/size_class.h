@@ -185,9 +185,9 @@ HAK_FAST_PATH size_t alloc_direct_max() { return detail::g_alloc_tables.direct_m
 // class: tiny_alloc_miss_sized).
 inline void alloc_tables_sample_upto(size_t max) {
   for (size_t i = 0; i <= kTinyMax / 8; ++i)
-    if (i == 0 || (i - 1) * 8 < max) detail::g_alloc_tables.small[i] = 0;
+    if (i * 8 < max + 8) detail::g_alloc_tables.small[i] = 0;  // entry i: sizes 8i - 7 .. 8i
   for (size_t i = 0; i <= kMidMax / 32; ++i)
-    if (i == 0 || (i - 1) * 32 < max) detail::g_alloc_tables.mid[i] = 0;
+    if (i * 32 < max + 32) detail::g_alloc_tables.mid[i] = 0;
 }
 
 HAK_FAST_PATH size_t class_to_size(int id) { return detail::kTables.size[id]; }

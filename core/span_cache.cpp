@@ -29,6 +29,16 @@ void remove_range(SpanStash& st, int i, int k) {
   st.n -= k;
 }
 
+// Takes the k oldest entries out of the stash into starts/bytes, for the arena afterwards
+// (span_cache_put says why they leave first).
+void detach_front(SpanStash& st, int k, void** starts, size_t* bytes) {
+  for (int i = 0; i < k; ++i) {
+    starts[i] = st.start[i];
+    bytes[i] = st.bytes[i];
+  }
+  remove_range(st, 0, k);
+}
+
 void append(SpanStash& st, void* start, size_t bytes) {
   st.start[st.n] = start;
   st.bytes[st.n] = bytes;
@@ -74,11 +84,7 @@ void span_cache_put(void* start, size_t bytes) {
   }
   void* old_start[kSpanCacheEntries];
   size_t old_bytes[kSpanCacheEntries];
-  for (int i = 0; i < drop; ++i) {
-    old_start[i] = st.start[i];
-    old_bytes[i] = st.bytes[i];
-  }
-  if (drop != 0) remove_range(st, 0, drop);
+  if (drop != 0) detach_front(st, drop, old_start, old_bytes);
   append(st, start, bytes);
   if (drop != 0) arena_free_many(old_start, old_bytes, drop);
 }
@@ -90,12 +96,7 @@ bool span_cache_flush() {
   if (n == 0) return false;
   void* old_start[kSpanCacheEntries];
   size_t old_bytes[kSpanCacheEntries];
-  for (int i = 0; i < n; ++i) {
-    old_start[i] = st.start[i];
-    old_bytes[i] = st.bytes[i];
-  }
-  st.n = 0;
-  st.total = 0;
+  detach_front(st, n, old_start, old_bytes);
   arena_free_many(old_start, old_bytes, n);
   return true;
 }

@@ -43,9 +43,7 @@ HAK_FAST_PATH void* tiny_alloc_sized(size_t n) {
   if (HAK_LIKELY(tc.head != nullptr)) {
     void* p = tiny_cache_pop(tc, cls);
     if constexpr (kDebug) tiny_debug_check_alloc(p, cls);
-    if constexpr (kCanary) {
-      if (canary_on()) canary_arm(p, class_to_size(cls), n);  // a block of cls: no lookup
-    }
+    if constexpr (kCanary) canary_arm(p, class_to_size(cls), n);  // a block of cls: no lookup
     return p;
   }
   return tiny_alloc_miss_sized(n, cls);  // n first: it stays in the register it came in
