@@ -37,6 +37,22 @@ HAK_TLS uint8_t t_last_slow[kNumClasses + 1];
 // empty run is kept for the next refill (run_became_empty), but not past a pass without one.
 HAK_TLS uint64_t t_refilled[(kNumClasses + 64) / 64];
 
+// Classes in a freeing spell (tiny_cache_overflow's freer branch: the thread frees the class
+// and has not allocated it since) wait here, oldest first, stamped with the thread's count of
+// refills when the spell began. A class still in that spell kIdleRefills refills (of other
+// classes) later gives back the few blocks its list still caches and, when that leaves its
+// last run empty, the run (idle_classes_expire): a batch freed whole otherwise leaves a
+// freer's cap of blocks in its class, and with them a whole run of carved pages that no other
+// class can use, until the next decay pass. The batch bench held 140 such runs (31 MiB for
+// batches of at most 6.4 MB): docs/BENCHMARKS.md, "Idle classes give their runs back".
+constexpr uint32_t kIdleRing = 16;  // spells waiting; a class whose spell finds it full waits for the decay pass
+HAK_TLS uint32_t t_refills;            // this thread's refills, wrapping
+HAK_TLS uint32_t t_idle_head, t_idle_tail;  // ring positions, free-running
+HAK_TLS uint8_t t_idle_cls[kIdleRing];
+HAK_TLS uint32_t t_idle_stamp[kIdleRing];
+HAK_TLS uint32_t t_spell_stamp[kNumClasses + 1];        // the stamp of the class's current spell
+HAK_TLS uint64_t t_in_spell[(kNumClasses + 64) / 64];   // bit per class: in a spell
+
 // Fresh blocks carved from a run per refill, in bytes (at least 4 blocks): see take_batch.
 constexpr size_t kCarveBytes = 4096;
 
@@ -519,6 +535,40 @@ void* borrow_neighbour(int cls) {
   return nullptr;
 }
 
+bool in_spell(int cls) { return (t_in_spell[cls >> 6] >> (cls & 63)) & 1; }
+
+// The class's freeing spell begins (if it is not in one): it waits in the ring for
+// kIdleRefills refills.
+void spell_begin(int cls) {
+  if (in_spell(cls)) return;
+  t_in_spell[cls >> 6] |= uint64_t(1) << (cls & 63);
+  t_spell_stamp[cls] = t_refills;
+  if (t_idle_tail - t_idle_head < kIdleRing) {
+    t_idle_cls[t_idle_tail % kIdleRing] = uint8_t(cls);
+    t_idle_stamp[t_idle_tail % kIdleRing] = t_refills;
+    ++t_idle_tail;
+  }
+}
+
+// The classes whose spell has lasted kIdleRefills refills give back their cached blocks, and
+// their last run if it is empty then. A class refilled since its entry was queued has left
+// its spell (tiny_refill clears it) or begun another (another stamp): skipped.
+void idle_classes_expire(ThreadHeap* h) {
+  while (t_idle_head != t_idle_tail) {
+    const uint32_t i = t_idle_head % kIdleRing;
+    if (t_refills - t_idle_stamp[i] < kIdleRefills) break;
+    ++t_idle_head;
+    const int c = t_idle_cls[i];
+    if (!in_spell(c) || t_spell_stamp[c] != t_idle_stamp[i]) continue;
+    t_in_spell[c >> 6] &= ~(uint64_t(1) << (c & 63));
+    TlsCache& ic = t_cache[c];
+    if (ic.count() != 0) tiny_flush(c, ic.count());
+    // The flush released every run it emptied but the class's last one (run_gained_blocks).
+    Slab* s = h->avail[c].head;
+    if (s != nullptr && s->used == 0) run_became_empty(h, s, false);
+  }
+}
+
 }  // namespace
 
 void* tiny_refill(int cls, bool may_borrow) {
@@ -548,6 +598,9 @@ void* tiny_refill(int cls, bool may_borrow) {
   }
   if (HAK_UNLIKELY(t_wanted_heap != nullptr)) h = heap_take_wanted(h);
   t_refilled[cls >> 6] |= uint64_t(1) << (cls & 63);
+  t_in_spell[cls >> 6] &= ~(uint64_t(1) << (cls & 63));  // the class allocates again
+  ++t_refills;
+  if (t_idle_head != t_idle_tail) idle_classes_expire(h);
   decay_tick();
   tc.set_cap(class_cache_cap(cls));  // back from a freer's cap (tiny_cache_overflow)
   // Batch: half the cap after an overflow (the thread frees this class too); a quarter when
@@ -737,6 +790,7 @@ void tiny_cache_overflow(int cls) {
       // No refill since the last overflow: the thread frees more of this class than it
       // allocates. Keeping half a cap of such blocks only pins them (and their runs' pages):
       // send them all back, and cache less until the thread refills the class again.
+      spell_begin(cls);
       tc.set_cap(freer_cap(cls));
       tiny_flush(cls, tc.count());
     } else {

@@ -15,7 +15,8 @@
 //                     ── shared_pool_acquire (staged; shared_pool.h)
 // Batch and cap follow how the thread uses the class (tiny_heap.cpp): a thread that only frees
 // it (a consumer) flushes everything and caches less; one that only allocates takes smaller
-// batches.
+// batches. A class in such a freeing spell for kIdleRefills of the thread's refills (of
+// other classes) gives back what it still caches, and its last run if that empties it.
 //   tiny_flush(cls,n) ── block of a run this thread owns: clear its out-bit (back in the run)
 //                     ── another thread's run: push the chain on the run's remote queue (CAS)
 //
@@ -56,6 +57,10 @@ struct TlsCache {
     cap = c;
   }
 };
+
+// Refills of other classes after which a class that the thread only freed since its last
+// refill gives back its cached blocks and its emptied last run (tiny_heap.cpp, spell_begin).
+inline constexpr uint32_t kIdleRefills = 16;
 
 // Indexed by class id (entry 0 unused). Zero-initialised: an untouched thread misses in
 // malloc (head == nullptr) and overflows in free (cap == 0), which sets it up.

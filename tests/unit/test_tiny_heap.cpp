@@ -1,7 +1,8 @@
 // test_tiny_heap.cpp — TLS free lists (tiny_heap.h): refill batches (half the cap after an
 // overflow, a quarter after a refill but at least 4 blocks, a sixteenth the first time), pops without refill,
 // pushes up to the cap, overflow flushing down to half (or everything, with a smaller cap, in
-// a thread that only frees the class), tiny_flush back to the owning runs, thread exit, and
+// a thread that only frees the class, and after kIdleRefills refills of other classes, its
+// blocks and emptied run given back), tiny_flush back to the owning runs, thread exit, and
 // the tiny_heap_is_valid checker.
 //
 // Each test empties the calling thread's list of its class first (tiny_flush), so it starts
@@ -639,6 +640,96 @@ Test(tiny_heap, a_refill_takes_a_runs_free_blocks_in_address_order) {
     cr_assert(tiny_heap_is_valid());
     for (void* b : blocks) hak_free(b);
     empty_list(cls);
+    return nullptr;
+  };
+  cr_assert_eq(pthread_create(&t, nullptr, body, nullptr), 0);
+  cr_assert_eq(pthread_join(t, nullptr), 0);
+}
+
+namespace {
+// The cap of a class in a freeing spell (tiny_heap.cpp's freer_cap).
+uint32_t freer_cap_of(int cls) { return class_cache_cap(cls) / 8 < 8 ? 8 : class_cache_cap(cls) / 8; }
+// One malloc in each of `n` classes from 2 KiB up (64 bytes apart), which the calling thread
+// has not used: n refills of classes other than the one a test watches (a first malloc in a
+// class whose list is empty). Their blocks go to `out`.
+void refill_other_classes(void** out, uint32_t n, uint32_t first = 0) {
+  for (uint32_t j = 0; j < n; ++j) {
+    const size_t bytes = 2048 + 64 * (first + j);
+    cr_assert_null(t_cache[size_to_class(bytes)].head, "class of %zu bytes: not a miss", bytes);
+    cr_assert_not_null(out[j] = alloc_in_class(bytes));
+  }
+}
+}  // namespace
+
+// A batch allocated and then freed whole puts the class in a freeing spell: the frees flush
+// it all and a freer's cap of blocks stays cached, with the class's last run. The spell ends
+// after kIdleRefills refills of other classes: the blocks go back, and the run, empty then,
+// goes back to the pool.
+Test(tiny_heap, a_class_only_freed_gives_back_its_blocks_and_run_after_its_spell) {
+  hak::detail::g_next_decay_ns.store(UINT64_MAX);  // no decay pass: it would flush everything
+  pthread_t t;
+  auto body = [](void*) -> void* {
+    const size_t n = 1500;  // a Mid class, far from the ones refill_other_classes uses
+    const int cls = size_to_class(n);
+    const uint32_t k = 3 * class_cache_cap(cls);  // the frees overflow twice: a spell
+    static void* blocks[256];
+    cr_assert_leq(k, 256u);
+    for (uint32_t i = 0; i < k; ++i) cr_assert_not_null(blocks[i] = alloc_in_class(n));
+    for (uint32_t i = 0; i < k; ++i) hak_free(blocks[i]);
+    ThreadHeap* h = tiny_current_heap();
+    const uint32_t cached = t_cache[cls].count();
+    cr_assert_gt(cached, 0u, "the batch's last frees are cached");
+    cr_assert_leq(cached, freer_cap_of(cls));
+    cr_assert_not_null(h->avail[cls].head, "and pin the class's run");
+    static void* others[kIdleRefills];
+    refill_other_classes(others, kIdleRefills - 1);
+    cr_assert_eq(t_cache[cls].count(), cached, "given back after %u refills, not %u", kIdleRefills - 1,
+                 kIdleRefills);
+    cr_assert_not_null(h->avail[cls].head);
+    refill_other_classes(others + kIdleRefills - 1, 1, kIdleRefills - 1);
+    cr_assert_eq(t_cache[cls].count(), 0u, "%u refills later the class still caches %u blocks", kIdleRefills,
+                 t_cache[cls].count());
+    cr_assert_null(h->avail[cls].head, "its emptied run is still the thread's");
+    cr_assert_null(h->full[cls].head);
+    cr_assert(tiny_heap_is_valid());
+    // The class works as before.
+    void* p = alloc_in_class(n);
+    cr_assert_not_null(p);
+    hak_free(p);
+    for (void* b : others) hak_free(b);
+    cr_assert(tiny_heap_is_valid());
+    return nullptr;
+  };
+  cr_assert_eq(pthread_create(&t, nullptr, body, nullptr), 0);
+  cr_assert_eq(pthread_join(t, nullptr), 0);
+}
+
+// A refill of the class ends its spell: what it caches afterwards stays, however many refills
+// of other classes follow.
+Test(tiny_heap, a_refill_ends_the_spell_and_the_class_keeps_its_cache) {
+  hak::detail::g_next_decay_ns.store(UINT64_MAX);
+  pthread_t t;
+  auto body = [](void*) -> void* {
+    const size_t n = 1500;
+    const int cls = size_to_class(n);
+    const uint32_t k = 3 * class_cache_cap(cls);
+    static void* blocks[256];
+    for (uint32_t i = 0; i < k; ++i) cr_assert_not_null(blocks[i] = alloc_in_class(n));
+    for (uint32_t i = 0; i < k; ++i) hak_free(blocks[i]);
+    static void* others[kIdleRefills];
+    refill_other_classes(others, kIdleRefills / 2);
+    // The class allocates again, past what it caches: a refill.
+    const uint32_t again = t_cache[cls].count() + 2;
+    for (uint32_t i = 0; i < again; ++i) cr_assert_not_null(blocks[i] = alloc_in_class(n));
+    for (uint32_t i = 0; i < again; ++i) hak_free(blocks[i]);
+    const uint32_t cached = t_cache[cls].count();
+    cr_assert_gt(cached, 0u);
+    refill_other_classes(others + kIdleRefills / 2, kIdleRefills / 2, kIdleRefills / 2);
+    cr_assert_eq(t_cache[cls].count(), cached, "a class that allocated since its spell began gave its cache back");
+    cr_assert_not_null(tiny_current_heap()->avail[cls].head);
+    for (void* b : others) hak_free(b);
+    empty_list(cls);
+    cr_assert(tiny_heap_is_valid());
     return nullptr;
   };
   cr_assert_eq(pthread_create(&t, nullptr, body, nullptr), 0);
