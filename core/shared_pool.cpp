@@ -21,7 +21,6 @@ std::atomic<int> g_empty_total{0};  // runs in all the stage-1 stacks
 std::atomic<bool> g_empty_touched[kNumClasses + 1];
 TaggedStack<SuperSlab, &SuperSlab::next_partial> g_partial;         // stage 2
 std::atomic<SuperSlab*> g_current{nullptr};                         // stage 3
-std::atomic<SuperSlab*> g_hot_empty{nullptr};                       // hysteresis
 pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;                 // stage 4, retired list
 SuperSlab* g_retired = nullptr;
 std::atomic<uint64_t> g_mapped{0}, g_retired_count{0}, g_runs{0};
@@ -108,16 +107,15 @@ bool try_retire(SuperSlab* ss) {
   return true;
 }
 
-// Slots went back to ss (new state st): hysteresis for an all-free SuperSlab, else keep it
-// findable for stage 2.
+// Slots went back to ss (new state st): it stays findable for stage 2, all free or not. An
+// all-free SuperSlab keeps its pages until the next decay pass retires it
+// (shared_pool_decommit_free_slots): retiring one as soon as a second one emptied (the
+// hysteresis this replaced) decommitted 2 MiB that a program freeing and allocating in
+// batches faulted in again at once (the batch bench: 8 300 faults against 3 650;
+// docs/BENCHMARKS.md, "Empty SuperSlabs wait for the decay pass").
 void slots_returned(SuperSlab* ss, uint64_t st) {
-  if ((st & kAllSlotsFree) == kAllSlotsFree) {
-    // All free: keep the newest empty SuperSlab mapped, retire the one it replaces.
-    SuperSlab* prev = g_hot_empty.exchange(ss, std::memory_order_acq_rel);
-    if (prev != nullptr && prev != ss) try_retire(prev);
-  } else if (ss != g_current.load(std::memory_order_seq_cst)) {
-    partial_push(ss);
-  }
+  (void)st;
+  if (ss != g_current.load(std::memory_order_seq_cst)) partial_push(ss);
 }
 
 // A run's slots go back to its SuperSlab.
@@ -196,6 +194,12 @@ bool shared_pool_decommit_free_slots() {
   g_released_slots.store(0, std::memory_order_relaxed);  // what is released from now on is the next pass's
   for (SuperSlab* ss = superslab_list_head(); ss != nullptr; ss = ss->next_all) {
     if (ss->dirty_free.load(std::memory_order_relaxed) == 0) continue;
+    // All its slots free: retired whole (its bitmaps' pages too), not slot by slot. (Its
+    // dirty bits stay until superslab_revive clears them; claims of a retired one fail.)
+    if (ss->state.load(std::memory_order_relaxed) == kAllSlotsFree && try_retire(ss)) {
+      released = true;
+      continue;
+    }
     uint32_t dirty = ss->dirty_free.exchange(0, std::memory_order_acq_rel);
     // Claim them first, so no thread carves a slot while its pages are being dropped.
     uint32_t mine = superslab_claim_bits(ss, dirty);
@@ -219,7 +223,6 @@ bool shared_pool_decay() {
 
 bool shared_pool_trim() {
   bool released = false;
-  g_hot_empty.store(nullptr, std::memory_order_release);  // everything all-free goes now
   for (int c = 1; c <= kNumClasses; ++c) released |= release_cached_runs(c);
   released |= shared_pool_decommit_free_slots();
   for (SuperSlab* ss = superslab_list_head(); ss != nullptr; ss = ss->next_all) {

@@ -9,9 +9,9 @@
 // Release is the mirror image: an emptied run goes to its class's stack (up to a small cap
 // per class and in all), otherwise its slots go back to the SuperSlab (CAS) and the
 // SuperSlab onto the partial stack, where any class can claim them.
-// A SuperSlab whose slots are all free stays mapped while it is the newest such one
-// (hysteresis); the previous one is retired: its data pages are decommitted (MADV_DONTNEED)
-// and it waits for stage 4. Headers stay mapped, so lock-free readers never fault.
+// A SuperSlab whose slots are all free stays as it is (stage 2 finds it) until the next decay
+// pass, which retires it: its data pages are decommitted (MADV_DONTNEED) and it waits for
+// stage 4. Headers stay mapped, so lock-free readers never fault.
 #ifndef HAKMEM_SHARED_POOL_H
 #define HAKMEM_SHARED_POOL_H
 
@@ -34,7 +34,8 @@ void shared_pool_release(Slab* s);
 // anything was released.
 bool shared_pool_trim();
 
-// Decommits the pages of slots released since the last call (decay; see hak_decay_tick).
+// Decommits the pages of slots released since the last call, and retires the SuperSlabs
+// whose slots are all free (decay; see hak_decay_tick).
 bool shared_pool_decommit_free_slots();
 // Slots released since the last decommit pass (their pages are resident and unused until a
 // run claims them): the idle-decay thread must run the next pass even if the program goes

@@ -1,5 +1,5 @@
 // test_shared_pool.cpp — the shared pool (shared_pool.h): every acquire stage, the release
-// mirror, SuperSlab retirement with hysteresis, revival, trim and the statistics.
+// mirror, SuperSlab retirement at the decay pass, revival, trim and the statistics.
 //
 // The tests acquire runs for fake owners (ThreadHeap objects no thread uses) of classes the
 // test process hardly uses otherwise (768 B and 640 B blocks), and start with
@@ -252,7 +252,7 @@ Test(shared_pool, stage2_looks_past_superslabs_without_room_before_mapping) {
   cr_assert(shared_pool_is_valid());
 }
 
-Test(shared_pool, empty_superslab_hysteresis_retirement_trim_and_revival) {
+Test(shared_pool, empty_superslabs_stay_until_the_decay_pass_retires_them_then_revival) {
   shared_pool_trim();
   int n = fill_until_mapped(kC, g_runs, int(sizeof g_runs / sizeof g_runs[0]), 3);
   SuperSlab* c = superslab_of_slab(g_runs[n - 1]);
@@ -272,23 +272,35 @@ Test(shared_pool, empty_superslab_hysteresis_retirement_trim_and_revival) {
 
   for (int i : ia) shared_pool_release(g_runs[i]);
   cr_assert_eq(free_mask(a), kAllSlotsFree);
-  cr_assert_eq(a->state.load(), kAllSlotsFree, "the newest empty SuperSlab stays mapped (hysteresis)");
-  cr_assert_eq(stats().superslabs_retired, st0.superslabs_retired);
+  cr_assert_eq(a->state.load(), kAllSlotsFree, "an empty SuperSlab stays mapped");
   cr_assert_eq(stats().runs_assigned, st0.runs_assigned - kSlabsPerSuperSlab);
-  cr_assert_eq(pa[0], 0x5A, "not decommitted yet");
-
   for (int i : ib) shared_pool_release(g_runs[i]);
-  cr_assert_eq(b->state.load(), kAllSlotsFree, "b is now the hot empty SuperSlab");
-  cr_assert_eq(a->state.load(), kRetiredBit, "a second empty SuperSlab retires the first");
+  cr_assert_eq(a->state.load(), kAllSlotsFree, "a second empty one does not retire the first");
+  cr_assert_eq(b->state.load(), kAllSlotsFree);
+  cr_assert_eq(stats().superslabs_retired, st0.superslabs_retired);
+  cr_assert_eq(pa[0], 0x5A, "not decommitted yet");
+  cr_assert_eq(pb[0], 0x5A);
+  // Stage 2 finds their slots while they wait: the next run (of a class whose stage-1 stack is
+  // empty) is cut from a or b.
+  Slab* again = acq(kD, &g_owner_b);
+  cr_assert(superslab_of_slab(again) == a || superslab_of_slab(again) == b,
+            "an empty SuperSlab is not offered to stage 2");
+  SuperSlab* used = superslab_of_slab(again);
+  SuperSlab* idle = used == a ? b : a;
+  char* pidle = idle == a ? pa : pb;
+
+  // The decay pass retires the one still empty: decommitted, header mapped.
+  cr_assert(shared_pool_decommit_free_slots());
+  cr_assert_eq(idle->state.load(), kRetiredBit, "the decay pass left an empty SuperSlab mapped");
+  cr_assert_eq(used->state.load() & kRetiredBit, 0u, "the one in use was retired");
   cr_assert_eq(stats().superslabs_retired, st0.superslabs_retired + 1);
   cr_assert_eq(stats().superslabs_mapped, st0.superslabs_mapped, "retired SuperSlabs stay mapped (headers)");
-  cr_assert_eq(a->magic, kSuperSlabMagic);
-  cr_assert_eq(pa[0], 0, "a's data pages were decommitted");
-  cr_assert_eq(pb[0], 0x5A);
+  cr_assert_eq(idle->magic, kSuperSlabMagic);
+  cr_assert_eq(pidle[0], 0, "its data pages were decommitted");
 
+  shared_pool_release(again);
   cr_assert(shared_pool_trim(), "trim has empty runs and an empty SuperSlab to release");
-  cr_assert_eq(b->state.load(), kRetiredBit, "trim retires the hot empty SuperSlab too");
-  cr_assert_eq(pb[0], 0);
+  cr_assert_eq(used->state.load(), kRetiredBit, "trim retires every empty SuperSlab");
   cr_assert_eq(stats().superslabs_retired, st0.superslabs_retired + 2);
   cr_assert_eq(stats().empty_runs_cached, 0u);
   cr_assert_eq(stats().runs_assigned, st0.runs_assigned - 2 * kSlabsPerSuperSlab - kEmptyRunsPerClass);
