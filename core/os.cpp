@@ -203,8 +203,10 @@ void os_write_stderr(const char* buf, size_t len) {
 const char* os_getenv(const char* name) {
   if (g_secure || environ == nullptr) return nullptr;
   size_t n = strlen(name);
+  // The first byte first: a start-up reads a dozen options, and strncmp on every entry of a
+  // shell's environment was 21 000 instructions of each process's ~400 000 (cat, callgrind).
   for (char** e = environ; *e != nullptr; ++e) {
-    if (strncmp(*e, name, n) == 0 && (*e)[n] == '=') return *e + n + 1;
+    if ((*e)[0] == name[0] && strncmp(*e, name, n) == 0 && (*e)[n] == '=') return *e + n + 1;
   }
   return nullptr;
 }
