@@ -107,14 +107,13 @@ bool try_retire(SuperSlab* ss) {
   return true;
 }
 
-// Slots went back to ss (new state st): it stays findable for stage 2, all free or not. An
+// Slots went back to ss: it stays findable for stage 2, all free or not. An
 // all-free SuperSlab keeps its pages until the next decay pass retires it
 // (shared_pool_decommit_free_slots): retiring one as soon as a second one emptied (the
 // hysteresis this replaced) decommitted 2 MiB that a program freeing and allocating in
 // batches faulted in again at once (the batch bench: 8 300 faults against 3 650;
 // docs/BENCHMARKS.md, "Empty SuperSlabs wait for the decay pass").
-void slots_returned(SuperSlab* ss, uint64_t st) {
-  (void)st;
+void slots_returned(SuperSlab* ss) {
   if (ss != g_current.load(std::memory_order_seq_cst)) partial_push(ss);
 }
 
@@ -127,7 +126,8 @@ void release_slots(Slab* s) {
   uint32_t bits = (k >= 32 ? 0xFFFFFFFFu : ((1u << k) - 1)) << idx;
   ss->dirty_free.fetch_or(bits, std::memory_order_relaxed);
   g_released_slots.fetch_add(uint64_t(k), std::memory_order_relaxed);
-  slots_returned(ss, superslab_unclaim(ss, idx, k));
+  superslab_unclaim(ss, idx, k);
+  slots_returned(ss);
 }
 
 // Gives class c's cached empty runs back to their SuperSlabs; true if there were any.
@@ -205,7 +205,8 @@ bool shared_pool_decommit_free_slots() {
     uint32_t mine = superslab_claim_bits(ss, dirty);
     if (mine == 0) continue;
     superslab_decommit_slots(ss, mine);
-    slots_returned(ss, superslab_unclaim_bits(ss, mine));
+    superslab_unclaim_bits(ss, mine);
+    slots_returned(ss);
     released = true;
   }
   return released;

@@ -536,6 +536,7 @@ void* borrow_neighbour(int cls) {
 }
 
 bool in_spell(int cls) { return (t_in_spell[cls >> 6] >> (cls & 63)) & 1; }
+void spell_end(int cls) { t_in_spell[cls >> 6] &= ~(uint64_t(1) << (cls & 63)); }
 
 // The class's freeing spell begins (if it is not in one): it waits in the ring for
 // kIdleRefills refills.
@@ -560,7 +561,7 @@ void idle_classes_expire(ThreadHeap* h) {
     ++t_idle_head;
     const int c = t_idle_cls[i];
     if (!in_spell(c) || t_spell_stamp[c] != t_idle_stamp[i]) continue;
-    t_in_spell[c >> 6] &= ~(uint64_t(1) << (c & 63));
+    spell_end(c);
     TlsCache& ic = t_cache[c];
     if (ic.count() != 0) tiny_flush(c, ic.count());
     // The flush released every run it emptied but the class's last one (run_gained_blocks).
@@ -598,7 +599,7 @@ void* tiny_refill(int cls, bool may_borrow) {
   }
   if (HAK_UNLIKELY(t_wanted_heap != nullptr)) h = heap_take_wanted(h);
   t_refilled[cls >> 6] |= uint64_t(1) << (cls & 63);
-  t_in_spell[cls >> 6] &= ~(uint64_t(1) << (cls & 63));  // the class allocates again
+  spell_end(cls);  // the class allocates again
   ++t_refills;
   if (t_idle_head != t_idle_tail) idle_classes_expire(h);
   decay_tick();
