@@ -76,7 +76,6 @@ bool heap_check_all() {
 bool decay_background(uint64_t now_ns) {
   large_decay(now_ns);
   if (detail::claim_pass(now_ns, false) != 0) {
-    shared_pool_decay();
     shared_pool_decommit_free_slots();
     arena_decay();
   }
@@ -86,7 +85,6 @@ bool decay_background(uint64_t now_ns) {
 bool decay_run(uint64_t now_ns) {
   bool released = large_decay(now_ns);
   released |= tiny_decay();
-  released |= shared_pool_decay();
   released |= shared_pool_decommit_free_slots();
   released |= arena_decay();
   return released;

@@ -267,6 +267,11 @@ HAK_SLOW_PATH void* tiny_alloc_miss_sized(size_t n, int cls) {
 
 // tiny_alloc_miss_sized without the canary.
 HAK_SLOW_PATH void* tiny_alloc_miss_sized_raw(size_t n, int cls) {
+  // Release: a block the last refill reserved (tiny_heap.h, TlsBump), before anything else
+  // (class 0 never has one). Out of malloc's inline path, whose hit it would lengthen.
+  if constexpr (kBumpCarve) {
+    if (void* p = tiny_bump_take(cls)) return p;
+  }
   if (HAK_LIKELY(cls != 0 && g_init_state.load(std::memory_order_acquire) == 2)) return tiny_alloc_miss(cls, true);
   ensure_init();
   bool sample;

@@ -13,15 +13,9 @@ namespace hak {
 
 namespace {
 
-TaggedStack<Slab, &Slab::next> g_empty_runs[kNumClasses + 1];      // stage 1
-std::atomic<int> g_empty_count[kNumClasses + 1];
-std::atomic<int> g_empty_total{0};  // runs in all the stage-1 stacks
-// Set when a class's stack is pushed or popped; shared_pool_decay clears it, and releases
-// the runs of a stack nobody touched for a whole decay period.
-std::atomic<bool> g_empty_touched[kNumClasses + 1];
-TaggedStack<SuperSlab, &SuperSlab::next_partial> g_partial;         // stage 2
-std::atomic<SuperSlab*> g_current{nullptr};                         // stage 3
-pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;                 // stage 4, retired list
+TaggedStack<SuperSlab, &SuperSlab::next_partial> g_partial;         // stage 1
+std::atomic<SuperSlab*> g_current{nullptr};                         // stage 2
+pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;                 // stage 3, retired list
 SuperSlab* g_retired = nullptr;
 std::atomic<uint64_t> g_mapped{0}, g_retired_count{0}, g_runs{0};
 // Slots given back since the last decommit pass (resident, unused until a run claims them).
@@ -39,7 +33,7 @@ Slab* claim_in(SuperSlab* ss, int cls, ThreadHeap* owner) {
   return slab_run_init(ss, idx, cls, owner);
 }
 
-// Stage 2: a SuperSlab from the partial stack, trying up to `tries` of them. Every one that
+// Stage 1: a SuperSlab from the partial stack, trying up to `tries` of them. Every one that
 // still has free slots goes back on the stack, the one that served last (on top). A
 // SuperSlab whose free slots are too few or too scattered for this class's run stays listed
 // for classes with shorter runs; looking at one only would map a new SuperSlab while older
@@ -64,7 +58,7 @@ Slab* acquire_partial(int cls, ThreadHeap* owner, int tries) {
   return s;
 }
 
-// Stage 4: a SuperSlab from the retired list or the OS; becomes the current one. It is
+// Stage 3: a SuperSlab from the retired list or the OS; becomes the current one. It is
 // published with the caller's run already claimed (slots 0..k-1), so a concurrent trim or
 // hot-empty retire cannot take it away between publication and claim.
 Slab* acquire_new(int cls, ThreadHeap* owner) {
@@ -92,7 +86,7 @@ Slab* acquire_new(int cls, ThreadHeap* owner) {
   return s;
 }
 
-// Retires ss if all its slots are still free: decommit, then park it for stage 4.
+// Retires ss if all its slots are still free: decommit, then park it for stage 3.
 bool try_retire(SuperSlab* ss) {
   uint64_t expect = kAllSlotsFree;
   if (!ss->state.compare_exchange_strong(expect, kRetiredBit, std::memory_order_acq_rel)) return false;
@@ -107,7 +101,7 @@ bool try_retire(SuperSlab* ss) {
   return true;
 }
 
-// Slots went back to ss: it stays findable for stage 2, all free or not. An
+// Slots went back to ss: it stays findable for stage 1, all free or not. An
 // all-free SuperSlab keeps its pages until the next decay pass retires it
 // (shared_pool_decommit_free_slots): retiring one as soon as a second one emptied (the
 // hysteresis this replaced) decommitted 2 MiB that a program freeing and allocating in
@@ -130,60 +124,23 @@ void release_slots(Slab* s) {
   slots_returned(ss);
 }
 
-// Gives class c's cached empty runs back to their SuperSlabs; true if there were any.
-// An empty run from class c's stage-1 stack, counted out of it; nullptr if empty.
-Slab* pop_cached(int c) {
-  Slab* s = g_empty_runs[c].pop();
-  if (s != nullptr) {
-    g_empty_count[c].fetch_sub(1, std::memory_order_relaxed);
-    g_empty_total.fetch_sub(1, std::memory_order_relaxed);
-  }
-  return s;
-}
-
-bool release_cached_runs(int c) {
-  bool released = false;
-  while (Slab* s = pop_cached(c)) {
-    release_slots(s);
-    released = true;
-  }
-  return released;
-}
-
 }  // namespace
 
 Slab* shared_pool_acquire(int cls, ThreadHeap* owner) {
-  // Stage 1: an empty run of this class.
-  if (Slab* s = pop_cached(cls)) {
-    g_empty_touched[cls].store(true, std::memory_order_relaxed);
-    slab_run_reset(s, owner);
-    return s;
-  }
-  // Stage 2: a SuperSlab with free slots.
+  // Stage 1: a SuperSlab with free slots.
   if (Slab* s = acquire_partial(cls, owner, kPartialTries)) return s;
-  // Stage 3: the current SuperSlab.
+  // Stage 2: the current SuperSlab.
   if (SuperSlab* cur = g_current.load(std::memory_order_acquire)) {
     if (Slab* s = claim_in(cur, cls, owner)) return s;
   }
   // Before mapping: a longer look down the partial stack.
   if (Slab* s = acquire_partial(cls, owner, kPartialTriesMax)) return s;
-  // Stage 4: a retired or new SuperSlab.
+  // Stage 3: a retired or new SuperSlab.
   return acquire_new(cls, owner);
 }
 
 void shared_pool_release(Slab* s) {
   HAK_ASSERT(s->used == 0 && s->list == kListNone);
-  int cls = s->cls;
-  if (g_empty_total.fetch_add(1, std::memory_order_relaxed) < kEmptyRunsTotal) {
-    if (g_empty_count[cls].fetch_add(1, std::memory_order_relaxed) < kEmptyRunsPerClass) {
-      s->owner = nullptr;
-      g_empty_runs[cls].push(s);
-      g_empty_touched[cls].store(true, std::memory_order_relaxed);
-      return;
-    }
-    g_empty_count[cls].fetch_sub(1, std::memory_order_relaxed);
-  }
-  g_empty_total.fetch_sub(1, std::memory_order_relaxed);
   release_slots(s);
 }
 
@@ -212,19 +169,8 @@ bool shared_pool_decommit_free_slots() {
   return released;
 }
 
-bool shared_pool_decay() {
-  bool released = false;
-  for (int c = 1; c <= kNumClasses; ++c) {
-    if (g_empty_count[c].load(std::memory_order_relaxed) <= 0) continue;
-    if (g_empty_touched[c].exchange(false, std::memory_order_relaxed)) continue;
-    released |= release_cached_runs(c);
-  }
-  return released;
-}
-
 bool shared_pool_trim() {
   bool released = false;
-  for (int c = 1; c <= kNumClasses; ++c) released |= release_cached_runs(c);
   released |= shared_pool_decommit_free_slots();
   for (SuperSlab* ss = superslab_list_head(); ss != nullptr; ss = ss->next_all) {
     if (try_retire(ss)) released = true;
@@ -237,10 +183,6 @@ SharedPoolStats shared_pool_stats() {
   st.superslabs_mapped = g_mapped.load(std::memory_order_relaxed);
   st.superslabs_retired = g_retired_count.load(std::memory_order_relaxed);
   st.runs_assigned = g_runs.load(std::memory_order_relaxed);
-  for (int c = 1; c <= kNumClasses; ++c) {
-    int n = g_empty_count[c].load(std::memory_order_relaxed);
-    st.empty_runs_cached += uint64_t(n > 0 ? n : 0);
-  }
   return st;
 }
 

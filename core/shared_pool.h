@@ -1,17 +1,20 @@
 // shared_pool.h — where slab runs come from and go back to, shared by all threads.
 //
 // Staged acquire of a run for class c, cheapest stage first:
-//   1. reuse an empty run of class c          (per-class lock-free stack; nothing to re-map)
-//   2. pop a SuperSlab with free slots        (lock-free partial stack) and claim slots (CAS);
-//      a few are tried here, and up to kPartialTriesMax before stage 4 maps memory
-//   3. claim never-used slots in the current SuperSlab (CAS)
-//   4. revive a retired SuperSlab or map a new one (the only stage with a lock or a syscall)
-// Release is the mirror image: an emptied run goes to its class's stack (up to a small cap
-// per class and in all), otherwise its slots go back to the SuperSlab (CAS) and the
-// SuperSlab onto the partial stack, where any class can claim them.
-// A SuperSlab whose slots are all free stays as it is (stage 2 finds it) until the next decay
+//   1. pop a SuperSlab with free slots        (lock-free partial stack) and claim slots (CAS);
+//      a few are tried here, and up to kPartialTriesMax before stage 3 maps memory
+//   2. claim never-used slots in the current SuperSlab (CAS)
+//   3. revive a retired SuperSlab or map a new one (the only stage with a lock or a syscall)
+// Release is the mirror image: an emptied run's slots go back to the SuperSlab (CAS) and the
+// SuperSlab onto the partial stack, where any class can claim them, resident pages first
+// (superslab_claim). No empty runs are kept per class: a thread keeps its class's last run
+// itself (tiny_heap.cpp, run_became_empty), and a run kept for a class that does not come back
+// soon holds pages another class would take while they are in cache (the batch bench: 16.6 →
+// 10.4 MiB peak RSS, 40 % fewer simulated cache misses without the per-class stacks;
+// docs/BENCHMARKS.md, "Fresh blocks reserved, not linked").
+// A SuperSlab whose slots are all free stays as it is (stage 1 finds it) until the next decay
 // pass, which retires it: its data pages are decommitted (MADV_DONTNEED) and it waits for
-// stage 4. Headers stay mapped, so lock-free readers never fault.
+// stage 3. Headers stay mapped, so lock-free readers never fault.
 #ifndef HAKMEM_SHARED_POOL_H
 #define HAKMEM_SHARED_POOL_H
 
@@ -29,7 +32,7 @@ Slab* shared_pool_acquire(int cls, ThreadHeap* owner);
 // Takes back an empty run (used == 0, on no heap list).
 void shared_pool_release(Slab* s);
 
-// Releases everything releasable: the cached empty runs, every SuperSlab with all slots free
+// Releases everything releasable: every SuperSlab with all slots free
 // (retired), and the pages of free slots in live SuperSlabs (decommitted). Returns true if
 // anything was released.
 bool shared_pool_trim();
@@ -45,25 +48,14 @@ uint64_t shared_pool_released_slots();
 // kDecayThreadStartBytes: decay_thread.h).
 inline constexpr uint64_t kPoolWakeSlots = 64;
 
-// Decay pass: releases the empty runs cached for a class whose stage-1 stack was neither
-// pushed nor popped since the previous pass (a run waits there 1–2 decay periods before its
-// slots go back; shared_pool_decommit_free_slots then drops their pages). Returns true if a run
-// was released.
-bool shared_pool_decay();
-
-// Runs kept in stage 1: per class, and in all (so that a program using many classes in turn
-// does not keep a run of each: their slots serve any class once given back).
-inline constexpr int kEmptyRunsPerClass = 2;
-inline constexpr int kEmptyRunsTotal = 8;
-// SuperSlabs of the partial stack that stage 2 looks at, and that are looked at before
-// stage 4 maps memory.
+// SuperSlabs of the partial stack that stage 1 looks at, and that are looked at before
+// stage 3 maps memory.
 inline constexpr int kPartialTries = 4, kPartialTriesMax = 64;
 
 struct SharedPoolStats {
   uint64_t superslabs_mapped;   // ever mapped (address space held)
   uint64_t superslabs_retired;  // decommitted, waiting for reuse
-  uint64_t runs_assigned;       // runs assigned to a class (in use or cached empty)
-  uint64_t empty_runs_cached;   // runs in the stage-1 stacks
+  uint64_t runs_assigned;       // runs assigned to a class
 };
 SharedPoolStats shared_pool_stats();
 

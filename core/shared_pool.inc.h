@@ -1,4 +1,4 @@
-// shared_pool.inc.h — host: shared_pool.cpp. The lock-free stacks behind stages 1 and 2.
+// shared_pool.inc.h — host: shared_pool.cpp. The lock-free stack behind stage 1 (the partial stack).
 //
 // TaggedStack: a Treiber stack whose head packs the node pointer (47-bit user address, 8-byte
 // aligned: 44 significant bits) with a 20-bit version, so a pop that raced with pop+push (ABA)

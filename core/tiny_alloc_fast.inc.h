@@ -7,7 +7,9 @@
 //                                                 clears the free-block key)
 //                        hit: return             1 predicted branch; no atomics, no lock,
 //                                                 no call
-//                        miss: tiny_alloc_miss   cold call: init check, tiny_refill
+//                        miss: tiny_alloc_miss   cold call: a block reserved for the class
+//                                                 (release, tiny_heap.h), else init check,
+//                                                 tiny_refill
 // Budget: 21 instructions from malloc's entry to ret on a Tiny hit (x86-64 release
 // libhakmem.so, objdump; 2 of them read the TLS offset from the GOT),
 // no stack frame. The secure variant: 30 (decoding and checking the link, free_link.h).

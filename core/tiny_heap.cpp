@@ -1,9 +1,8 @@
-// tiny_heap.cpp — refill, flush, remote queues and thread lifetime of the Tiny/Mid tiers.
+// tiny_heap.cpp — refill, flush, remote queues and thread lifetime of the Tiny/Mid tiers (the
+// checks that name a bad free are in tiny_misuse.cpp, the spells of idle classes in tiny_idle.h).
 // See tiny_heap.h for the picture; the hot pops and pushes are in tiny_alloc_fast.inc.h and
 // tiny_free_fast_v2.inc.h.
 #include "tiny_heap.h"
-
-#include "canary.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -16,15 +15,17 @@
 #include "shared_pool.h"
 #include "span_cache.h"
 #include "stats.h"
+#include "tiny_idle.h"
 
 namespace hak {
 
 HAK_TLS TlsCache t_cache[kNumClasses + 1];
-alignas(64) uintptr_t g_link_key;  // read-mostly: its line holds nothing that is written
+HAK_TLS TlsBump t_bump[kNumClasses + 1];
 
 namespace {
 
 HAK_TLS ThreadHeap* t_heap;
+
 HAK_TLS bool t_key_set;
 HAK_TLS bool t_exited;  // tiny_thread_exit ran: frees go straight back, nothing is cached
 // Per class, the last slow-path event of this thread. An overflow with no refill since the
@@ -37,24 +38,17 @@ HAK_TLS uint8_t t_last_slow[kNumClasses + 1];
 // empty run is kept for the next refill (run_became_empty), but not past a pass without one.
 HAK_TLS uint64_t t_refilled[(kNumClasses + 64) / 64];
 
-// Classes in a freeing spell (tiny_cache_overflow's freer branch: the thread frees the class
-// and has not allocated it since) wait here, oldest first, stamped with the thread's count of
-// refills when the spell began. A class still in that spell kIdleRefills refills (of other
-// classes) later gives back the few blocks its list still caches and, when that leaves its
-// last run empty, the run (idle_classes_expire): a batch freed whole otherwise leaves a
-// freer's cap of blocks in its class, and with them a whole run of carved pages that no other
-// class can use, until the next decay pass. The batch bench held 140 such runs (31 MiB for
-// batches of at most 6.4 MB): docs/BENCHMARKS.md, "Idle classes give their runs back".
-constexpr uint32_t kIdleRing = 16;  // spells waiting; a class whose spell finds it full waits for the decay pass
-HAK_TLS uint32_t t_refills;            // this thread's refills, wrapping
-HAK_TLS uint32_t t_idle_head, t_idle_tail;  // ring positions, free-running
-HAK_TLS uint8_t t_idle_cls[kIdleRing];
-HAK_TLS uint32_t t_idle_stamp[kIdleRing];
-HAK_TLS uint32_t t_spell_stamp[kNumClasses + 1];        // the stamp of the class's current spell
-HAK_TLS uint64_t t_in_spell[(kNumClasses + 64) / 64];   // bit per class: in a spell
+// The spells of this thread's classes (tiny_idle.h).
+HAK_TLS IdleSpells t_spells;
 
 // Fresh blocks carved from a run per refill, in bytes (at least 4 blocks): see take_batch.
+// Release reserves them (t_bump) instead of linking them, and reserves kStreakCarveBytes
+// when the class's previous refill was the thread's previous one (a batch being allocated):
+// reserved blocks are not touched until handed out, but a run with blocks reserved ahead is
+// not empty, and a class that also frees would take fresh blocks before its returned ones
+// (random_mixed's peak RSS +2 % with 16 KiB at every refill).
 constexpr size_t kCarveBytes = 4096;
+constexpr size_t kStreakCarveBytes = 16384;
 
 // Cap of a class this thread frees more of than it allocates: what it caches there is surplus
 // that no malloc of this thread takes, pinning pages of other threads' runs.
@@ -184,24 +178,19 @@ bool run_exhausted(const Slab* s) { return s->nfree == 0 && s->bump == s->end; }
   link_corrupted(prev, b, cls);
 }
 
-// Whether p is among the first `limit` blocks of this thread's list of class cls. Each link is
-// checked before it is followed: a list an overflow or a write after free broke ends the look
-// (the flush reports it) instead of sending it to a wild address.
-bool tls_list_holds(int cls, const void* p, uint32_t limit) {
-  uint32_t looked = 0;
-  for (void* b = t_cache[cls].head; b != nullptr && looked < limit; ++looked) {
-    if (b == p) return true;
-    void* next = link_load(b);
-    if (next != nullptr && (!link_plausible(next) || region_map_lookup(next) != cls)) return false;
-    b = next;
-  }
-  return false;
-}
 // Sets bits [lo, hi) of an out-bitmap.
 void set_bits(uint64_t* bits, uint32_t lo, uint32_t hi) {
   while (lo < hi) {
     uint32_t w = lo >> 6, b = lo & 63, n = hi - lo < 64 - b ? hi - lo : 64 - b;
     out_word(bits, w) |= (n == 64 ? ~uint64_t(0) : ((uint64_t(1) << n) - 1)) << b;
+    lo += n;
+  }
+}
+
+void clear_bits(uint64_t* bits, uint32_t lo, uint32_t hi) {
+  while (lo < hi) {
+    uint32_t w = lo >> 6, b = lo & 63, n = hi - lo < 64 - b ? hi - lo : 64 - b;
+    out_word(bits, w) &= ~((n == 64 ? ~uint64_t(0) : ((uint64_t(1) << n) - 1)) << b);
     lo += n;
   }
 }
@@ -313,8 +302,10 @@ bool heap_collect(ThreadHeap* h) {
   return released;
 }
 
-// Takes up to `want` blocks from run s into the (empty) TLS list of its class.
-uint32_t take_batch(Slab* s, TlsCache& tc, uint32_t want) {
+// Takes up to `want` blocks from run s into the (empty) TLS list of its class. Fresh blocks
+// (none returned to the run): with `reserve` (release), at least `reserve` bytes of them go to
+// the class's t_bump instead, none to the list; otherwise at most kCarveBytes, linked.
+uint32_t take_batch(Slab* s, TlsCache& tc, uint32_t want, size_t reserve) {
   HAK_ASSERT(tc.head == nullptr && tc.count() == 0);
   size_t size = class_to_size(s->cls);
   uint32_t uncarved = uint32_t(uncarved_of(s));
@@ -373,8 +364,23 @@ uint32_t take_batch(Slab* s, TlsCache& tc, uint32_t want) {
     // free list the same way). docs/BENCHMARKS.md, "Size classes".
     uint32_t lim = uint32_t(kCarveBytes / size) < 4 ? 4 : uint32_t(kCarveBytes / size);
     if (n > lim) n = lim;
-    // Link the new blocks so they pop in address order.
     char* base = s->bump;
+    if (kBumpCarve && reserve != 0) {
+      // Release: the blocks are reserved, not linked (linking stored into a cold line per
+      // block, and malloc's pop then loaded it: the batch bench's two hottest instructions).
+      // tiny_alloc_miss_sized_raw and tiny_refill hand them out in address order.
+      const uint32_t r = uint32_t(reserve / size) < 4 ? 4 : uint32_t(reserve / size);
+      n = want > r ? want : r;
+      if (n > uncarved) n = uncarved;
+      const uint32_t first = uint32_t(size_t(base - run_data_start(s)) / size);
+      set_bits(bits, first, first + n);
+      s->bump = base + size_t(n) * size;
+      s->used += n;
+      t_bump[s->cls] = TlsBump{base, s->bump};
+      return n;
+    }
+    // Link the new blocks so they pop in address order.
+
     uint32_t first = uint32_t(size_t(base - run_data_start(s)) / size);
     for (uint32_t i = n; i-- > 0;) {
       void* b = base + size_t(i) * size;
@@ -397,6 +403,27 @@ uint32_t take_batch(Slab* s, TlsCache& tc, uint32_t want) {
     if (!slab_is_valid(s)) hak_fatal("corrupted slab %p after refill", static_cast<void*>(s));
   }
   return got;
+}
+
+// The class's reserved fresh blocks go back to their run: uncarved again when they are the
+// run's last carve, else free blocks of the run. Owner only.
+void bump_return(ThreadHeap* h, int cls) {
+  TlsBump& bp = t_bump[cls];
+  if (bp.cur == bp.end) return;
+  Slab* s = slab_of_block(bp.cur);
+  const size_t size = class_to_size(cls);
+  const uint32_t first = class_block_index(cls, size_t(bp.cur - s->start));
+  const uint32_t n = uint32_t(size_t(bp.end - bp.cur) / size);
+  clear_bits(run_out_bits(s), first, first + n);
+  s->used -= n;
+  if (bp.end == s->bump) {
+    s->bump = bp.cur;
+  } else {
+    s->nfree += n;
+    if ((first >> 6) < s->scan) s->scan = first >> 6;
+  }
+  bp = TlsBump{nullptr, nullptr};
+  if (h != nullptr) run_gained_blocks(h, s, true);
 }
 
 // A run with blocks to hand out for class cls, or nullptr (out of memory).
@@ -478,6 +505,10 @@ ThreadHeap* heap_take_wanted(ThreadHeap* h) {
     return h;
   }
   t_wanted_heap = nullptr;
+  // The blocks reserved for this thread lie in h's runs, which the trade parks: back first.
+  if constexpr (kBumpCarve) {
+    for (int c = 1; c <= kNumClasses; ++c) bump_return(h, c);
+  }
   pthread_mutex_lock(&g_heap_lock);
   if (!w->live.load(std::memory_order_relaxed)) {
     heap_unpark_locked(w);
@@ -501,7 +532,7 @@ void* alloc_after_exit(int cls) {
     if (run_exhausted(s)) drain_remote_keep_flag(s);
     if (!run_exhausted(s)) {
       TlsCache one{};
-      take_batch(s, one, 1);
+      take_batch(s, one, 1, 0);
       p = one.head;
       if (p != nullptr) key_clear(p);
     }
@@ -535,35 +566,30 @@ void* borrow_neighbour(int cls) {
   return nullptr;
 }
 
-bool in_spell(int cls) { return (t_in_spell[cls >> 6] >> (cls & 63)) & 1; }
-void spell_end(int cls) { t_in_spell[cls >> 6] &= ~(uint64_t(1) << (cls & 63)); }
-
-// The class's freeing spell begins (if it is not in one): it waits in the ring for
-// kIdleRefills refills.
-void spell_begin(int cls) {
-  if (in_spell(cls)) return;
-  t_in_spell[cls >> 6] |= uint64_t(1) << (cls & 63);
-  t_spell_stamp[cls] = t_refills;
-  if (t_idle_tail - t_idle_head < kIdleRing) {
-    t_idle_cls[t_idle_tail % kIdleRing] = uint8_t(cls);
-    t_idle_stamp[t_idle_tail % kIdleRing] = t_refills;
-    ++t_idle_tail;
+// Whether every block class cls's runs (this thread's) have out is on the thread's list or
+// reserved for it: the class holds no live block. At most 8 runs are looked at (more: in use).
+bool class_holds_nothing(ThreadHeap* h, int cls) {
+  uint32_t out = 0;
+  int runs = 0;
+  for (SlabRunList* l : {&h->avail[cls], &h->full[cls]}) {
+    for (Slab* r = l->head; r != nullptr; r = r->next) {
+      if (++runs > 8) return false;
+      out += r->used;
+    }
   }
+  return out <= t_cache[cls].count() + tiny_reserved(cls);
 }
 
-// The classes whose spell has lasted kIdleRefills refills give back their cached blocks, and
-// their last run if it is empty then. A class refilled since its entry was queued has left
-// its spell (tiny_refill clears it) or begun another (another stamp): skipped.
+// The classes whose spell has lasted kIdleRefills refills (tiny_idle.h) give back their list
+// and reserved blocks — an idle spell's class only if it holds nothing else — and their last
+// run if that leaves it empty.
 void idle_classes_expire(ThreadHeap* h) {
-  while (t_idle_head != t_idle_tail) {
-    const uint32_t i = t_idle_head % kIdleRing;
-    if (t_refills - t_idle_stamp[i] < kIdleRefills) break;
-    ++t_idle_head;
-    const int c = t_idle_cls[i];
-    if (!in_spell(c) || t_spell_stamp[c] != t_idle_stamp[i]) continue;
-    spell_end(c);
+  SpellKind kind;
+  while (int c = t_spells.next_expired(&kind)) {
+    if (kind == kSpellIdle && !class_holds_nothing(h, c)) continue;
     TlsCache& ic = t_cache[c];
     if (ic.count() != 0) tiny_flush(c, ic.count());
+    bump_return(h, c);
     // The flush released every run it emptied but the class's last one (run_gained_blocks).
     Slab* s = h->avail[c].head;
     if (s != nullptr && s->used == 0) run_became_empty(h, s, false);
@@ -578,6 +604,9 @@ void* tiny_refill(int cls, bool may_borrow) {
     void* p = alloc_after_exit(cls);
     if (p == nullptr) errno = ENOMEM;
     return p;
+  }
+  if constexpr (kBumpCarve) {
+    if (void* p = tiny_bump_take(cls)) return p;
   }
   if (HAK_UNLIKELY(tc.cap == 0)) thread_setup();
   if (tc.head != nullptr) return tiny_cache_pop(tc, cls);  // set-up allocated and left blocks behind
@@ -599,9 +628,8 @@ void* tiny_refill(int cls, bool may_borrow) {
   }
   if (HAK_UNLIKELY(t_wanted_heap != nullptr)) h = heap_take_wanted(h);
   t_refilled[cls >> 6] |= uint64_t(1) << (cls & 63);
-  spell_end(cls);  // the class allocates again
-  ++t_refills;
-  if (t_idle_head != t_idle_tail) idle_classes_expire(h);
+  const bool streak = t_spells.refill(cls);  // the class's spell begins anew
+  if (t_spells.pending()) idle_classes_expire(h);
   decay_tick();
   tc.set_cap(class_cache_cap(cls));  // back from a freer's cap (tiny_cache_overflow)
   // Batch: half the cap after an overflow (the thread frees this class too); a quarter when
@@ -657,13 +685,14 @@ void* tiny_refill(int cls, bool may_borrow) {
         }
       }
     }
-    uint32_t got = run_exhausted(s) ? 0 : take_batch(s, tc, want);
+    uint32_t got = run_exhausted(s) ? 0 : take_batch(s, tc, want, kBumpCarve ? (streak ? kStreakCarveBytes : kCarveBytes) : 0);
     if (run_exhausted(s)) {
       h->avail[cls].remove(s);
       h->full[cls].push_front(s, kListFull);
     }
     if (got != 0) break;
   }
+  if (kBumpCarve && tc.head == nullptr) return tiny_bump_take(cls);  // take_batch reserved them
   return tiny_cache_pop(tc, cls);
 }
 
@@ -791,20 +820,26 @@ void tiny_cache_overflow(int cls) {
       // No refill since the last overflow: the thread frees more of this class than it
       // allocates. Keeping half a cap of such blocks only pins them (and their runs' pages):
       // send them all back, and cache less until the thread refills the class again.
-      spell_begin(cls);
+      t_spells.begin(cls, kSpellFreeing);
       tc.set_cap(freer_cap(cls));
       tiny_flush(cls, tc.count());
     } else {
       tiny_flush(cls, tc.count() - tc.cap / 2);
     }
+    // Blocks went back to the class's runs: the next refill takes them before the fresh
+    // blocks reserved ahead (bump_return), which would otherwise grow the class's pages.
+    if constexpr (kBumpCarve) bump_return(t_heap, cls);
     t_last_slow[cls] = kSlowOverflow;
     decay_tick();
   }
 }
 
+void tiny_drop_reserved(int cls) { bump_return(t_heap, cls); }
+
 void tiny_flush_current_thread() {
   for (int c = 1; c <= kNumClasses; ++c) {
     if (t_cache[c].count() != 0) tiny_flush(c, t_cache[c].count());
+    bump_return(t_heap, c);
   }
 }
 
@@ -821,7 +856,7 @@ bool tiny_decay_thread() {
   if (ThreadHeap* h = t_heap) {
     released = drain_pending(h, true);
     // The empty run kept as a class's last one goes back when the class was not refilled
-    // since the previous pass (the pool caches it for a period more: shared_pool_decay).
+    // since the previous pass; its slots go back to the pool, and their pages at the next pass.
     for (int c = 1; c <= kNumClasses; ++c) {
       Slab* s = h->avail[c].head;
       if (s != nullptr && s->next == nullptr && s->used == 0 && !((t_refilled[c >> 6] >> (c & 63)) & 1))
@@ -854,6 +889,7 @@ void tiny_thread_exit() {
   span_cache_thread_exit();
   for (int c = 1; c <= kNumClasses; ++c) {
     if (t_cache[c].count() != 0) tiny_flush(c, t_cache[c].count());
+    bump_return(t_heap, c);
     t_cache[c].set_cap(0);  // later frees and mallocs (other keys' destructors) see t_exited
   }
   t_key_set = false;
@@ -884,30 +920,6 @@ TinyStats tiny_stats() {
   return st;
 }
 
-void tiny_debug_check_free(void* p, int cls) {
-  Slab* s = slab_of_block(p);
-  size_t size = class_to_size(cls);
-  if (s->cls != cls)
-    hak_fatal("free(%p): invalid pointer (slab metadata says class %u, the region map class %d)", p,
-              unsigned(s->cls), cls);
-  const char* start = slab_data_start(superslab_of_slab(s), slab_index_in_superslab(s));
-  const char* c = static_cast<const char*>(p);
-  if (c < start || size_t(c - start) % size != 0)
-    hak_fatal("free(%p): invalid pointer (inside a %zu-byte block of size class %d, not at its start)", p, size,
-              cls);
-  if (c >= s->bump)
-    hak_fatal("free(%p): invalid pointer (never handed out: beyond the carved part of its slab)", p);
-  // The most recent frees of this class on this thread (a bounded look: every free pays it).
-  if (tls_list_holds(cls, p, 32)) hak_fatal("free(%p): double free (block of size class %d, %zu bytes)", p, cls, size);
-  // Bytes written past what was asked for (canary.h), before the poison covers them. A block
-  // holding the free-block key was freed before: the key's check (tiny_free_fast) reports it.
-  if (canary_on() && !key_held(p)) {
-    size_t n;
-    if (!canary_intact(p, size, &n)) tiny_canary_failed(p, cls, "free");
-  }
-  tiny_debug_poison(p, cls);
-}
-
 // Not under valgrind: there the block is NOACCESS to memcheck, which reports the write itself.
 void tiny_debug_poison(void* p, int cls) {
   if constexpr (kValgrind) {
@@ -930,76 +942,8 @@ void tiny_debug_check_alloc(void* p, int cls) {
   }
 }
 
-void tiny_suspect_check(void* p, int cls, const char* op) {
-  const size_t size = class_to_size(cls);
-  if ((reinterpret_cast<uintptr_t>(p) & 15) != 0)
-    hak_fatal("%s(%p): invalid pointer (inside a %zu-byte block of size class %d, not at its start: not 16-byte aligned)",
-              op, p, size, cls);
-  // p holds the free-block key. On this thread's list of its class?
-  if (tls_list_holds(cls, p, t_cache[cls].count()))
-    hak_fatal("%s(%p): double free (block of size class %d, %zu bytes)", op, p, cls, size);
-  // Back in its run: carved, and its out-bit clear. The run may be another thread's: its bit is
-  // read, never written (a relaxed load; the owner may be flipping other bits of the word).
-  Slab* s = slab_of_block(p);
-  if (s->cls != cls) return;
-  uint32_t i = run_block_index(s, p);
-  if (i == UINT32_MAX)
-    hak_fatal("%s(%p): invalid pointer (inside a %zu-byte block of size class %d, not at its start)", op, p, size, cls);
-  if (static_cast<const char*>(p) >= s->bump) return;
-  uint64_t w = __atomic_load_n(&out_word(run_out_bits(s), i >> 6), __ATOMIC_RELAXED);
-  if (!((w >> (i & 63)) & 1)) hak_fatal("%s(%p): double free (block of size class %d, %zu bytes)", op, p, cls, size);
-  // Out of its run, on no list of this thread. Freed first by another thread that has passed
-  // it back (its exit, its flush): then it waits in the run's remote queue, and if this thread
-  // owns the run it takes the queue in now and looks again.
-  if (t_heap != nullptr && s->owner == t_heap && drain_remote_keep_flag(s) != 0) {
-    w = out_word(run_out_bits(s), i >> 6);
-    if (!((w >> (i & 63)) & 1)) hak_fatal("%s(%p): double free (block of size class %d, %zu bytes)", op, p, cls, size);
-  }
-  // Otherwise another thread's cache, a run another thread owns (the flush and the drain
-  // check it there), or a program that stored the key's value itself.
-}
-
-void tiny_canary_failed(void* p, int cls, const char* op) {
-  const size_t size = class_to_size(cls);
-  if (tls_list_holds(cls, p, t_cache[cls].count()))
-    hak_fatal("%s(%p): double free (block of size class %d, %zu bytes)", op, p, cls, size);
-  Slab* s = slab_of_block(p);
-  if (s->cls == cls) {
-    uint32_t i = run_block_index(s, p);
-    if (i != UINT32_MAX) {
-      if (static_cast<const char*>(p) >= s->bump)
-        hak_fatal("%s(%p): invalid pointer (never handed out: beyond the carved part of its slab)", op, p);
-      uint64_t w = __atomic_load_n(&out_word(run_out_bits(s), i >> 6), __ATOMIC_RELAXED);
-      if (!((w >> (i & 63)) & 1)) hak_fatal("%s(%p): double free (block of size class %d, %zu bytes)", op, p, cls, size);
-    }
-  }
-  canary_report(p, size, op);
-}
-
-void tiny_free_suspect(void* p, int cls) {
-  tiny_suspect_check(p, cls, "free");
-  tiny_cache_push(t_cache[cls], p, cls);
-}
-
-void link_key_init() {
-  if (g_link_key == 0) g_link_key = uintptr_t(os_random_u64());
-}
-
-void write_after_free(const void* b, int cls, const char* where) {
-  const auto* w = static_cast<const uintptr_t*>(b);
-  unsigned at = w[1] != kFreeKey ? 8 : w[2] != kFreeWordPoison ? 16 : 24;
-  hak_fatal("write after free: the free block %p (size class %d, %zu bytes) was written at +%u while it was free (found %s)",
-            b, cls, class_to_size(cls), at, where);
-}
-
-void link_corrupted(const void* b, const void* next, int cls) {
-  if (b == nullptr)
-    hak_fatal("corrupted free list (size class %d): its first block %p is not a free block of that class", cls, next);
-  hak_fatal("corrupted free list (size class %d): the free block %p links to %p, not a free block of that class (written after free, or overflowed into?)",
-            cls, b, next);
-}
-
 ThreadHeap* tiny_current_heap() { return t_heap; }
+uint32_t tiny_drain_remote(Slab* s) { return drain_remote_keep_flag(s); }
 
 bool tiny_heap_is_valid() {
   ThreadHeap* h = t_heap;

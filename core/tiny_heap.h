@@ -2,21 +2,25 @@
 //
 // TLS free lists (t_cache[class id]): malloc pops, free pushes; no atomics, no locks, no
 // calls on a hit. A list may hold blocks of any thread's slabs (a block freed here is reused
-// here). Misses go to tiny_refill, overflows to tiny_flush:
+// here). Misses take a block reserved for the class (t_bump, release), else go to
+// tiny_refill; overflows go to tiny_flush:
 //
 //   tiny_refill(cls)  ── heap avail list: take a batch of the head run's free blocks (the
 //                        lowest clear bits of its out-bitmap), else its remote queue, else
 //                        the heap's pending remote frees, else a run just behind it with
-//                        free blocks; before carving fresh blocks
-//                        (≤ 4 KiB at a time), a block cached for one of the next four
+//                        free blocks; before carving fresh blocks (release: reserved, ≥ 4
+//                        KiB, 16 KiB in a streak of the class's refills; else listed, ≤ 4
+//                        KiB), a block cached for one of the next four
 //                        classes (≤ 32 B or 1/8 larger) if may_borrow (not for aligned
 //                        requests)
 //                     ── heap full list: drain runs' remote queues
 //                     ── shared_pool_acquire (staged; shared_pool.h)
 // Batch and cap follow how the thread uses the class (tiny_heap.cpp): a thread that only frees
 // it (a consumer) flushes everything and caches less; one that only allocates takes smaller
-// batches. A class in such a freeing spell for kIdleRefills of the thread's refills (of
-// other classes) gives back what it still caches, and its last run if that empties it.
+// batches. A class that went idle (tiny_idle.h: no refill of it in kIdleRefills of the
+// thread's refills, after a freeing spell or with no live block) gives back what it still
+// caches and reserves, and its last run if that empties it; an overflow gives back what the
+// class reserved (its returned blocks come first at the next refill).
 //   tiny_flush(cls,n) ── block of a run this thread owns: clear its out-bit (back in the run)
 //                     ── another thread's run: push the chain on the run's remote queue (CAS)
 //
@@ -37,6 +41,7 @@
 #include "hakmem_build_flags.h"
 #include "size_class.h"
 #include "superslab.h"
+#include "tiny_idle.h"
 
 namespace hak {
 
@@ -58,9 +63,28 @@ struct TlsCache {
   }
 };
 
-// Refills of other classes after which a class that the thread only freed since its last
-// refill gives back its cached blocks and its emptied last run (tiny_heap.cpp, spell_begin).
-inline constexpr uint32_t kIdleRefills = 16;
+// Release: fresh blocks of a class reserved from one of the thread's runs (its never-carved
+// part: their out-bits are set, `used` counts them), handed out in address order at a miss of
+// the class's list, never linked: linking stored into a cold line per block, and the pop then
+// loaded it (docs/BENCHMARKS.md, "Fresh blocks reserved, not linked"). Not in the secure and
+// debug variants: their free blocks carry the key and poison words, which a block that was
+// never on a list does not have.
+struct TlsBump {
+  char* cur;  // next block to hand out
+  char* end;  // end of the reservation (cur == end: none left)
+};
+inline constexpr bool kBumpCarve = !kPoisonFree && !kDebug;
+extern HAK_TLS TlsBump t_bump[kNumClasses + 1];
+
+// The next block reserved for class cls, or nullptr when none is left.
+HAK_FAST_PATH void* tiny_bump_take(int cls) {
+  TlsBump& bp = t_bump[cls];
+  char* p = bp.cur;
+  if (p == bp.end) return nullptr;
+  bp.cur = p + class_to_size(cls);
+  key_clear(p);  // the slot's earlier blocks may have left a free-block key where this one starts
+  return p;
+}
 
 // Indexed by class id (entry 0 unused). Zero-initialised: an untouched thread misses in
 // malloc (head == nullptr) and overflows in free (cap == 0), which sets it up.
@@ -134,6 +158,12 @@ void* tiny_refill(int cls, bool may_borrow);
 
 // Moves the first n blocks of t_cache[cls] back to their runs.
 void tiny_flush(int cls, uint32_t n);
+// Gives the blocks reserved for class cls on this thread (t_bump) back to their run.
+void tiny_drop_reserved(int cls);
+// Blocks reserved for class cls on this thread, not handed out yet.
+inline uint32_t tiny_reserved(int cls) {
+  return uint32_t(size_t(t_bump[cls].end - t_bump[cls].cur) / class_to_size(cls));
+}
 
 // Moves every block of this thread's TLS lists back to its run (each one checked there).
 void tiny_flush_current_thread();
@@ -175,6 +205,8 @@ TinyStats tiny_stats();
 bool tiny_heap_is_valid();
 // The calling thread's heap (nullptr before its first refill).
 ThreadHeap* tiny_current_heap();
+// Takes run s's remote queue into the run (its owner only); returns how many blocks came back.
+uint32_t tiny_drain_remote(Slab* s);
 
 // Debug variant, on every free of a Tiny/Mid block: aborts with an exact message if p is not
 // the start of a handed-out block of class cls, or is among the 32 blocks of its class this

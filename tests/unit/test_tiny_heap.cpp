@@ -38,8 +38,12 @@ size_t block_bytes(const void* p) { return class_to_size(region_map_lookup(p)); 
 // Classes with different caps: small Tiny (cap 256), large Tiny, Mid.
 const size_t kSizes[] = {48, 880, 5000};
 
+// Empties the list and gives back the blocks reserved for the class (release: a refill that
+// carves reserves its fresh blocks instead of listing them; tiny_heap.h, TlsBump).
 void empty_list(int cls) {
   tiny_flush(cls, t_cache[cls].count());
+  tiny_drop_reserved(cls);
+  cr_assert_eq(tiny_reserved(cls), 0u);
   cr_assert_eq(t_cache[cls].count(), 0u);
   cr_assert_null(t_cache[cls].head);
 }
@@ -154,7 +158,7 @@ Test(tiny_heap, free_pushes_until_the_cap_then_flushes_down_to_half) {
 
 Test(tiny_heap, flush_moves_blocks_back_to_their_runs) {
   int cls = size_to_class(200);
-  empty_list(cls);
+  overflow_then_empty(200, cls);  // the run has returned blocks: the refill lists a batch of them
   void* p = alloc_in_class(200);  // refill; p keeps the run in use
   Slab* s = slab_of_block(p);
   uint32_t count = t_cache[cls].count();
@@ -514,25 +518,25 @@ Test(tiny_heap, a_thread_decays_its_own_heap_after_another_thread_ran_a_pass) {
   auto body = [](void*) -> void* {
     const size_t idle = 1800, busy = 64;
     const int cls = size_to_class(idle);
-    static void* blocks[1024];
+    static void* blocks[16];
+    // Blocks of another class, allocated first: freeing them below makes slow-path calls (its
+    // list overflows, each a decay_tick) without refills, which would end the idle class's
+    // spell after kIdleRefills of them (tiny_idle.h) and give its run back before any pass.
+    constexpr int kBusy = 3000;
+    static void* busy_blocks[2][kBusy];
+    for (auto& half : busy_blocks)
+      for (void*& b : half) cr_assert_not_null(b = alloc_in_class(busy));
     for (int i = 0; i < 16; ++i) cr_assert_not_null(blocks[i] = alloc_in_class(idle));
     for (int i = 0; i < 16; ++i) hak_free(blocks[i]);
     empty_list(cls);
     ThreadHeap* h = tiny_current_heap();
     Slab* s = h->avail[cls].head;
     cr_assert_not_null(s, "the class's emptied run is kept as its last");
-    // Slow paths of another class: refills and overflows, each a decay_tick.
-    auto churn = [] {
-      for (int r = 0; r < 8; ++r) {
-        for (void*& b : blocks) b = alloc_in_class(busy);
-        for (void* b : blocks) hak_free(b);
-      }
-    };
     hak::detail::g_decay_passes.fetch_add(1);  // a pass by "another thread"
-    churn();  // this thread's part: the idle class was refilled since its last part, kept
+    for (void* b : busy_blocks[0]) hak_free(b);  // this thread's part: the idle class was refilled since its last part, kept
     cr_assert_eq(h->avail[cls].head, s, "released although refilled in this period");
     hak::detail::g_decay_passes.fetch_add(1);
-    churn();  // not refilled since: released
+    for (void* b : busy_blocks[1]) hak_free(b);  // not refilled since: released
     cr_assert_null(h->avail[cls].head, "the thread did not decay its own heap after a pass it did not run");
     cr_assert(tiny_heap_is_valid());
     return nullptr;
@@ -704,9 +708,9 @@ Test(tiny_heap, a_class_only_freed_gives_back_its_blocks_and_run_after_its_spell
   cr_assert_eq(pthread_join(t, nullptr), 0);
 }
 
-// A refill of the class ends its spell: what it caches afterwards stays, however many refills
-// of other classes follow.
-Test(tiny_heap, a_refill_ends_the_spell_and_the_class_keeps_its_cache) {
+// A refill of the class ends its freeing spell and begins an idle one: while a block of the
+// class is live, what it caches stays, however many refills of other classes follow.
+Test(tiny_heap, a_refill_ends_the_freeing_spell_and_a_class_in_use_keeps_its_cache) {
   hak::detail::g_next_decay_ns.store(UINT64_MAX);
   pthread_t t;
   auto body = [](void*) -> void* {
@@ -716,18 +720,143 @@ Test(tiny_heap, a_refill_ends_the_spell_and_the_class_keeps_its_cache) {
     static void* blocks[256];
     for (uint32_t i = 0; i < k; ++i) cr_assert_not_null(blocks[i] = alloc_in_class(n));
     for (uint32_t i = 0; i < k; ++i) hak_free(blocks[i]);
-    static void* others[kIdleRefills];
+    static void* others[2 * kIdleRefills];
     refill_other_classes(others, kIdleRefills / 2);
-    // The class allocates again, past what it caches: a refill.
-    const uint32_t again = t_cache[cls].count() + 2;
+    // The class allocates again, past what it caches and reserves: a refill. One block stays live.
+    const uint32_t again = t_cache[cls].count() + tiny_reserved(cls) + 2;
     for (uint32_t i = 0; i < again; ++i) cr_assert_not_null(blocks[i] = alloc_in_class(n));
-    for (uint32_t i = 0; i < again; ++i) hak_free(blocks[i]);
-    const uint32_t cached = t_cache[cls].count();
+    for (uint32_t i = 1; i < again; ++i) hak_free(blocks[i]);
+    const uint32_t cached = t_cache[cls].count(), reserved = tiny_reserved(cls);
     cr_assert_gt(cached, 0u);
-    refill_other_classes(others + kIdleRefills / 2, kIdleRefills / 2, kIdleRefills / 2);
-    cr_assert_eq(t_cache[cls].count(), cached, "a class that allocated since its spell began gave its cache back");
+    refill_other_classes(others + kIdleRefills / 2, 2 * kIdleRefills - kIdleRefills / 2, kIdleRefills / 2);
+    cr_assert_eq(t_cache[cls].count(), cached, "a class with a live block gave its cache back");
+    cr_assert_eq(tiny_reserved(cls), reserved);
     cr_assert_not_null(tiny_current_heap()->avail[cls].head);
+    hak_free(blocks[0]);
     for (void* b : others) hak_free(b);
+    empty_list(cls);
+    cr_assert(tiny_heap_is_valid());
+    return nullptr;
+  };
+  cr_assert_eq(pthread_create(&t, nullptr, body, nullptr), 0);
+  cr_assert_eq(pthread_join(t, nullptr), 0);
+}
+
+// A class that allocated a batch smaller than its cap and freed it whole never overflows: its
+// blocks all sit on the list, holding its run. kIdleRefills refills of other classes after its
+// own, it is idle (tiny_idle.h): the list and what it reserved go back, and the run with them.
+Test(tiny_heap, an_idle_class_gives_back_its_list_and_run_after_its_spell) {
+  hak::detail::g_next_decay_ns.store(UINT64_MAX);
+  pthread_t t;
+  auto body = [](void*) -> void* {
+    const size_t n = 1500;
+    const int cls = size_to_class(n);
+    const uint32_t k = class_cache_cap(cls) / 2;  // no overflow
+    static void* blocks[256];
+    for (uint32_t i = 0; i < k; ++i) cr_assert_not_null(blocks[i] = alloc_in_class(n));
+    for (uint32_t i = 0; i < k; ++i) hak_free(blocks[i]);
+    ThreadHeap* h = tiny_current_heap();
+    const uint32_t cached = t_cache[cls].count();  // and what the last refill listed beyond it (not release)
+    cr_assert_geq(cached, k, "the batch is cached: %u blocks, not %u", cached, k);
+    cr_assert_not_null(h->avail[cls].head, "and holds the class's run");
+    static void* others[kIdleRefills];
+    refill_other_classes(others, kIdleRefills - 1);
+    cr_assert_eq(t_cache[cls].count(), cached, "given back after %u refills, not %u", kIdleRefills - 1, kIdleRefills);
+    refill_other_classes(others + kIdleRefills - 1, 1, kIdleRefills - 1);
+    cr_assert_eq(t_cache[cls].count(), 0u, "%u refills later the idle class still caches %u blocks", kIdleRefills,
+                 t_cache[cls].count());
+    cr_assert_eq(tiny_reserved(cls), 0u, "nor reserves any");
+    cr_assert_null(h->avail[cls].head, "its emptied run is still the thread's");
+    cr_assert_null(h->full[cls].head);
+    cr_assert(tiny_heap_is_valid());
+    void* p = alloc_in_class(n);  // the class works as before
+    cr_assert_not_null(p);
+    hak_free(p);
+    for (void* b : others) hak_free(b);
+    empty_list(cls);
+    cr_assert(tiny_heap_is_valid());
+    return nullptr;
+  };
+  cr_assert_eq(pthread_create(&t, nullptr, body, nullptr), 0);
+  cr_assert_eq(pthread_join(t, nullptr), 0);
+}
+
+// Release: a refill that carves reserves the fresh blocks (t_bump) instead of listing them —
+// at least 4 KiB of them, 16 KiB when the thread's previous refill was the class's too — and
+// the class's misses hand them out in address order; the other variants list a batch of at
+// most 4 KiB. Either way the run counts them out; given back, they are uncarved again.
+Test(tiny_heap, a_carving_refill_reserves_fresh_blocks_and_hands_them_out_in_order) {
+  hak::detail::g_next_decay_ns.store(UINT64_MAX);
+  pthread_t t;
+  auto body = [](void*) -> void* {
+    const size_t n = 1500;
+    const int cls = size_to_class(n);
+    const uint32_t size = uint32_t(class_to_size(cls));
+    char* p = static_cast<char*>(alloc_in_class(n));  // the thread's first refill of the class
+    cr_assert_not_null(p);
+    Slab* s = slab_of_block(p);
+    cr_assert_eq(s->bump, p + size * (1 + t_cache[cls].count() + tiny_reserved(cls)), "carved: p and what follows");
+    cr_assert_eq(s->used, 1 + t_cache[cls].count() + tiny_reserved(cls));
+    const uint32_t first = 4096 / size > 4 ? 4096 / size : 4;
+    if (kBumpCarve) {
+      cr_assert_eq(t_cache[cls].count(), 0u, "release lists no fresh block");
+      cr_assert_eq(tiny_reserved(cls) + 1, first, "a first refill reserves 4 KiB (at least 4 blocks)");
+    } else {
+      cr_assert_eq(tiny_reserved(cls), 0u, "only release reserves");
+    }
+    // The next blocks follow p in address order, listed or reserved.
+    static char* got[64];
+    const uint32_t more = t_cache[cls].count() + tiny_reserved(cls);
+    for (uint32_t i = 0; i < more; ++i) {
+      got[i] = static_cast<char*>(alloc_in_class(n));
+      cr_assert_eq(got[i], p + size * (i + 1), "block %u of the carve is not the next in address order", i + 1);
+    }
+    // A refill right after this class's own: a streak, 16 KiB reserved in release.
+    got[more] = static_cast<char*>(alloc_in_class(n));
+    cr_assert_eq(slab_of_block(got[more]), s);
+    if (kBumpCarve) {
+      const uint32_t streak = 16384 / size;
+      cr_assert_eq(tiny_reserved(cls) + 1, streak, "a streak reserves 16 KiB: %u blocks, not %u", streak,
+                   tiny_reserved(cls) + 1);
+      const uint32_t used = s->used, reserved = tiny_reserved(cls);
+      char* bump = s->bump;
+      tiny_drop_reserved(cls);
+      cr_assert_eq(tiny_reserved(cls), 0u);
+      cr_assert_eq(s->used, used - reserved, "given back, reserved blocks are no longer out");
+      cr_assert_eq(s->bump, bump - size_t(reserved) * size, "and uncarved again");
+      cr_assert(slab_is_valid(s));
+    }
+    for (uint32_t i = 0; i <= more; ++i) hak_free(got[i]);
+    hak_free(p);
+    empty_list(cls);
+    cr_assert(tiny_heap_is_valid());
+    return nullptr;
+  };
+  cr_assert_eq(pthread_create(&t, nullptr, body, nullptr), 0);
+  cr_assert_eq(pthread_join(t, nullptr), 0);
+}
+
+// A class whose list overflows gives back what it reserved: its next refill takes the blocks
+// it returned to the run before fresh ones (a class that also frees would otherwise grow).
+Test(tiny_heap, an_overflow_gives_the_reservation_back_and_returned_blocks_come_first) {
+  hak::detail::g_next_decay_ns.store(UINT64_MAX);
+  pthread_t t;
+  auto body = [](void*) -> void* {
+    const size_t n = 1500;
+    const int cls = size_to_class(n);
+    const uint32_t cap = class_cache_cap(cls);
+    static void* blocks[256];
+    cr_assert_lt(cap + 1, 256u);
+    for (uint32_t i = 0; i <= cap; ++i) cr_assert_not_null(blocks[i] = alloc_in_class(n));
+    Slab* s = slab_of_block(blocks[cap]);
+    for (uint32_t i = 0; i <= cap; ++i) hak_free(blocks[i]);  // the last free overflows
+    cr_assert_eq(tiny_reserved(cls), 0u, "an overflow gives the reservation back");
+    empty_list(cls);
+    void* q = alloc_in_class(n);
+    cr_assert_not_null(q);
+    cr_assert(static_cast<char*>(q) < s->bump, "the refill carved instead of taking a returned block");
+    cr_assert_eq(tiny_reserved(cls), 0u, "a refill from returned blocks reserves nothing");
+    hak_free(q);
     empty_list(cls);
     cr_assert(tiny_heap_is_valid());
     return nullptr;
