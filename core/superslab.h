@@ -87,7 +87,7 @@ struct Slab {
   char* end;                  // end of the carvable area: bump + k × size ≤ end
   char* start;                // first block of the run (every slab of the run holds it)
   uint64_t* out_bits;         // the run's out-bitmap (below)
-  Slab* next;                 // owner's list, or the shared pool's empty-run stack
+  Slab* next;                 // owner's list
   Slab* prev;
   ThreadHeap* owner;          // heap that may carve and free locally; nullptr when unowned
   // Blocks freed by other threads: an MPSC stack whose word also carries kRemoteNotified

@@ -172,9 +172,13 @@ bool run_exhausted(const Slab* s) { return s->nfree == 0 && s->bump == s->end; }
 // `prev`) that was overwritten (free never lists a pointer that is not 16-byte aligned).
 [[noreturn]] HAK_SLOW_PATH void report_bad_block(const Slab* s, const void* prev, const void* b, int cls) {
   const char* c = static_cast<const char*>(b);
-  if (c >= s->start && c < s->end && (reinterpret_cast<uintptr_t>(b) & 15) == 0)
+  if (kBumpCarve && c >= t_bump[cls].cur && c < t_bump[cls].end && size_t(c - t_bump[cls].cur) % class_to_size(cls) == 0)
+    hak_fatal("free(%p): invalid pointer (never handed out: reserved for a later malloc)", b);
+  if (c >= s->start && c < s->end && (reinterpret_cast<uintptr_t>(b) & 15) == 0) {
+    if (c >= s->bump && size_t(c - s->start) % class_to_size(cls) == 0) report_bad_return(s, b);
     hak_fatal("free(%p): invalid pointer (inside a %zu-byte block of size class %d, not at its start)", b,
               class_to_size(cls), cls);
+  }
   link_corrupted(prev, b, cls);
 }
 
@@ -643,6 +647,13 @@ void* tiny_refill(int cls, bool may_borrow) {
   if (last == kSlowRefill && want < 4) want = 4;
   if (want == 0) want = 1;
   t_last_slow[cls] = kSlowRefill;
+  // thread_setup and decay_tick may have called malloc (pthread_setspecific, the decay
+  // thread's start): a block of this class that call left on the list or reserved is taken
+  // first; take_batch would otherwise overwrite the list or the reservation and lose them.
+  if (tc.head != nullptr) return tiny_cache_pop(tc, cls);
+  if constexpr (kBumpCarve) {
+    if (void* p = tiny_bump_take(cls)) return p;
+  }
   bool drained = false;
   for (;;) {
     Slab* s = h->avail[cls].head;
@@ -706,7 +717,15 @@ void* tiny_refill(int cls, bool may_borrow) {
 // refill").
 HAK_FAST_PATH uint32_t return_to_run(ThreadHeap* h, Slab* s, int cls, void*& b_io, void*& prev_io, uint32_t limit) {
   const char* const start = s->start;
-  const uintptr_t span = uintptr_t(s->end - start);
+  uintptr_t span = uintptr_t(s->end - start);
+  if constexpr (kBumpCarve) {
+    // Blocks reserved for the class (t_bump) have their out-bits set like handed-out ones: a
+    // free of one would pass mark_returned, and the block would go out twice. A reservation
+    // is its run's last carve, so every block from its first one on was never handed out: the
+    // stretch ends there, and report_bad_block names such a block.
+    const char* r = t_bump[cls].cur;
+    if (r != t_bump[cls].end && uintptr_t(r - start) < span) span = uintptr_t(r - start);
+  }
   const uint64_t recip = detail::kTables.recip[cls];
   const size_t size = class_to_size(cls);
   uint64_t* const bits = run_out_bits(s);

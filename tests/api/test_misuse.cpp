@@ -39,6 +39,7 @@
 #include "free_link.h"
 #include "region_map.h"
 #include "superslab.h"
+#include "tiny_heap.h"
 
 extern "C" void* __libc_malloc(size_t);
 
@@ -302,6 +303,27 @@ Test(misuse, free_of_a_block_never_handed_out) {
     char* last = s->end - hak::class_to_size(s->cls);
     if (last < s->bump) _exit(3);  // the whole run is carved: cannot run this case
     free(last);
+    malloc_trim(0);
+  });
+}
+
+// Release reserves a refill's fresh blocks for later mallocs of the class (tiny_heap.h,
+// TlsBump): their out-bits are set as if handed out. A free of the next one is reported when
+// the list is flushed, not taken for a good block (which would then go out twice). The other
+// variants list those blocks, and catch the free at the call (a double free of a listed block)
+// or at the flush (beyond the carved part).
+Test(misuse, free_of_a_block_reserved_for_a_later_malloc) {
+  expect_abort("reserved block", hak::kBumpCarve ? "invalid pointer (never handed out: reserved for a later malloc)" : "free(", [] {
+    const size_t n = 2600;  // a Mid class the test process does not use otherwise
+    const int cls = hak::size_to_class(n);
+    const size_t size = hak::class_to_size(cls);
+    char* p = nullptr;
+    for (int i = 0; i < 64; ++i) {
+      p = static_cast<char*>(malloc(n));
+      escape(p);
+      if (!hak::kBumpCarve || hak::t_bump[cls].cur == p + size) break;  // the next one is reserved
+    }
+    free(p + size);
     malloc_trim(0);
   });
 }

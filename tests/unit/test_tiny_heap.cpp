@@ -663,6 +663,14 @@ void refill_other_classes(void** out, uint32_t n, uint32_t first = 0) {
     cr_assert_not_null(out[j] = alloc_in_class(bytes));
   }
 }
+// Runs body on a new thread (a fresh heap and lists) with the decay clock stopped, so that no
+// pass flushes what the test watches.
+void in_new_thread_without_decay(void* (*body)(void*)) {
+  hak::detail::g_next_decay_ns.store(UINT64_MAX);
+  pthread_t t;
+  cr_assert_eq(pthread_create(&t, nullptr, body, nullptr), 0);
+  cr_assert_eq(pthread_join(t, nullptr), 0);
+}
 }  // namespace
 
 // A batch allocated and then freed whole puts the class in a freeing spell: the frees flush
@@ -670,9 +678,7 @@ void refill_other_classes(void** out, uint32_t n, uint32_t first = 0) {
 // after kIdleRefills refills of other classes: the blocks go back, and the run, empty then,
 // goes back to the pool.
 Test(tiny_heap, a_class_only_freed_gives_back_its_blocks_and_run_after_its_spell) {
-  hak::detail::g_next_decay_ns.store(UINT64_MAX);  // no decay pass: it would flush everything
-  pthread_t t;
-  auto body = [](void*) -> void* {
+  in_new_thread_without_decay([](void*) -> void* {
     const size_t n = 1500;  // a Mid class, far from the ones refill_other_classes uses
     const int cls = size_to_class(n);
     const uint32_t k = 3 * class_cache_cap(cls);  // the frees overflow twice: a spell
@@ -703,17 +709,13 @@ Test(tiny_heap, a_class_only_freed_gives_back_its_blocks_and_run_after_its_spell
     for (void* b : others) hak_free(b);
     cr_assert(tiny_heap_is_valid());
     return nullptr;
-  };
-  cr_assert_eq(pthread_create(&t, nullptr, body, nullptr), 0);
-  cr_assert_eq(pthread_join(t, nullptr), 0);
+  });
 }
 
 // A refill of the class ends its freeing spell and begins an idle one: while a block of the
 // class is live, what it caches stays, however many refills of other classes follow.
 Test(tiny_heap, a_refill_ends_the_freeing_spell_and_a_class_in_use_keeps_its_cache) {
-  hak::detail::g_next_decay_ns.store(UINT64_MAX);
-  pthread_t t;
-  auto body = [](void*) -> void* {
+  in_new_thread_without_decay([](void*) -> void* {
     const size_t n = 1500;
     const int cls = size_to_class(n);
     const uint32_t k = 3 * class_cache_cap(cls);
@@ -737,18 +739,14 @@ Test(tiny_heap, a_refill_ends_the_freeing_spell_and_a_class_in_use_keeps_its_cac
     empty_list(cls);
     cr_assert(tiny_heap_is_valid());
     return nullptr;
-  };
-  cr_assert_eq(pthread_create(&t, nullptr, body, nullptr), 0);
-  cr_assert_eq(pthread_join(t, nullptr), 0);
+  });
 }
 
 // A class that allocated a batch smaller than its cap and freed it whole never overflows: its
 // blocks all sit on the list, holding its run. kIdleRefills refills of other classes after its
 // own, it is idle (tiny_idle.h): the list and what it reserved go back, and the run with them.
 Test(tiny_heap, an_idle_class_gives_back_its_list_and_run_after_its_spell) {
-  hak::detail::g_next_decay_ns.store(UINT64_MAX);
-  pthread_t t;
-  auto body = [](void*) -> void* {
+  in_new_thread_without_decay([](void*) -> void* {
     const size_t n = 1500;
     const int cls = size_to_class(n);
     const uint32_t k = class_cache_cap(cls) / 2;  // no overflow
@@ -776,9 +774,7 @@ Test(tiny_heap, an_idle_class_gives_back_its_list_and_run_after_its_spell) {
     empty_list(cls);
     cr_assert(tiny_heap_is_valid());
     return nullptr;
-  };
-  cr_assert_eq(pthread_create(&t, nullptr, body, nullptr), 0);
-  cr_assert_eq(pthread_join(t, nullptr), 0);
+  });
 }
 
 // Release: a refill that carves reserves the fresh blocks (t_bump) instead of listing them —
@@ -786,9 +782,7 @@ Test(tiny_heap, an_idle_class_gives_back_its_list_and_run_after_its_spell) {
 // the class's misses hand them out in address order; the other variants list a batch of at
 // most 4 KiB. Either way the run counts them out; given back, they are uncarved again.
 Test(tiny_heap, a_carving_refill_reserves_fresh_blocks_and_hands_them_out_in_order) {
-  hak::detail::g_next_decay_ns.store(UINT64_MAX);
-  pthread_t t;
-  auto body = [](void*) -> void* {
+  in_new_thread_without_decay([](void*) -> void* {
     const size_t n = 1500;
     const int cls = size_to_class(n);
     const uint32_t size = uint32_t(class_to_size(cls));
@@ -831,17 +825,13 @@ Test(tiny_heap, a_carving_refill_reserves_fresh_blocks_and_hands_them_out_in_ord
     empty_list(cls);
     cr_assert(tiny_heap_is_valid());
     return nullptr;
-  };
-  cr_assert_eq(pthread_create(&t, nullptr, body, nullptr), 0);
-  cr_assert_eq(pthread_join(t, nullptr), 0);
+  });
 }
 
 // A class whose list overflows gives back what it reserved: its next refill takes the blocks
 // it returned to the run before fresh ones (a class that also frees would otherwise grow).
 Test(tiny_heap, an_overflow_gives_the_reservation_back_and_returned_blocks_come_first) {
-  hak::detail::g_next_decay_ns.store(UINT64_MAX);
-  pthread_t t;
-  auto body = [](void*) -> void* {
+  in_new_thread_without_decay([](void*) -> void* {
     const size_t n = 1500;
     const int cls = size_to_class(n);
     const uint32_t cap = class_cache_cap(cls);
@@ -860,7 +850,5 @@ Test(tiny_heap, an_overflow_gives_the_reservation_back_and_returned_blocks_come_
     empty_list(cls);
     cr_assert(tiny_heap_is_valid());
     return nullptr;
-  };
-  cr_assert_eq(pthread_create(&t, nullptr, body, nullptr), 0);
-  cr_assert_eq(pthread_join(t, nullptr), 0);
+  });
 }
