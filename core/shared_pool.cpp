@@ -111,19 +111,6 @@ void slots_returned(SuperSlab* ss) {
   if (ss != g_current.load(std::memory_order_seq_cst)) partial_push(ss);
 }
 
-// A run's slots go back to its SuperSlab.
-void release_slots(Slab* s) {
-  SuperSlab* ss = superslab_of_slab(s);
-  int idx = slab_index_in_superslab(s), k = s->run_len;
-  slab_run_unassign(s);
-  g_runs.fetch_sub(1, std::memory_order_relaxed);
-  uint32_t bits = (k >= 32 ? 0xFFFFFFFFu : ((1u << k) - 1)) << idx;
-  ss->dirty_free.fetch_or(bits, std::memory_order_relaxed);
-  g_released_slots.fetch_add(uint64_t(k), std::memory_order_relaxed);
-  superslab_unclaim(ss, idx, k);
-  slots_returned(ss);
-}
-
 }  // namespace
 
 Slab* shared_pool_acquire(int cls, ThreadHeap* owner) {
@@ -139,9 +126,18 @@ Slab* shared_pool_acquire(int cls, ThreadHeap* owner) {
   return acquire_new(cls, owner);
 }
 
+// The run's slots go back to its SuperSlab.
 void shared_pool_release(Slab* s) {
   HAK_ASSERT(s->used == 0 && s->list == kListNone);
-  release_slots(s);
+  SuperSlab* ss = superslab_of_slab(s);
+  int idx = slab_index_in_superslab(s), k = s->run_len;
+  slab_run_unassign(s);
+  g_runs.fetch_sub(1, std::memory_order_relaxed);
+  uint32_t bits = (k >= 32 ? 0xFFFFFFFFu : ((1u << k) - 1)) << idx;
+  ss->dirty_free.fetch_or(bits, std::memory_order_relaxed);
+  g_released_slots.fetch_add(uint64_t(k), std::memory_order_relaxed);
+  superslab_unclaim(ss, idx, k);
+  slots_returned(ss);
 }
 
 uint64_t shared_pool_released_slots() { return g_released_slots.load(std::memory_order_relaxed); }

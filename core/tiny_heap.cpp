@@ -182,19 +182,13 @@ bool run_exhausted(const Slab* s) { return s->nfree == 0 && s->bump == s->end; }
   link_corrupted(prev, b, cls);
 }
 
-// Sets bits [lo, hi) of an out-bitmap.
-void set_bits(uint64_t* bits, uint32_t lo, uint32_t hi) {
+// Sets (or clears) bits [lo, hi) of an out-bitmap.
+template <bool kSet>
+void write_bits(uint64_t* bits, uint32_t lo, uint32_t hi) {
   while (lo < hi) {
     uint32_t w = lo >> 6, b = lo & 63, n = hi - lo < 64 - b ? hi - lo : 64 - b;
-    out_word(bits, w) |= (n == 64 ? ~uint64_t(0) : ((uint64_t(1) << n) - 1)) << b;
-    lo += n;
-  }
-}
-
-void clear_bits(uint64_t* bits, uint32_t lo, uint32_t hi) {
-  while (lo < hi) {
-    uint32_t w = lo >> 6, b = lo & 63, n = hi - lo < 64 - b ? hi - lo : 64 - b;
-    out_word(bits, w) &= ~((n == 64 ? ~uint64_t(0) : ((uint64_t(1) << n) - 1)) << b);
+    const uint64_t m = (n == 64 ? ~uint64_t(0) : ((uint64_t(1) << n) - 1)) << b;
+    out_word(bits, w) = kSet ? out_word(bits, w) | m : out_word(bits, w) & ~m;
     lo += n;
   }
 }
@@ -362,30 +356,28 @@ uint32_t take_batch(Slab* s, TlsCache& tc, uint32_t want, size_t reserve) {
   }
   // Fresh memory only when the run has no returned blocks left: carving touches new pages.
   if (got == 0 && uncarved != 0) {
+    char* const base = s->bump;
+    const uint32_t first = uint32_t(size_t(base - run_data_start(s)) / size);
+    if (kBumpCarve && reserve != 0) {
+      // Release: the blocks are reserved, not linked (linking stored into a cold line per
+      // block, and malloc's pop then loaded it: the batch bench's two hottest instructions).
+      // tiny_alloc_miss_sized_raw and tiny_refill hand them out in address order.
+      const uint32_t r = uint32_t(reserve / size) < 4 ? 4 : uint32_t(reserve / size);
+      uint32_t n = want > r ? want : r;
+      if (n > uncarved) n = uncarved;
+      write_bits<true>(bits, first, first + n);
+      s->bump = base + size_t(n) * size;
+      s->used += n;
+      t_bump[s->cls] = TlsBump{base, s->bump};
+      return n;
+    }
     uint32_t n = want < uncarved ? want : uncarved;
     // At most 4 KiB of fresh blocks at a time (at least 4 blocks): carving touches pages, and
     // blocks carved ahead of need are resident memory nobody uses (mimalloc extends a page's
     // free list the same way). docs/BENCHMARKS.md, "Size classes".
     uint32_t lim = uint32_t(kCarveBytes / size) < 4 ? 4 : uint32_t(kCarveBytes / size);
     if (n > lim) n = lim;
-    char* base = s->bump;
-    if (kBumpCarve && reserve != 0) {
-      // Release: the blocks are reserved, not linked (linking stored into a cold line per
-      // block, and malloc's pop then loaded it: the batch bench's two hottest instructions).
-      // tiny_alloc_miss_sized_raw and tiny_refill hand them out in address order.
-      const uint32_t r = uint32_t(reserve / size) < 4 ? 4 : uint32_t(reserve / size);
-      n = want > r ? want : r;
-      if (n > uncarved) n = uncarved;
-      const uint32_t first = uint32_t(size_t(base - run_data_start(s)) / size);
-      set_bits(bits, first, first + n);
-      s->bump = base + size_t(n) * size;
-      s->used += n;
-      t_bump[s->cls] = TlsBump{base, s->bump};
-      return n;
-    }
     // Link the new blocks so they pop in address order.
-
-    uint32_t first = uint32_t(size_t(base - run_data_start(s)) / size);
     for (uint32_t i = n; i-- > 0;) {
       void* b = base + size_t(i) * size;
       if constexpr (kDebug) tiny_debug_poison(b, s->cls);
@@ -396,7 +388,7 @@ uint32_t take_batch(Slab* s, TlsCache& tc, uint32_t want, size_t reserve) {
       link_store(b, head);
       head = b;
     }
-    set_bits(bits, first, first + n);
+    write_bits<true>(bits, first, first + n);
     s->bump = base + size_t(n) * size;
     got = n;
   }
@@ -409,23 +401,19 @@ uint32_t take_batch(Slab* s, TlsCache& tc, uint32_t want, size_t reserve) {
   return got;
 }
 
-// The class's reserved fresh blocks go back to their run: uncarved again when they are the
-// run's last carve, else free blocks of the run. Owner only.
+// The class's reserved fresh blocks go back to their run, uncarved again: a reservation is
+// always its run's last carve (the class refills, and so carves, only once it is used up; no
+// other thread carves the run). Owner only.
 void bump_return(ThreadHeap* h, int cls) {
   TlsBump& bp = t_bump[cls];
   if (bp.cur == bp.end) return;
   Slab* s = slab_of_block(bp.cur);
-  const size_t size = class_to_size(cls);
+  HAK_ASSERT(bp.end == s->bump);
   const uint32_t first = class_block_index(cls, size_t(bp.cur - s->start));
-  const uint32_t n = uint32_t(size_t(bp.end - bp.cur) / size);
-  clear_bits(run_out_bits(s), first, first + n);
+  const uint32_t n = uint32_t(size_t(bp.end - bp.cur) / class_to_size(cls));
+  write_bits<false>(run_out_bits(s), first, first + n);
   s->used -= n;
-  if (bp.end == s->bump) {
-    s->bump = bp.cur;
-  } else {
-    s->nfree += n;
-    if ((first >> 6) < s->scan) s->scan = first >> 6;
-  }
+  s->bump = bp.cur;
   bp = TlsBump{nullptr, nullptr};
   if (h != nullptr) run_gained_blocks(h, s, true);
 }
@@ -906,11 +894,8 @@ bool tiny_trim_cached_heaps() {
 
 void tiny_thread_exit() {
   span_cache_thread_exit();
-  for (int c = 1; c <= kNumClasses; ++c) {
-    if (t_cache[c].count() != 0) tiny_flush(c, t_cache[c].count());
-    bump_return(t_heap, c);
-    t_cache[c].set_cap(0);  // later frees and mallocs (other keys' destructors) see t_exited
-  }
+  tiny_flush_current_thread();
+  for (int c = 1; c <= kNumClasses; ++c) t_cache[c].set_cap(0);  // later frees and mallocs (other keys' destructors) see t_exited
   t_key_set = false;
   t_exited = true;
   ThreadHeap* h = t_heap;

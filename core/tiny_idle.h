@@ -69,7 +69,6 @@ struct IdleSpells {
     }
   }
 
-  bool in_spell(int cls) const { return kind[cls] != kSpellNone; }
   bool pending() const { return head != tail; }
 
   // The next class whose spell has lasted kIdleRefills refills, its spell ended (*k: its
