@@ -19,8 +19,11 @@
 // it (a consumer) flushes everything and caches less; one that only allocates takes smaller
 // batches. A class that went idle (tiny_idle.h: no refill of it in kIdleRefills of the
 // thread's refills, after a freeing spell or with no live block) gives back what it still
-// caches and reserves, and its last run if that empties it; an overflow gives back what the
-// class reserved (its returned blocks come first at the next refill).
+// caches and reserves, and the runs that leaves empty; an overflow gives back what the class
+// reserved (its returned blocks come first at the next refill). A run emptied by the thread's
+// own frees goes back to the pool unless it is the class's last; one emptied by remote frees
+// stays for the thread's next refills (tiny_heap.cpp, KeepEmpty), until the class goes idle
+// or a decay pass finds the class not refilled since the previous one.
 //   tiny_flush(cls,n) ── block of a run this thread owns: clear its out-bit (back in the run)
 //                     ── another thread's run: push the chain on the run's remote queue (CAS)
 //

@@ -3,12 +3,16 @@
 // declares them). They run on the cold side of free: the free-block key matched
 // (tiny_suspect_check), the secure variant's canary failed, or the debug variant checks every free.
 // Holds nothing. May call: tiny_heap.h (the thread's lists and heap, a run's remote queue),
-// superslab.h, region_map.h, canary.h, diag.h.
+// superslab.h, region_map.h, canary.h, diag.h, valgrind_support.h. Also the debug variant's
+// poisoning of free blocks and its check at reuse.
+#include <string.h>
+
 #include "canary.h"
 #include "diag.h"
 #include "free_link.h"
 #include "region_map.h"
 #include "tiny_heap.h"
+#include "valgrind_support.h"
 
 namespace hak {
 
@@ -104,6 +108,29 @@ void tiny_canary_failed(void* p, int cls, const char* op) {
 void tiny_free_suspect(void* p, int cls) {
   tiny_suspect_check(p, cls, "free");
   tiny_cache_push(t_cache[cls], p, cls);
+}
+
+// The debug variant's poison of free blocks (tiny_heap.h).
+// Not under valgrind: there the block is NOACCESS to memcheck, which reports the write itself.
+void tiny_debug_poison(void* p, int cls) {
+  if constexpr (kValgrind) {
+    if (vg_running()) return;
+  }
+  size_t size = class_to_size(cls);
+  memset(static_cast<char*>(p) + 2 * sizeof(void*), kFreePoison, size - 2 * sizeof(void*));
+}
+
+void tiny_debug_check_alloc(void* p, int cls) {
+  if constexpr (kValgrind) {
+    if (vg_running()) return;
+  }
+  size_t size = class_to_size(cls);
+  const unsigned char* c = static_cast<const unsigned char*>(p);
+  for (size_t i = 2 * sizeof(void*); i < size; ++i) {
+    if (c[i] != kFreePoison)
+      hak_fatal("use after free: %zu-byte block %p (size class %d) was written after it was freed (byte %zu is %x, not %x)",
+                size, p, cls, i, unsigned(c[i]), unsigned(kFreePoison));
+  }
 }
 
 }  // namespace hak

@@ -268,3 +268,99 @@ Test(remote_queue, all_to_all_frees_reconcile) {
   cr_assert_leq(st1.slabs_in_use, st0.slabs_in_use, "runs in use %lu > %lu before: blocks were lost",
                 (unsigned long)st1.slabs_in_use, (unsigned long)st0.slabs_in_use);
 }
+
+namespace hak::detail {
+extern std::atomic<uint64_t> g_next_decay_ns;  // decay.cpp: the next pass's time
+}
+
+// A run whose blocks all came back through remote frees stays with its owner (the thread
+// allocates what others free, and would carve again at once): the owner's next block of the
+// class comes from it. The decay pass gives it back when the class was not refilled since the
+// pass before. Other threads' frees are the only way such a run empties.
+namespace {
+constexpr int kRunBlocks = 4096;
+void* g_first_run[kRunBlocks];  // every block of the owner's first run of the class
+int g_nfirst;
+void* g_rest[3 * kRunBlocks];   // blocks of its other runs, which stay live
+int g_nrest;
+Slab* g_first;
+
+void* free_first_run(void*) {
+  for (int i = 0; i < g_nfirst; ++i) hak_free(g_first_run[i]);
+  return nullptr;  // exit: the list goes back to the runs' remote queues
+}
+
+// The test thread fills its first run of the class (and starts a second, which stays in
+// use); another thread frees the whole first run; the pending remote frees are left to the
+// next drain.
+void fill_a_run_and_free_it_elsewhere() {
+  hak::detail::g_next_decay_ns.store(UINT64_MAX);  // no pass but the test's own
+  // Three runs' worth of blocks; the first run all of whose blocks this test holds (an
+  // earlier block of the class may sit in the first one) is the one freed elsewhere.
+  static void* all[3 * kRunBlocks];
+  const int n = 3 * int(class_run_slabs(kCls) * kSlabSize / class_to_size(kCls));
+  cr_assert_leq(n, 3 * kRunBlocks);
+  for (int i = 0; i < n; ++i) cr_assert_not_null(all[i] = hak_malloc(kSize));
+  g_first = nullptr;
+  for (int i = 0; i < n && g_first == nullptr; ++i) {
+    Slab* s = slab_of_block(all[i]);
+    uint32_t held = 0;
+    for (int j = 0; j < n; ++j) held += slab_of_block(all[j]) == s;
+    if (held == s->capacity) g_first = s;
+  }
+  cr_assert_not_null(g_first, "a run was handed out whole");
+  g_nfirst = g_nrest = 0;
+  for (int i = 0; i < n; ++i) {
+    if (slab_of_block(all[i]) == g_first) g_first_run[g_nfirst++] = all[i];
+    else g_rest[g_nrest++] = all[i];
+  }
+  // Nothing of the class cached or reserved here, and no block back in the head run: the
+  // next malloc refills, and drains before it would carve.
+  while (t_cache[kCls].count() != 0) {
+    cr_assert_lt(g_nrest, 3 * kRunBlocks);
+    g_rest[g_nrest++] = hak_malloc(kSize);
+  }
+  tiny_drop_reserved(kCls);
+  pthread_t t;
+  cr_assert_eq(pthread_create(&t, nullptr, free_first_run, nullptr), 0);
+  cr_assert_eq(pthread_join(t, nullptr), 0);
+  cr_assert_eq(remote_length(g_first), uint32_t(g_nfirst), "the frees wait in the run's remote queue");
+}
+
+void free_the_rest() {
+  for (int i = 0; i < g_nrest; ++i) hak_free(g_rest[i]);
+  cr_assert(tiny_heap_is_valid());
+}
+}  // namespace
+
+Test(remote_queue, a_run_emptied_by_remote_frees_stays_with_its_owner_and_serves_its_next_refill) {
+  fill_a_run_and_free_it_elsewhere();
+  ThreadHeap* h = tiny_current_heap();
+  // The refill drains the pending run: empty, but kept (another run of the class is
+  // available, so a local flush would have given it back).
+  void* p = hak_malloc(kSize);
+  cr_assert_not_null(p);
+  cr_assert_eq(slab_of_block(p), g_first, "the next block comes from the run the remote frees emptied");
+  cr_assert_eq(g_first->owner, h);
+  cr_assert_eq(int(g_first->cls), kCls);
+  cr_assert_eq(remote_length(g_first), 0u);
+  cr_assert(tiny_heap_is_valid());
+  hak_free(p);
+  free_the_rest();
+}
+
+Test(remote_queue, a_run_emptied_by_remote_frees_goes_back_at_the_second_decay_pass_without_a_refill) {
+  fill_a_run_and_free_it_elsewhere();
+  ThreadHeap* h = tiny_current_heap();
+  // The class refilled since the last pass: the pass drains the run and keeps it, empty.
+  tiny_decay_thread();
+  cr_assert_eq(remote_length(g_first), 0u, "the pass drained the pending run");
+  cr_assert_eq(g_first->owner, h, "kept: the class refilled since the previous pass");
+  cr_assert_eq(int(g_first->cls), kCls);
+  cr_assert_eq(g_first->used, 0u);
+  // No refill since: the next pass gives it back to the pool.
+  tiny_decay_thread();
+  cr_assert(g_first->cls != kCls || g_first->owner != h, "an empty run outlived a pass without a refill");
+  cr_assert(tiny_heap_is_valid());
+  free_the_rest();
+}
