@@ -4,14 +4,12 @@
 // allocation and free). About once per kDecayPeriodNs, the thread that finds the period
 // elapsed does the decay work: Large mappings cached for longer than their age limit are
 // unmapped, its own TLS caches are flushed back to their runs, its own pending remote frees
-// are drained, the empty run its heap keeps per class goes back for the classes it did not
-// refill since its previous pass (every other thread does the same for itself at its next
-// slow-path clock check: tiny_decay_thread), the heaps of exited threads are collected
-// (emptied runs go back to the pool),
-// the empty runs the pool caches for a class that no thread took or returned for a whole
-// period give their slots back, the pages of SuperSlab slots released since the previous pass
-// are decommitted, and the page arena's resident free pages are cut to a quarter of their
-// normal limit.
+// are drained, the empty runs its heap keeps go back (every one of a class it did not refill
+// since its previous pass, all but one of the others; every other thread does the same for
+// itself at its next slow-path clock check: tiny_decay_thread), the heaps of exited threads
+// are collected (emptied runs go back to the pool), the pages of SuperSlab slots released
+// since the previous pass are decommitted, and the page arena's resident free pages are cut
+// to a quarter of their normal limit.
 // Whole SuperSlabs and arena chunks are returned as they empty (shared_pool.h, page_arena.h).
 //
 // Decay advances with allocator activity that reaches a slow path; a process that only hits

@@ -60,7 +60,9 @@ bool decay_thread_available() {
 }
 
 void decay_thread_reinit_after_fork() {
-  if (g_state.load(std::memory_order_relaxed) != kUnavailable) g_state.store(kOff, std::memory_order_relaxed);
+  // Stored only if it changes: a store to a page the parent wrote before fork() copies it.
+  const uint32_t s = g_state.load(std::memory_order_relaxed);
+  if (s != kUnavailable && s != kOff) g_state.store(kOff, std::memory_order_relaxed);
 }
 
 }  // namespace hak

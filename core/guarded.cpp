@@ -10,6 +10,7 @@
 #include <atomic>
 
 #include "diag.h"
+#include "fork_locks.h"
 #include "os.h"
 #include "region_map.h"
 #include "stack_trace.h"
@@ -44,7 +45,7 @@ struct Slot {
 char* g_pool = nullptr;
 Slot* g_slots = nullptr;  // kGuardSlots entries, in a mapping of their own
 uint64_t g_rate = 0;
-pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+pthread_mutex_t& g_lock = g_fork_locks.guarded;
 int g_fifo[kGuardSlots];  // freed slots, oldest first (reused last)
 int g_fifo_head = 0, g_fifo_count = 0;
 int g_next_never = 0;  // slots never used yet come first

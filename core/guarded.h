@@ -31,7 +31,7 @@
 // instructions more per malloc). The secure variant, where it is on by default, counts on
 // the fast path instead (kGuardInline: a decrement and a branch; docs/BENCHMARKS.md).
 //
-// May call: os, region_map, stack_trace, diag. Called by hakmem.cpp.
+// May call: os, region_map, stack_trace, diag, fork_locks (its lock). Called by hakmem.cpp.
 #ifndef HAKMEM_GUARDED_H
 #define HAKMEM_GUARDED_H
 

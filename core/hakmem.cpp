@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/single_threaded.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -73,7 +74,17 @@ namespace {
 // the process (before main, inside other libraries' constructors).
 std::atomic<int> g_init_state{0};  // 0 not started, 1 running, 2 done
 
+// fork() in a process with one thread (a shell, make) takes no lock: no other thread can hold
+// one or be half-way through a change, and each lock written after the fork costs the parent
+// and the child a copy-on-write fault on its page (fork_locks.h). glibc's malloc skips its
+// own locks the same way. Set before the fork, read after it; stored only when it changes
+// (after a fork the page is the parent's and the child's: a store would copy it).
+bool g_fork_unlocked = false;
+
 void fork_prepare() {
+  const bool single = __libc_single_threaded != 0;
+  if (g_fork_unlocked != single) g_fork_unlocked = single;
+  if (g_fork_unlocked) return;
   tiny_lock();
   shared_pool_lock();
   arena_lock();
@@ -82,6 +93,7 @@ void fork_prepare() {
   prof_lock();
 }
 void fork_parent() {
+  if (g_fork_unlocked) return;
   prof_unlock();
   guarded_unlock();
   large_unlock();
@@ -90,9 +102,10 @@ void fork_parent() {
   tiny_unlock();
 }
 void fork_child() {
+  decay_thread_reinit_after_fork();  // the child has no decay thread, whatever the parent had
+  if (g_fork_unlocked) return;
   prof_reinit_after_fork();
   guarded_reinit_after_fork();
-  decay_thread_reinit_after_fork();
   large_reinit_after_fork();
   arena_reinit_after_fork();
   shared_pool_reinit_after_fork();

@@ -6,6 +6,7 @@
 
 #include "decay_thread.h"
 #include "diag.h"
+#include "fork_locks.h"
 #include "os.h"
 #include "page_heap.h"
 #include "region_map.h"
@@ -14,7 +15,7 @@
 namespace hak {
 namespace {
 
-pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+pthread_mutex_t& g_lock = g_fork_locks.large;
 PageHeap g_heap;
 uint64_t g_live = 0, g_live_bytes = 0;
 // The recent peak: the most live bytes in the current window and in the one before it.

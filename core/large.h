@@ -23,7 +23,7 @@
 // go back to the OS at once (they would stay resident, waiting for a Large request they
 // rarely fit, until the decay).
 //
-// May call: page_heap, region_map, os, decay_thread, valgrind_support. One lock serialises it
+// May call: page_heap, region_map, os, decay_thread, valgrind_support, fork_locks (its lock). One lock serialises it
 // all.
 #ifndef HAKMEM_LARGE_H
 #define HAKMEM_LARGE_H

@@ -7,6 +7,7 @@
 
 #include "decay_thread.h"
 #include "diag.h"
+#include "fork_locks.h"
 #include "large.h"
 #include "os.h"
 #include "region_map.h"
@@ -33,7 +34,7 @@ struct ArenaChunk {
 };
 static_assert(sizeof(ArenaChunk) <= kArenaPage, "arena header must fit its page");
 
-pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+pthread_mutex_t& g_lock = g_fork_locks.arena;
 ArenaChunk* g_chunks = nullptr;  // most recently created first
 size_t g_chunk_count = 0, g_used_pages = 0, g_dirty_pages = 0;
 // The fewest free pages resident since the last decay pass: that many were not needed for a

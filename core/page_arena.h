@@ -24,7 +24,7 @@
 // new mapping.
 //
 // May call: os, region_map, large (a chunk, outside the arena's lock), decay_thread (wake,
-// after its lock is released).
+// after its lock is released), fork_locks (its lock).
 #ifndef HAKMEM_PAGE_ARENA_H
 #define HAKMEM_PAGE_ARENA_H
 

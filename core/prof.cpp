@@ -11,6 +11,7 @@
 #include <atomic>
 
 #include "diag.h"
+#include "fork_locks.h"
 #include "options.h"
 #include "os.h"
 #include "size_class.h"
@@ -58,7 +59,7 @@ struct Bucket {
 };
 
 std::atomic<uint64_t> g_mean{0};  // bytes per sample; 0 = off
-std::atomic<int> g_lock_word{0};
+std::atomic<int>& g_lock_word = g_fork_locks.prof;
 std::atomic<int> g_dump_pending{0};  // a signal found the lock taken: the holder dumps
 uint32_t* g_heads = nullptr;         // kHeads chain heads
 Bucket* g_buckets = nullptr;         // kProfBuckets; bucket 0 collects what found the table full
@@ -516,7 +517,8 @@ void prof_at_exit() {
 void prof_lock() { lock_raw(); }
 void prof_unlock() { unlock_raw(); }
 void prof_reinit_after_fork() {
-  g_dump_pending.store(0, std::memory_order_relaxed);
+  // Stored only if set: a store to a page the parent wrote before fork() copies it.
+  if (g_dump_pending.load(std::memory_order_relaxed) != 0) g_dump_pending.store(0, std::memory_order_relaxed);
   unlock_raw();
 }
 

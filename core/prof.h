@@ -26,7 +26,7 @@
 // saved peak, tcmalloc's rule). The leak report prints the stacks still live at exit, scaled
 // to bytes.
 //
-// May call: sampler, stack_trace, os, diag, options. Called by hakmem.cpp.
+// May call: sampler, stack_trace, os, diag, options, fork_locks (its lock word). Called by hakmem.cpp.
 #ifndef HAKMEM_PROF_H
 #define HAKMEM_PROF_H
 

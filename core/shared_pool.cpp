@@ -4,6 +4,7 @@
 #include <pthread.h>
 
 #include "diag.h"
+#include "fork_locks.h"
 #include "os.h"
 
 namespace hak {
@@ -15,7 +16,7 @@ namespace {
 
 TaggedStack<SuperSlab, &SuperSlab::next_partial> g_partial;         // stage 1
 std::atomic<SuperSlab*> g_current{nullptr};                         // stage 2
-pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;                 // stage 3, retired list
+pthread_mutex_t& g_lock = g_fork_locks.pool;                        // stage 3, retired list
 SuperSlab* g_retired = nullptr;
 std::atomic<uint64_t> g_mapped{0}, g_retired_count{0}, g_runs{0};
 // Slots given back since the last decommit pass (resident, unused until a run claims them).

@@ -7,11 +7,11 @@
 //   3. revive a retired SuperSlab or map a new one (the only stage with a lock or a syscall)
 // Release is the mirror image: an emptied run's slots go back to the SuperSlab (CAS) and the
 // SuperSlab onto the partial stack, where any class can claim them, resident pages first
-// (superslab_claim). No empty runs are kept per class: a thread keeps its class's last run
-// itself (tiny_heap.cpp, run_became_empty), and a run kept for a class that does not come back
-// soon holds pages another class would take while they are in cache (the batch bench: 16.6 →
-// 10.4 MiB peak RSS, 40 % fewer simulated cache misses without the per-class stacks;
-// docs/BENCHMARKS.md, "Fresh blocks reserved, not linked").
+// (superslab_claim). No empty runs are kept per class here: a run kept for a class that does
+// not come back soon holds pages another class would take while they are in cache (the batch
+// bench: 16.6 → 10.4 MiB peak RSS, 40 % fewer simulated cache misses without the per-class
+// stacks; docs/BENCHMARKS.md, "Fresh blocks reserved, not linked"). The thread heaps keep
+// the few a class is sure to take again (tiny_heap.cpp, KeepEmpty).
 // A SuperSlab whose slots are all free stays as it is (stage 1 finds it) until the next decay
 // pass, which retires it: its data pages are decommitted (MADV_DONTNEED) and it waits for
 // stage 3. Headers stay mapped, so lock-free readers never fault.

@@ -10,6 +10,7 @@
 
 #include "decay.h"
 #include "diag.h"
+#include "fork_locks.h"
 #include "free_link.h"
 #include "os.h"
 #include "shared_pool.h"
@@ -59,7 +60,7 @@ uint32_t freer_cap(int cls) {
 }
 
 pthread_key_t g_key;
-pthread_mutex_t g_heap_lock = PTHREAD_MUTEX_INITIALIZER;
+pthread_mutex_t& g_heap_lock = g_fork_locks.heaps;
 ThreadHeap* g_heaps_all = nullptr;     // under g_heap_lock
 ThreadHeap* g_heaps_cached = nullptr;  // under g_heap_lock
 uint64_t g_heaps_live = 0, g_heaps_cached_count = 0;
@@ -241,18 +242,37 @@ uint32_t drain_remote_keep_flag(Slab* s) {
 
 // What becomes of a run of the heap's avail list whose `used` reached 0 (run_became_empty).
 enum class KeepEmpty : uint8_t {
-  kNone,  // the pool takes it (trim, a parked heap's collection, an idle class)
+  // The pool takes it (trim and thread exit: heap_collect; the decay pass and an idle
+  // expiry: release_empty_runs).
+  kNone,
   // Kept if it is its class's only available run, so that a class at steady state does not
   // bounce runs through the pool (a local flush: the thread frees what it allocated).
   kLast,
-  // Kept (remote frees brought its blocks back: the thread allocates what others free, and
-  // will carve again at once). Released, it went to whatever class claimed its slots next,
-  // whose blocks sit elsewhere in the pages: a producer's class then carved fresh runs on
-  // pages only partly resident (pipeline: 7 400 runs acquired in 0.15 s, 4 500 of them after
-  // such a release; peak RSS 110 → 96 MiB and 13 % fewer page faults kept; docs/BENCHMARKS.md,
-  // "Runs emptied by remote frees stay"). An idle expiry or the decay pass gives them back.
-  kAll,
+  // Kept while the class has fewer than kKeptEmptyRuns other empty runs (remote frees
+  // brought its blocks back: the thread allocates what others free, and will carve again at
+  // once). Released, such a run went to whatever class claimed its slots next, whose blocks
+  // sit at other offsets in the pages, and the producer carved a fresh run on pages only
+  // partly resident (pipeline: 4 500 of 6 900 releases in 0.15 s were such runs; peak RSS
+  // 101 → 92 MiB and 9 % fewer page faults now; docs/BENCHMARKS.md, "Runs emptied by remote
+  // frees stay"). The decay pass and an idle expiry give them back. A run emptied where it
+  // stands deep in the list (past kEmptyRunsLooked) is not counted: the bound is soft there,
+  // and the decay pass, which looks at the whole list, gives such runs back.
+  kSome,
 };
+
+// Runs of a class's avail list looked at for empty ones.
+constexpr int kEmptyRunsLooked = 16;
+
+// Whether a class's avail list holds at least `n` (≥ 1) empty runs other than s among its
+// first kEmptyRunsLooked.
+static_assert(kKeptEmptyRuns >= 1, "has_empty_runs counts down to zero");
+bool has_empty_runs(const SlabRunList& avail, const Slab* s, int n) {
+  int looked = 0;
+  for (const Slab* t = avail.head; t != nullptr && looked < kEmptyRunsLooked; t = t->next, ++looked) {
+    if (t != s && t->used == 0 && --n == 0) return true;
+  }
+  return false;
+}
 
 // A run whose `used` reached 0: kept on its owner's list as `keep` says, or back to the pool.
 // Returns true if the run went back to the pool.
@@ -260,7 +280,7 @@ bool run_became_empty(ThreadHeap* h, Slab* s, KeepEmpty keep) {
   if (s->remote.load(std::memory_order_acquire) & kRemoteNotified) return false;  // pending list owns it
   SlabRunList& avail = h->avail[s->cls];
   if (s->list == kListAvail) {
-    if (keep == KeepEmpty::kAll) return false;
+    if (keep == KeepEmpty::kSome && !has_empty_runs(avail, s, kKeptEmptyRuns)) return false;
     if (keep == KeepEmpty::kLast && avail.head == s && s->next == nullptr) return false;
   }
   if (s->list == kListAvail) avail.remove(s);
@@ -453,7 +473,7 @@ void bump_return(ThreadHeap* h, int cls) {
 
 // A run with blocks to hand out for class cls, or nullptr (out of memory).
 Slab* find_run(ThreadHeap* h, int cls) {
-  drain_pending(h, KeepEmpty::kAll);
+  drain_pending(h, KeepEmpty::kSome);
   if (Slab* s = h->avail[cls].head) return s;
   Slab* s = shared_pool_acquire(cls, h);
   if (s != nullptr) h->avail[cls].push_front(s, kListAvail);
@@ -592,12 +612,15 @@ void* borrow_neighbour(int cls) {
 }
 
 // Whether every block class cls's runs (this thread's) have out is on the thread's list or
-// reserved for it: the class holds no live block. At most 8 runs are looked at (more: in use).
+// reserved for it: the class holds no live block. At most 8 runs holding blocks are looked at
+// (more: in use), among the first 8 + kEmptyRunsLooked (empty ones kept hold nothing).
 bool class_holds_nothing(ThreadHeap* h, int cls) {
   uint32_t out = 0;
-  int runs = 0;
+  int runs = 0, looked = 0;
   for (SlabRunList* l : {&h->avail[cls], &h->full[cls]}) {
     for (Slab* r = l->head; r != nullptr; r = r->next) {
+      if (++looked > 8 + kEmptyRunsLooked) return false;
+      if (r->used == 0) continue;  // empty runs kept for the class hold nothing
       if (++runs > 8) return false;
       out += r->used;
     }
@@ -605,12 +628,9 @@ bool class_holds_nothing(ThreadHeap* h, int cls) {
   return out <= t_cache[cls].count() + tiny_reserved(cls);
 }
 
-// Runs of an expiring class looked at for empty ones (a class holding more is in use).
-constexpr int kEmptyRunsLooked = 16;
-
 // The classes whose spell has lasted kIdleRefills refills (tiny_idle.h) give back their list
-// and reserved blocks — an idle spell's class only if it holds nothing else — and the runs
-// that leaves empty.
+// and reserved blocks — an idle spell's class only if it holds nothing else — and every empty
+// run among the first kEmptyRunsLooked of its list.
 void idle_classes_expire(ThreadHeap* h) {
   SpellKind kind;
   while (int c = t_spells.next_expired(&kind)) {
@@ -619,7 +639,7 @@ void idle_classes_expire(ThreadHeap* h) {
     if (ic.count() != 0) tiny_flush(c, ic.count());
     bump_return(h, c);
     // The flush released every run it emptied but the class's last one (run_gained_blocks);
-    // the runs remote frees emptied were kept (KeepEmpty::kAll).
+    // runs that remote frees emptied were kept (KeepEmpty::kSome).
     release_empty_runs(h, c, false, kEmptyRunsLooked);
   }
 }
@@ -693,7 +713,7 @@ void* tiny_refill(int cls, bool may_borrow) {
     // steady remote frees cannot keep it here.
     if (s->nfree == 0 && !drained && h->pending.load(std::memory_order_relaxed) != nullptr) {
       drained = true;
-      drain_pending(h, KeepEmpty::kAll);
+      drain_pending(h, KeepEmpty::kSome);
       continue;
     }
     if (s->nfree == 0) {
@@ -897,7 +917,7 @@ bool tiny_decay_thread() {
   // order that spreads them over runs): once per period, this thread's caches go back.
   tiny_flush_current_thread();
   if (ThreadHeap* h = t_heap) {
-    released = drain_pending(h, KeepEmpty::kAll);
+    released |= drain_pending(h, KeepEmpty::kSome);
     // Empty runs go back, but one of a class refilled since the previous pass; their slots go
     // back to the pool, and their pages at the next pass.
     for (int c = 1; c <= kNumClasses; ++c) {

@@ -21,9 +21,10 @@
 // thread's refills, after a freeing spell or with no live block) gives back what it still
 // caches and reserves, and the runs that leaves empty; an overflow gives back what the class
 // reserved (its returned blocks come first at the next refill). A run emptied by the thread's
-// own frees goes back to the pool unless it is the class's last; one emptied by remote frees
-// stays for the thread's next refills (tiny_heap.cpp, KeepEmpty), until the class goes idle
-// or a decay pass finds the class not refilled since the previous one.
+// own frees goes back to the pool unless it is the class's last; up to kKeptEmptyRuns emptied
+// by remote frees stay for the thread's next refills (tiny_heap.cpp, KeepEmpty), until the
+// class goes idle, or a decay pass (which keeps one of a class refilled since the previous
+// pass), the thread's own malloc_trim or its exit.
 //   tiny_flush(cls,n) ── block of a run this thread owns: clear its out-bit (back in the run)
 //                     ── another thread's run: push the chain on the run's remote queue (CAS)
 //
@@ -88,6 +89,13 @@ HAK_FAST_PATH void* tiny_bump_take(int cls) {
   key_clear(p);  // the slot's earlier blocks may have left a free-block key where this one starts
   return p;
 }
+
+// Empty runs a class keeps when remote frees empty them (tiny_heap.cpp, KeepEmpty): the
+// thread allocates what others free and will carve again at once. The bound is what a
+// thread that drained a burst and then went idle holds until its next decay pass (on
+// pipeline, 8 held peak RSS 4 MiB below 4, and 1 or 2 no lower than none: docs/BENCHMARKS.md,
+// "Runs emptied by remote frees stay").
+inline constexpr int kKeptEmptyRuns = 4;
 
 // Indexed by class id (entry 0 unused). Zero-initialised: an untouched thread misses in
 // malloc (head == nullptr) and overflows in free (cap == 0), which sets it up.
@@ -177,8 +185,8 @@ bool tiny_trim_current_thread();
 bool tiny_trim_cached_heaps();
 
 // The calling thread's part of a decay pass (decay.h): flushes its TLS lists, drains its
-// pending remote frees, and releases the empty runs its heap kept for classes it did not
-// refill since its previous pass. Every thread runs it within 16 slow-path calls after each
+// pending remote frees, and releases the empty runs its heap kept: every one of a class it did
+// not refill since its previous pass, all but one of the others. Every thread runs it within 16 slow-path calls after each
 // pass (decay_tick). Returns true if a run was released.
 bool tiny_decay_thread();
 // Decay pass of the thread that runs it: tiny_decay_thread, then the heaps of exited threads

@@ -10,6 +10,7 @@
 #include "decay_thread.h"
 #include "hakmem.h"
 #include "canary.h"
+#include "shared_pool.h"
 #include "tiny_heap.h"
 
 using namespace hak;
@@ -281,7 +282,7 @@ namespace {
 constexpr int kRunBlocks = 4096;
 void* g_first_run[kRunBlocks];  // every block of the owner's first run of the class
 int g_nfirst;
-void* g_rest[3 * kRunBlocks];   // blocks of its other runs, which stay live
+void* g_rest[4 * kRunBlocks];   // blocks of its other runs, which stay live
 int g_nrest;
 Slab* g_first;
 
@@ -290,16 +291,16 @@ void* free_first_run(void*) {
   return nullptr;  // exit: the list goes back to the runs' remote queues
 }
 
-// The test thread fills its first run of the class (and starts a second, which stays in
-// use); another thread frees the whole first run; the pending remote frees are left to the
-// next drain.
+// The test thread allocates three and a half runs' worth of the class; the first run all of
+// whose blocks it holds is freed by another thread, while a run it holds part of stays on
+// its avail list (so that the run the remote frees empty is not the class's last, which a
+// local flush would keep too). The pending remote frees are left to the next drain.
 void fill_a_run_and_free_it_elsewhere() {
   hak::detail::g_next_decay_ns.store(UINT64_MAX);  // no pass but the test's own
-  // Three runs' worth of blocks; the first run all of whose blocks this test holds (an
-  // earlier block of the class may sit in the first one) is the one freed elsewhere.
-  static void* all[3 * kRunBlocks];
-  const int n = 3 * int(class_run_slabs(kCls) * kSlabSize / class_to_size(kCls));
-  cr_assert_leq(n, 3 * kRunBlocks);
+  static void* all[4 * kRunBlocks];
+  const int per_run = int(class_run_slabs(kCls) * kSlabSize / class_to_size(kCls));
+  const int n = 3 * per_run + per_run / 2;
+  cr_assert_leq(n, 4 * kRunBlocks);
   for (int i = 0; i < n; ++i) cr_assert_not_null(all[i] = hak_malloc(kSize));
   g_first = nullptr;
   for (int i = 0; i < n && g_first == nullptr; ++i) {
@@ -317,10 +318,15 @@ void fill_a_run_and_free_it_elsewhere() {
   // Nothing of the class cached or reserved here, and no block back in the head run: the
   // next malloc refills, and drains before it would carve.
   while (t_cache[kCls].count() != 0) {
-    cr_assert_lt(g_nrest, 3 * kRunBlocks);
+    cr_assert_lt(g_nrest, 4 * kRunBlocks);
     g_rest[g_nrest++] = hak_malloc(kSize);
   }
   tiny_drop_reserved(kCls);
+  // Another run of the class, part of whose blocks the test holds, is available.
+  ThreadHeap* h = tiny_current_heap();
+  bool other = false;
+  for (Slab* r = h->avail[kCls].head; r != nullptr; r = r->next) other |= r != g_first && r->used != 0;
+  cr_assert(other, "no other available run: the emptied run would be the class's last");
   pthread_t t;
   cr_assert_eq(pthread_create(&t, nullptr, free_first_run, nullptr), 0);
   cr_assert_eq(pthread_join(t, nullptr), 0);
@@ -338,9 +344,11 @@ Test(remote_queue, a_run_emptied_by_remote_frees_stays_with_its_owner_and_serves
   ThreadHeap* h = tiny_current_heap();
   // The refill drains the pending run: empty, but kept (another run of the class is
   // available, so a local flush would have given it back).
+  const uint64_t runs = shared_pool_stats().runs_assigned;
   void* p = hak_malloc(kSize);
   cr_assert_not_null(p);
   cr_assert_eq(slab_of_block(p), g_first, "the next block comes from the run the remote frees emptied");
+  cr_assert_eq(shared_pool_stats().runs_assigned, runs, "runs assigned changed across the malloc");
   cr_assert_eq(g_first->owner, h);
   cr_assert_eq(int(g_first->cls), kCls);
   cr_assert_eq(remote_length(g_first), 0u);
@@ -363,4 +371,70 @@ Test(remote_queue, a_run_emptied_by_remote_frees_goes_back_at_the_second_decay_p
   cr_assert(g_first->cls != kCls || g_first->owner != h, "an empty run outlived a pass without a refill");
   cr_assert(tiny_heap_is_valid());
   free_the_rest();
+}
+
+// A burst of runs that remote frees empty at once: the owner keeps kKeptEmptyRuns of them,
+// the rest go back to the pool at the drain (a thread that then goes idle holds no more).
+namespace {
+constexpr int kBurstRuns = 10;
+void* g_burst[(kBurstRuns + 2) * kRunBlocks];
+int g_nburst;
+void* free_burst(void*) {
+  for (int i = 0; i < g_nburst; ++i) hak_free(g_burst[i]);
+  return nullptr;
+}
+}  // namespace
+
+Test(remote_queue, a_burst_emptied_by_remote_frees_keeps_a_bounded_number_of_runs) {
+  hak::detail::g_next_decay_ns.store(UINT64_MAX);
+  const int per_run = int(class_run_slabs(kCls) * kSlabSize / class_to_size(kCls));
+  const int n = (kBurstRuns + 1) * per_run + per_run / 2;
+  static void* all[(kBurstRuns + 2) * kRunBlocks];
+  static void* pins[2 * kRunBlocks];
+  int npins = 0, whole = 0;
+  for (int i = 0; i < n; ++i) cr_assert_not_null(all[i] = hak_malloc(kSize));
+  // Another thread frees every run the test holds whole; the test keeps the blocks of the
+  // others (a run in use, so that no emptied run is the class's last, and whose own remote
+  // queue stays empty: the refill must drain the pending list).
+  g_nburst = 0;
+  Slab* seen[kBurstRuns + 4];
+  int nseen = 0;
+  for (int i = 0; i < n; ++i) {
+    Slab* s = slab_of_block(all[i]);
+    bool known = false;
+    for (int k = 0; k < nseen; ++k) known |= seen[k] == s;
+    if (known) continue;
+    cr_assert_lt(nseen, kBurstRuns + 4);
+    seen[nseen++] = s;
+    uint32_t held = 0;
+    for (int j = 0; j < n; ++j) held += slab_of_block(all[j]) == s;
+    whole += held == s->capacity;
+    for (int j = 0; j < n; ++j) {
+      if (slab_of_block(all[j]) != s) continue;
+      if (held == s->capacity) g_burst[g_nburst++] = all[j];
+      else pins[npins++] = all[j];
+    }
+  }
+  cr_assert_geq(whole, kBurstRuns, "%d runs held whole", whole);
+  while (t_cache[kCls].count() != 0) {
+    cr_assert_lt(npins, 2 * kRunBlocks);
+    pins[npins++] = hak_malloc(kSize);
+  }
+  tiny_drop_reserved(kCls);
+  pthread_t t;
+  cr_assert_eq(pthread_create(&t, nullptr, free_burst, nullptr), 0);
+  cr_assert_eq(pthread_join(t, nullptr), 0);
+  ThreadHeap* h = tiny_current_heap();
+  const uint64_t runs0 = shared_pool_stats().runs_assigned;
+  void* p = hak_malloc(kSize);  // the refill drains every pending run
+  cr_assert_not_null(p);
+  int empty = 0;
+  for (Slab* r = h->avail[kCls].head; r != nullptr; r = r->next) empty += r->used == 0;
+  cr_assert_eq(empty, kKeptEmptyRuns - 1, "%d empty runs left, not %d kept less the one malloc took", empty,
+               kKeptEmptyRuns);
+  cr_assert_eq(shared_pool_stats().runs_assigned, runs0 - uint64_t(whole - kKeptEmptyRuns),
+               "the runs beyond the kept ones went back to the pool");
+  cr_assert(tiny_heap_is_valid());
+  hak_free(p);
+  for (int i = 0; i < npins; ++i) hak_free(pins[i]);
 }
