@@ -920,10 +920,8 @@ bool tiny_decay_thread() {
     released |= drain_pending(h, KeepEmpty::kSome);
     // Empty runs go back, but one of a class refilled since the previous pass; their slots go
     // back to the pool, and their pages at the next pass.
-    for (int c = 1; c <= kNumClasses; ++c) {
-      if (h->avail[c].head == nullptr) continue;
+    for (int c = 1; c <= kNumClasses; ++c)
       released |= release_empty_runs(h, c, (t_refilled[c >> 6] >> (c & 63)) & 1, INT32_MAX);
-    }
   }
   for (uint64_t& w : t_refilled) w = 0;
   return released;

@@ -291,6 +291,13 @@ void* free_first_run(void*) {
   return nullptr;  // exit: the list goes back to the runs' remote queues
 }
 
+// How many of the n blocks in `all` are run s's.
+uint32_t blocks_of(const Slab* s, void* const* all, int n) {
+  uint32_t k = 0;
+  for (int j = 0; j < n; ++j) k += slab_of_block(all[j]) == s;
+  return k;
+}
+
 // The test thread allocates three and a half runs' worth of the class; the first run all of
 // whose blocks it holds is freed by another thread, while a run it holds part of stays on
 // its avail list (so that the run the remote frees empty is not the class's last, which a
@@ -305,8 +312,7 @@ void fill_a_run_and_free_it_elsewhere() {
   g_first = nullptr;
   for (int i = 0; i < n && g_first == nullptr; ++i) {
     Slab* s = slab_of_block(all[i]);
-    uint32_t held = 0;
-    for (int j = 0; j < n; ++j) held += slab_of_block(all[j]) == s;
+    const uint32_t held = blocks_of(s, all, n);
     if (held == s->capacity) g_first = s;
   }
   cr_assert_not_null(g_first, "a run was handed out whole");
@@ -406,8 +412,7 @@ Test(remote_queue, a_burst_emptied_by_remote_frees_keeps_a_bounded_number_of_run
     if (known) continue;
     cr_assert_lt(nseen, kBurstRuns + 4);
     seen[nseen++] = s;
-    uint32_t held = 0;
-    for (int j = 0; j < n; ++j) held += slab_of_block(all[j]) == s;
+    const uint32_t held = blocks_of(s, all, n);
     whole += held == s->capacity;
     for (int j = 0; j < n; ++j) {
       if (slab_of_block(all[j]) != s) continue;
