@@ -1,9 +1,15 @@
 // hak_free_api.inc.h — host: hakmem.cpp. Where does free go?
 //
-//   free(p) → id = flat region map[p >> 16]        2 loads, 2 predicted branches (map present,
-//                                                  p < 2^47)
-//     1 ≤ id ≤ kNumClasses (Tiny/Mid block)  → tiny_free_fast(p, id)   [tiny_free_fast_v2.inc.h]
-//     otherwise → hak_free_slow(p) (cold; looks p up again, in either form of the map):
+//   free(p) → p >> 16 < map units?                2 loads, 1 predicted branch (the flat map
+//                                                  is there and covers p: region_map.h)
+//           → entry = flat map[p >> 16]           id, run start: 2 loads from one line
+//     1 ≤ id ≤ kNumClasses (Tiny/Mid block)
+//       → p's offset in its run a multiple of the class size?   4 instructions, 1 multiply,
+//         (region_run_offset, class_divides)                     1 predicted branch
+//           yes → tiny_free_fast(p, id)        [tiny_free_fast_v2.inc.h]
+//           no  → tiny_free_suspect: an interior or unaligned pointer, reported at the call
+//     otherwise (id 0 fails the same test) → hak_free_slow(p) (cold; looks p up again, in
+//       either form of the map):
 //       p == nullptr                          → nothing
 //       kRegionSpan  (page-arena span, Large) → span header at p-16: magic checked
 //                                               → span_cache_put (→ arena_free) / large_free
@@ -12,13 +18,15 @@
 //       kRegionFreeSlab (inside a SuperSlab, no live run there) → fatal: invalid/double free
 //       kRegionNone  (not hakmem's)           → glibc's __libc_free if glibc's heap holds
 //                                               it, else fatal (stack, static, wild)
-// Budget: 28 instructions from free's entry to ret on a Tiny hit (x86-64 release
-// libhakmem.so, objdump), no stack frame; 6 predicted branches (map present, address range,
-// class range, alignment, free-block key, cap). 5 of them are the double-free check at the
-// call (alignment test, the key compared and stored as immediates: free_link.h); the room
-// counter (tiny_heap.h) took 3 off the push. What the check costs on the benchmark table and
-// the real programs: docs/BENCHMARKS.md, "Double free at the call". The secure variant: 32
-// (the encoded link, free_link.h).
+// Budget: 31 instructions from free's entry to ret on a Tiny hit (x86-64 release
+// libhakmem.so, objdump), no stack frame; 5 predicted branches (map present and covering p,
+// class range, block start, free-block key, cap). The block-start test (interior and unaligned
+// pointers at the call) and the key (double free at the call: compared and stored as
+// immediates, free_link.h) are 13 of them; one compare of p >> 16 with the map's size took 3
+// off the map lookup, the room counter (tiny_heap.h) 3 off the push. What the checks cost on the
+// benchmark table and the real programs: docs/BENCHMARKS.md, "Double free at the call" and
+// "Interior pointers at the call, in release". The secure variant adds the encoded link
+// (free_link.h) and the canary (canary.h).
 #ifndef HAK_IN_HAKMEM_CPP
 #error "hak_free_api.inc.h is part of hakmem.cpp"
 #endif
@@ -34,13 +42,21 @@ HAK_FAST_PATH void hak_free_impl(void* p) {
     if (p != nullptr && vg_running() && region_map_lookup(p) != kRegionNone) vg_freelike(p);
   }
   uintptr_t a = reinterpret_cast<uintptr_t>(p);
-  const uint8_t* flat = detail::g_region_flat;
-  if (HAK_LIKELY(flat != nullptr && (a >> kAddressBits) == 0)) {
-    uint8_t id = flat[a >> kRegionShift];
-    if (HAK_LIKELY(unsigned(id) - 1u < unsigned(kNumClasses))) {
-      if constexpr (kDebug) tiny_debug_check_free(p, id);
-      tiny_free_fast(p, id);
-      return;
+  const uint8_t* flat = detail::g_region.base;
+  const uintptr_t unit = a >> kRegionShift;
+  if (HAK_LIKELY(unit < detail::g_region.units)) {  // the flat map is there and covers p
+    const uint8_t* e = flat + unit * kFlatStride;  // the unit's entry: id, run start
+    const unsigned id = e[0];
+    if (HAK_LIKELY(id <= unsigned(kNumClasses))) {
+      // A Tiny/Mid block must start a block of its run: an interior or unaligned pointer is
+      // reported at the call. Id 0 (not hakmem's: nullptr, glibc's, stack...) fails the same
+      // test (class_divides(0, ·) is false) and goes on to the slow path below.
+      if (HAK_LIKELY(class_divides(id, region_run_offset(e, a)))) {
+        if constexpr (kDebug) tiny_debug_check_free(p, id);
+        tiny_free_fast(p, id);
+        return;
+      }
+      if (id != 0) return tiny_free_suspect(p, id);
     }
   }
   hak_free_slow(p);
@@ -70,6 +86,7 @@ void hak_free_slow(void* p) {
   uint8_t id = region_map_lookup(p);
   if (unsigned(id) - 1u < unsigned(kNumClasses)) {  // the two-level form of the map
     if constexpr (kDebug) tiny_debug_check_free(p, id);
+    if ((reinterpret_cast<uintptr_t>(p) & 15) != 0 || !block_start_in_run(p, id)) return tiny_free_suspect(p, id);
     tiny_free_fast(p, id);
     return;
   }

@@ -7,7 +7,7 @@
 
 namespace hak {
 namespace detail {
-uint8_t* g_region_flat = nullptr;
+FlatMap g_region = {nullptr, 0};
 }  // namespace detail
 
 namespace {
@@ -21,21 +21,24 @@ constexpr size_t kTopEntries = kEntries >> kLeafBits;                     // 2^1
 std::atomic<uint8_t*> g_top[kTopEntries];
 
 // Flat form: the reservation is read-only; each 4 KiB page of it becomes writable the first
-// time an entry in it is set (bit set here afterwards). A page covers 256 MiB of heap, so a
+// time an entry in it is set (bit set here afterwards). A page covers 128 MiB of heap, so a
 // process touches few of them (and splits the reservation's mapping only that often).
 constexpr size_t kMapPage = 4096;
-std::atomic<uint64_t> g_writable[kEntries / kMapPage / 64];
+std::atomic<uint64_t> g_writable[kEntries * kFlatStride / kMapPage / 64];
 
+// first, count: entries (units), kFlatStride bytes each.
 bool flat_make_writable(uintptr_t first, uintptr_t count) {
-  for (uintptr_t page = first / kMapPage; page <= (first + count - 1) / kMapPage; ++page) {
+  const uintptr_t lo = first * kFlatStride, hi = (first + count) * kFlatStride - 1;
+  for (uintptr_t page = lo / kMapPage; page <= hi / kMapPage; ++page) {
     std::atomic<uint64_t>& word = g_writable[page / 64];
     uint64_t bit = uint64_t(1) << (page % 64);
     if (word.load(std::memory_order_acquire) & bit) continue;
-    if (!os_make_writable(detail::g_region_flat + page * kMapPage, kMapPage)) return false;
+    if (!os_make_writable(detail::g_region.base + page * kMapPage, kMapPage)) return false;
     word.fetch_or(bit, std::memory_order_release);
   }
   return true;
 }
+bool set_2level(uintptr_t first, uintptr_t count, uint8_t id);
 bool g_force_two_level = false;
 bool g_ready = false;
 
@@ -64,23 +67,50 @@ uint8_t region_map_lookup_2level(uintptr_t a) {
 
 bool region_map_init() {
   if (g_ready) return true;
-  if (!g_force_two_level) detail::g_region_flat = static_cast<uint8_t*>(os_reserve(kEntries));
+  if (!g_force_two_level) {
+    detail::g_region.base = static_cast<uint8_t*>(os_reserve(kEntries * kFlatStride));
+    if (detail::g_region.base != nullptr) detail::g_region.units = kEntries;
+  }
   g_ready = true;  // the two-level form needs no set-up
   return true;
 }
 
-bool region_map_is_flat() { return detail::g_region_flat != nullptr; }
+bool region_map_is_flat() { return detail::g_region.base != nullptr; }
 void region_map_force_two_level() { g_force_two_level = true; }
 
 bool region_map_set(const void* start, size_t bytes, uint8_t id) {
   uintptr_t first = reinterpret_cast<uintptr_t>(start) >> kRegionShift;
   uintptr_t count = bytes >> kRegionShift;
-  if (uint8_t* flat = detail::g_region_flat) {
+  if (uint8_t* flat = detail::g_region.base) {
     if (count == 0) return true;
     if (!flat_make_writable(first, count)) return false;
-    for (uintptr_t i = 0; i < count; ++i) __atomic_store_n(&flat[first + i], id, __ATOMIC_RELEASE);
+    for (uintptr_t i = 0; i < count; ++i) __atomic_store_n(&flat[(first + i) * kFlatStride], id, __ATOMIC_RELEASE);
     return true;
   }
+  return set_2level(first, count, id);
+}
+
+bool region_map_set_run(const void* start, size_t bytes, uint8_t cls, const void* run_start) {
+  uintptr_t first = reinterpret_cast<uintptr_t>(start) >> kRegionShift;
+  uintptr_t count = bytes >> kRegionShift;
+  if (uint8_t* flat = detail::g_region.base) {
+    if (count == 0) return true;
+    if (!flat_make_writable(first, count)) return false;
+    // region_map.h: (p + k × 4 KiB) mod 2^18 is p's offset in the run.
+    const uint8_t k = uint8_t((kRunWindow - (reinterpret_cast<uintptr_t>(run_start) & (kRunWindow - 1))) >> 12);
+    for (uintptr_t i = 0; i < count; ++i) {
+      // Written before the id: a free that sees the id (after the block was handed out, which
+      // happens after this) sees the start.
+      flat[(first + i) * kFlatStride + 1] = k;
+      __atomic_store_n(&flat[(first + i) * kFlatStride], cls, __ATOMIC_RELEASE);
+    }
+    return true;
+  }
+  return set_2level(first, count, cls);
+}
+
+namespace {
+bool set_2level(uintptr_t first, uintptr_t count, uint8_t id) {
   for (uintptr_t i = 0; i < count; ++i) {
     uint8_t* leaf = leaf_for(first + i, id != kRegionNone);
     if (leaf == nullptr) {
@@ -91,5 +121,6 @@ bool region_map_set(const void* start, size_t bytes, uint8_t id) {
   }
   return true;
 }
+}  // namespace
 
 }  // namespace hak

@@ -1,4 +1,5 @@
-// region_map.h — which kind of hakmem memory is any address? One byte per 64 KiB.
+// region_map.h — which kind of hakmem memory is any address? One byte per 64 KiB (and, in
+// the flat form, where a slab run starts: a second byte).
 //
 // free(p) classifies p with one load: region_map_lookup(p) →
 //   0                    not hakmem's (foreign: glibc's, stack, static, wild) — never faults
@@ -8,15 +9,22 @@
 //   kRegionLargeFree     freed Large memory kept for reuse (a free extent of page_heap.h)
 //   kRegionGuarded       the guarded pool (guarded.h): sampled blocks between inaccessible pages
 //
-// Primary form: a flat array of 2^31 bytes covering the 47-bit user address space, reserved
-// read-only with MAP_NORESERVE — untouched pages read as zero and cost nothing, not even
-// commit charge; each 4 KiB page of the map covers 256 MiB of heap and is made writable the
-// first time hakmem registers memory there. Where the reservation is refused (vm.overcommit_memory=2,
+// Primary form: a flat array of 2^31 two-byte entries covering the 47-bit user address space,
+// reserved read-only with MAP_NORESERVE — untouched pages read as zero and cost nothing, not
+// even commit charge; each 4 KiB page of the map covers 128 MiB of heap and is made writable
+// the first time hakmem registers memory there. Where the reservation is refused (vm.overcommit_memory=2,
 // RLIMIT_AS), a two-level map (2^15 leaves of 64 KiB, mapped on first use) takes its place
 // behind the same interface.
 //
 // Every range hakmem registers is 64 KiB-aligned and a multiple of 64 KiB, so no 64 KiB unit
 // is shared between hakmem and another mapping.
+//
+// The flat form keeps two bytes per unit: the id, and, for a unit of a slab run, where the run
+// starts: k = (2^18 − run start mod 2^18) / 4 KiB, in [1, 64]. A run is at most 4 slabs
+// (256 KiB = 2^18) and starts at a 4 KiB boundary (a run at a SuperSlab's first slab starts
+// 4 KiB into it, after the header), so p's offset in its run is (p + k × 4 KiB) mod 2^18, from
+// the cache line free read the id from, without touching the SuperSlab; whether p starts a
+// block is then one multiply (region_run_offset; class_divides in size_class.h).
 #ifndef HAKMEM_REGION_MAP_H
 #define HAKMEM_REGION_MAP_H
 
@@ -37,7 +45,15 @@ inline constexpr uint8_t kRegionFreeSlab = 0xFD;
 inline constexpr uint8_t kRegionSpan = 0xFE;
 
 namespace detail {
-extern uint8_t* g_region_flat;  // nullptr until init, or when the two-level form is in use
+// The flat form: its base (nullptr until init, or when the two-level form is in use) and the
+// number of units it covers (2^31 once set up, else 0), side by side: free compares a >> 16
+// with `units` and so learns in one branch that the map is there and covers a. Hidden: free
+// loads them straight, not through the GOT.
+struct FlatMap {
+  uint8_t* base;
+  uintptr_t units;
+};
+extern FlatMap g_region __attribute__((visibility("hidden")));
 uint8_t region_map_lookup_2level(uintptr_t a);
 }  // namespace detail
 
@@ -45,7 +61,7 @@ uint8_t region_map_lookup_2level(uintptr_t a);
 // run and hak_init reports it). Idempotent; not thread-safe (hak_init serialises it).
 bool region_map_init();
 
-// True when the flat 2 GiB reservation is in use (false: two-level fallback).
+// True when the flat 4 GiB reservation is in use (false: two-level fallback).
 bool region_map_is_flat();
 
 // Forces the two-level form (tests only; call before region_map_init).
@@ -55,12 +71,27 @@ void region_map_force_two_level();
 // Returns false if the two-level form could not map a leaf (out of memory).
 bool region_map_set(const void* start, size_t bytes, uint8_t id);
 
+// Marks the units of a slab run, [start, start + bytes), as class `cls`, and (flat form) where
+// the run starts: run_start is start, or start + 4 KiB for a run at a SuperSlab's first slab.
+bool region_map_set_run(const void* start, size_t bytes, uint8_t cls, const void* run_start);
+
+// Bytes per unit in the flat form: the id, then the run start (region_map_set_run).
+inline constexpr unsigned kFlatStride = 2;
+
+// The offset of a from the start of its slab run, given e, a's entry in the flat map (its id a
+// class). An address before the run's first block (a SuperSlab's header) gives an offset of
+// 2^18 − 4 KiB or more, past any block: never a small one.
+inline constexpr uintptr_t kRunWindow = uintptr_t(1) << 18;
+HAK_FAST_PATH uint32_t region_run_offset(const uint8_t* e, uintptr_t a) {
+  return uint32_t((a + (uintptr_t(e[1]) << 12)) & (kRunWindow - 1));
+}
+
 // The id of the 64 KiB unit holding p. One load in the flat form; never faults.
 HAK_FAST_PATH uint8_t region_map_lookup(const void* p) {
   uintptr_t a = reinterpret_cast<uintptr_t>(p);
   if (HAK_UNLIKELY(a >> kAddressBits)) return kRegionNone;
-  uint8_t* flat = detail::g_region_flat;
-  if (HAK_LIKELY(flat != nullptr)) return flat[a >> kRegionShift];
+  uint8_t* flat = detail::g_region.base;
+  if (HAK_LIKELY(flat != nullptr)) return flat[(a >> kRegionShift) * kFlatStride];
   return detail::region_map_lookup_2level(a);
 }
 

@@ -94,6 +94,7 @@ struct Tables {
   uint8_t run_slabs[kNumClasses + 1];   // 64 KiB slabs per slab run (run_slabs_of)
   uint16_t cache_cap[kNumClasses + 1];  // TLS free-list cap (blocks)
   uint64_t recip[kNumClasses + 1];      // ceil(2^40 / size): offset → block index (below)
+  uint64_t divc[kNumClasses + 1];       // 2^64 / size rounded up: divisibility (class_divides)
   uint8_t small[kTinyMax / 8 + 1];      // (n + 7) >> 3 → class, n ≤ 1024
   uint8_t mid[kMidMax / 32 + 1];        // (n + 31) >> 5 → class, 1024 < n ≤ 32768
 };
@@ -103,7 +104,7 @@ constexpr Tables make_tables() {
   for (int id = 0; id <= kNumClasses; ++id) {
     uint32_t s = class_size_of(id);
     t.size[id] = s;
-    if (id == 0) continue;
+    if (id == 0) continue;  // divc[0] stays 0: class_divides(0, off) is false for every off
     // About 8 blocks per run at least (a run starting at slot 0 loses the 4 KiB SuperSlab
     // header: 7 blocks of 32 KiB); see run_slabs_of.
     t.run_slabs[id] = uint8_t(run_slabs_of(s));
@@ -111,6 +112,7 @@ constexpr Tables make_tables() {
     uint32_t cap = 32768 / s;
     t.cache_cap[id] = uint16_t(cap < 8 ? 8 : cap > 256 ? 256 : cap);
     t.recip[id] = ((uint64_t(1) << 40) + s - 1) / s;
+    t.divc[id] = UINT64_MAX / s + 1;
   }
   int id = 1;
   for (size_t i = 0; i <= kTinyMax / 8; ++i) {
@@ -201,6 +203,16 @@ inline bool class_is_mid(int id) { return id >= kFirstMidClass; }
 // (RunIndex in superslab.h inlines the same computation.)
 HAK_FAST_PATH uint32_t class_block_index(int id, size_t off) {
   return uint32_t((uint64_t(off) * detail::kTables.recip[id]) >> 40);
+}
+
+// Whether off is a multiple of class_to_size(id), for any 32-bit off: one multiply and one
+// compare (Lemire, Kaser and Kurz, "Faster remainder by direct computation", 2019: n is
+// divisible by d iff n × c mod 2^64 < c, c = ⌈2^64 / d⌉, for 32-bit n and d). Free's check
+// that a pointer starts a block (hak_free_api.inc.h); tests/unit/test_size_class.cpp checks
+// every offset below 2^18 of every class against %.
+HAK_FAST_PATH bool class_divides(unsigned id, uint32_t off) {
+  const uint64_t c = detail::kTables.divc[id];
+  return uint64_t(off) * c < c;
 }
 
 }  // namespace hak

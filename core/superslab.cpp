@@ -172,8 +172,9 @@ Slab* slab_run_init(SuperSlab* ss, int idx, int cls, ThreadHeap* owner) {
   s->run_len = uint8_t(k);
   char* start = slab_data_start(ss, idx);
   s->start = start;
-  // Every slab of the run knows where the run starts: the secure variant's free checks that a
-  // block starts a block with one slab lookup (tiny_free_fast).
+  // Every slab of the run knows where the run starts: free checks that a pointer starts a
+  // block with one slab lookup when the region map is in its two-level form (the flat form
+  // holds the run's start itself: region_map_set_run).
   for (int i = 1; i < k; ++i) ss->slabs[idx + i].start = start;
   s->out_bits = run_bits_home(ss, idx, cls);
   char* limit = reinterpret_cast<char*>(ss) + size_t(idx + k) * kSlabSize;
@@ -186,7 +187,7 @@ Slab* slab_run_init(SuperSlab* ss, int idx, int cls, ThreadHeap* owner) {
     for (uint32_t w = 0; w < run_bits_words(s); ++w) __atomic_store_n(run_array_word(s, w), 0, __ATOMIC_RELAXED);
   }
   slab_run_reset(s, owner);
-  region_map_set(reinterpret_cast<char*>(ss) + size_t(idx) * kSlabSize, size_t(k) * kSlabSize, uint8_t(cls));
+  region_map_set_run(reinterpret_cast<char*>(ss) + size_t(idx) * kSlabSize, size_t(k) * kSlabSize, uint8_t(cls), start);
   return s;
 }
 

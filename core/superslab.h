@@ -190,6 +190,8 @@ inline uint64_t* run_array_word(Slab* s, uint32_t w) {
 // Whether p, inside a run of class cls, is the start of one of its blocks: its offset from
 // the run's start (held by every slab of the run) is a multiple of the class size. One slab
 // lookup, two multiplies; no bounds check (p is inside the run: the region map said so).
+// Free's check when the region map is in its two-level form (the flat form's is
+// region_run_offset + class_divides, hak_free_api.inc.h).
 HAK_FAST_PATH bool block_start_in_run(const void* p, int cls) {
   const Slab& t = superslab_of(p)->slabs[slab_index_of(p)];
   size_t off = size_t(static_cast<const char*>(p) - t.start);

@@ -23,7 +23,7 @@ HAK_SLOW_PATH void* tiny_alloc_miss(int cls, bool may_borrow);
 // may_borrow: a miss may hand out a block of a slightly larger class (tiny_refill); false
 // when the caller chose cls for its alignment.
 HAK_FAST_PATH void* tiny_alloc_fast(int cls, bool may_borrow = true) {
-  TlsCache& tc = t_cache[cls];
+  TlsCache& tc = t_cache[unsigned(cls)];  // unsigned: a class id needs no sign extension
   if (HAK_LIKELY(tc.head != nullptr)) {
     void* p = tiny_cache_pop(tc, cls);  // follows the link safely (free_link.h)
     if constexpr (kDebug) tiny_debug_check_alloc(p, cls);
@@ -41,7 +41,7 @@ HAK_FAST_PATH void* tiny_alloc_sized(size_t n) {
     if (HAK_UNLIKELY(--t_guard_left < 0)) return tiny_alloc_miss_sized(n, 0);
   }
   int cls = size_to_class_alloc(n + kCanaryTail);  // secure: room for the canary (canary.h)
-  TlsCache& tc = t_cache[cls];
+  TlsCache& tc = t_cache[unsigned(cls)];
   if (HAK_LIKELY(tc.head != nullptr)) {
     void* p = tiny_cache_pop(tc, cls);
     if constexpr (kDebug) tiny_debug_check_alloc(p, cls);

@@ -286,6 +286,38 @@ Test(misuse, free_of_a_pointer_inside_a_tiny_block) {
   });
 }
 
+Test(misuse, free_of_a_pointer_inside_a_block_is_reported_at_the_call_in_every_tier_of_runs) {
+  // The offset in the run comes from the region map (region_run_offset): runs of one slab, of
+  // several (1152 B: 3 slabs; 1568 B: 4), at a SuperSlab's first slab or later ones. The
+  // child ends with _exit(0), no trim: a report at the flush would come too late.
+  struct Case {
+    size_t size, into;
+    const char* message;
+  };
+  static const Case cases[] = {
+      {60, 16, "inside a 64-byte block of size class 4, not at its start"},
+      {60, 48, "inside a 64-byte block of size class 4, not at its start"},
+      {1140, 1024, "inside a 1152-byte block of size class 68, not at its start"},
+      {1560, 32, "inside a 1568-byte block of size class 81, not at its start"},
+      {3000, 512, "inside a 3008-byte block of size class 111, not at its start"},
+      {20000, 4096, "inside a 20480-byte block of size class 152, not at its start"},
+  };
+  for (const Case& c : cases) {
+    static const Case* cur;
+    cur = &c;
+    expect_abort("interior pointer at the call", c.message, [] {
+      // Enough blocks that some sit in a later run, not only the first one carved.
+      char* blocks[64];
+      for (char*& b : blocks) {
+        b = static_cast<char*>(malloc(cur->size));
+        escape(b);
+      }
+      free(blocks[63] + cur->into);
+      _exit(0);
+    });
+  }
+}
+
 Test(misuse, realloc_of_a_pointer_inside_a_tiny_block) {
   expect_abort("tiny interior realloc", "realloc(", [] {
     char* p = static_cast<char*>(malloc(60));  // the 64-byte class in every variant

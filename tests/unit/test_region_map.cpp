@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -25,6 +26,7 @@
 #include "canary.h"
 #include "region_map.h"
 #include "size_class.h"
+#include "superslab.h"
 
 extern "C" void* __libc_malloc(size_t);
 extern "C" void __libc_free(void*);
@@ -224,18 +226,18 @@ Test(region_map, flat_form_is_in_use_on_this_machine) {
   if (strict_overcommit() || rl.rlim_cur != RLIM_INFINITY)
     cr_skip_test("strict overcommit or RLIMIT_AS: the two-level form is expected here");
   cr_assert(region_map_is_flat(), "the 2 GiB reservation should succeed with overcommit allowed");
-  cr_assert_not_null(detail::g_region_flat);
+  cr_assert_not_null(detail::g_region.base);
 }
 
 Test(region_map, init_is_idempotent_and_a_late_force_changes_nothing) {
   ensure_hakmem_ready();
   bool flat = region_map_is_flat();
-  uint8_t* map = detail::g_region_flat;
+  uint8_t* map = detail::g_region.base;
   cr_assert(region_map_init());
   region_map_force_two_level();  // too late: documented as "before region_map_init"
   cr_assert(region_map_init());
   cr_assert_eq(region_map_is_flat(), flat, "a second init must not switch forms");
-  cr_assert_eq(detail::g_region_flat, map, "a second init must not replace the live map");
+  cr_assert_eq(detail::g_region.base, map, "a second init must not replace the live map");
   void* p = hak_malloc(48);
   cr_assert_eq(region_map_lookup(p), size_to_class(48 + kCanaryTail));
   hak_free(p);
@@ -249,6 +251,47 @@ Test(region_map, set_and_lookup_in_the_active_form) {
 Test(region_map, allocator_memory_is_classified) {
   const char* fail = check_allocator_classification();
   cr_assert_null(fail, "%s", fail ? fail : "");
+}
+
+Test(region_map, a_run_unit_gives_each_address_its_offset_in_the_run) {
+  ensure_hakmem_ready();
+  if (!region_map_is_flat()) cr_skip_test("the run starts are kept by the flat form only");
+  // A 2 MiB-aligned range of address space nobody uses (reserved, never touched), marked as
+  // runs: the map does not look at the memory.
+  const size_t span = 4 * kSuperSlabSize;
+  char* raw = static_cast<char*>(mmap(nullptr, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0));
+  cr_assert_neq(raw, MAP_FAILED);
+  char* ss = reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(raw) + kSuperSlabSize - 1) & ~(kSuperSlabSize - 1));
+  auto offset_of = [](const char* p) {
+    const uint8_t* e = detail::g_region.base + (reinterpret_cast<uintptr_t>(p) >> kRegionShift) * kFlatStride;
+    return region_run_offset(e, reinterpret_cast<uintptr_t>(p));
+  };
+  // Runs of 1 to 4 slabs, at the SuperSlab's first slab (the run starts after the 4 KiB
+  // header) and at later slabs.
+  for (int k = 1; k <= 4; ++k) {
+    for (int slab : {0, 1, 5, 32 - k}) {
+      char* unit = ss + size_t(slab) * kSlabSize;
+      char* start = unit + (slab == 0 ? kSuperSlabHeader : 0);
+      cr_assert(region_map_set_run(unit, size_t(k) * kSlabSize, 7, start));
+      for (size_t off = 0; start + off < unit + size_t(k) * kSlabSize; off += 16) {
+        cr_assert_eq(region_map_lookup(start + off), 7);
+        if (offset_of(start + off) != off)
+          cr_assert(false, "run of %d slabs at slab %d: offset %zu reads %u", k, slab, off, offset_of(start + off));
+      }
+      // The SuperSlab's header is before the run: its offsets are past any block.
+      if (slab == 0)
+        for (size_t h = 0; h < kSuperSlabHeader; h += 16) cr_assert_geq(offset_of(unit + h), uint32_t(kRunWindow - kSuperSlabHeader));
+      cr_assert(region_map_set(unit, size_t(k) * kSlabSize, kRegionNone));
+    }
+  }
+  munmap(raw, span);
+  // And in the allocator's own runs: every block of a few classes starts where the map says.
+  for (size_t n : {16, 48, 272, 1152, 1568, 3008, 4736, 32768}) {
+    void* p = hak_malloc(n - kCanaryTail);
+    const Slab* s = slab_of_block(p);
+    cr_assert_eq(offset_of(static_cast<char*>(p)), uint32_t(static_cast<char*>(p) - run_data_start(s)), "%zu-byte block", n);
+    hak_free(p);
+  }
 }
 
 Test(region_map, two_level_form_forced_before_init) {

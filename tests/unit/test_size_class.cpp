@@ -101,3 +101,22 @@ Test(size_class, block_index_is_exact_at_every_offset_of_every_run) {
         cr_assert(false, "class %d (%zu B): offset %zu gives block %u, not %zu", c, size, off, class_block_index(c, off), off / size);
   }
 }
+
+Test(size_class, divisibility_is_exact_at_every_offset_of_a_run_window_and_beyond) {
+  // class_divides: one multiply and a compare instead of off % size == 0 (free's check that a
+  // pointer starts a block). Every offset below 2^18 (a run's window, region_map.h), then
+  // offsets up to 2^32 in a stride that is no multiple of any class size, and the multiples
+  // of each size near 2^32 (and one past them).
+  for (int c = 1; c <= kNumClasses; ++c) {
+    const uint32_t size = uint32_t(class_to_size(c));
+    for (uint32_t off = 0; off < (1u << 18); ++off)
+      if (class_divides(c, off) != (off % size == 0))
+        cr_assert(false, "class %d (%u B): offset %u says %d", c, size, off, int(class_divides(c, off)));
+    for (uint64_t off = 1; off < (uint64_t(1) << 32); off += 999983)
+      cr_assert_eq(class_divides(c, uint32_t(off)), off % size == 0, "class %d, offset %llu", c, (unsigned long long)off);
+    uint32_t top = uint32_t((UINT32_MAX / size) * size);
+    cr_assert(class_divides(c, top) && !class_divides(c, top + 1) && !class_divides(c, top - 1) && class_divides(c, top - size), "class %d near 2^32", c);
+  }
+  // Class 0 is the region map's "not hakmem's": nothing divides, so free sends it on.
+  for (uint32_t off : {0u, 16u, 4096u, 65536u}) cr_assert(!class_divides(0, off));
+}
