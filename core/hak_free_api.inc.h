@@ -4,8 +4,9 @@
 //                                                  is there and covers p: region_map.h)
 //           → entry = flat map[p >> 16]           id, run start: 2 loads from one line
 //     1 ≤ id ≤ kNumClasses (Tiny/Mid block)
-//       → p's offset in its run a multiple of the class size?   4 instructions, 1 multiply,
-//         (region_run_offset, class_divides)                     1 predicted branch
+//       → p's offset in its run a multiple of the class size?   8 instructions (the class's
+//         (region_run_offset, class_divides)                     constant loaded, 1 multiply),
+//                                                                1 predicted branch
 //           yes → tiny_free_fast(p, id)        [tiny_free_fast_v2.inc.h]
 //           no  → tiny_free_suspect: an interior or unaligned pointer, reported at the call
 //     otherwise (id 0 fails the same test) → hak_free_slow(p) (cold; looks p up again, in
@@ -18,7 +19,7 @@
 //       kRegionFreeSlab (inside a SuperSlab, no live run there) → fatal: invalid/double free
 //       kRegionNone  (not hakmem's)           → glibc's __libc_free if glibc's heap holds
 //                                               it, else fatal (stack, static, wild)
-// Budget: 31 instructions from free's entry to ret on a Tiny hit (x86-64 release
+// Budget: 32 instructions from free's entry to ret on a Tiny hit (x86-64 release
 // libhakmem.so, objdump), no stack frame; 5 predicted branches (map present and covering p,
 // class range, block start, free-block key, cap). The block-start test (interior and unaligned
 // pointers at the call) and the key (double free at the call: compared and stored as
@@ -34,6 +35,13 @@
 HAK_SLOW_PATH void hak_free_slow(void* p);
 bool glibc_owns(const void* p);
 
+// Secure variant: p's offset in its run is in the window's last 4 KiB (hak_free_impl). A block
+// of a 4-slab run goes on; a SuperSlab's header is reported.
+HAK_SLOW_PATH void tiny_free_window_end(void* p, int cls) {
+  if (run_block_index(slab_of_block(p), p) == UINT32_MAX) return tiny_free_suspect(p, cls);
+  tiny_free_fast(p, cls);
+}
+
 // Every call here is a tail call, so the fast path needs no stack frame.
 HAK_FAST_PATH void hak_free_impl(void* p) {
   if constexpr (kValgrind) {
@@ -42,21 +50,31 @@ HAK_FAST_PATH void hak_free_impl(void* p) {
     if (p != nullptr && vg_running() && region_map_lookup(p) != kRegionNone) vg_freelike(p);
   }
   uintptr_t a = reinterpret_cast<uintptr_t>(p);
-  const uint8_t* flat = detail::g_region.base;
   const uintptr_t unit = a >> kRegionShift;
-  if (HAK_LIKELY(unit < detail::g_region.units)) {  // the flat map is there and covers p
-    const uint8_t* e = flat + unit * kFlatStride;  // the unit's entry: id, run start
+  // `units` first (acquire; a plain load on x86): a thread that sees the map's size sees its
+  // base (region_map_init stores the base first).
+  if (HAK_LIKELY(unit < __atomic_load_n(&detail::g_region.units, __ATOMIC_ACQUIRE))) {
+    const uint8_t* e = detail::g_region.base + unit * kFlatStride;  // the unit's entry: id, run start
     const unsigned id = e[0];
     if (HAK_LIKELY(id <= unsigned(kNumClasses))) {
       // A Tiny/Mid block must start a block of its run: an interior or unaligned pointer is
       // reported at the call. Id 0 (not hakmem's: nullptr, glibc's, stack...) fails the same
       // test (class_divides(0, ·) is false) and goes on to the slow path below.
-      if (HAK_LIKELY(class_divides(id, region_run_offset(e, a)))) {
+      const uint32_t off = region_run_offset(e, a);
+      if (HAK_LIKELY(class_divides(id, off))) {
+        // The secure variant also rejects an address in the last 4 KiB of the run window:
+        // that is where a SuperSlab's header lands for a run at its first slab (release lets
+        // a 16-byte-aligned one through for some classes: docs/TUNING.md). Legitimate blocks
+        // there (the last of a 4-slab run) take the cold check and go on.
+        if (kSecure && HAK_UNLIKELY(off >= kRunWindow - kSuperSlabHeader)) return tiny_free_window_end(p, id);
         if constexpr (kDebug) tiny_debug_check_free(p, id);
         tiny_free_fast(p, id);
         return;
       }
-      if (id != 0) return tiny_free_suspect(p, id);
+      if (id != 0) {
+        if constexpr (kDebug) tiny_debug_check_free(p, id);  // its message names the metadata
+        return tiny_free_suspect(p, id);
+      }
     }
   }
   hak_free_slow(p);

@@ -69,7 +69,8 @@ bool region_map_init() {
   if (g_ready) return true;
   if (!g_force_two_level) {
     detail::g_region.base = static_cast<uint8_t*>(os_reserve(kEntries * kFlatStride));
-    if (detail::g_region.base != nullptr) detail::g_region.units = kEntries;
+    // After the base: free reads `units` first (hak_free_api.inc.h).
+    if (detail::g_region.base != nullptr) __atomic_store_n(&detail::g_region.units, kEntries, __ATOMIC_RELEASE);
   }
   g_ready = true;  // the two-level form needs no set-up
   return true;
@@ -101,7 +102,7 @@ bool region_map_set_run(const void* start, size_t bytes, uint8_t cls, const void
     for (uintptr_t i = 0; i < count; ++i) {
       // Written before the id: a free that sees the id (after the block was handed out, which
       // happens after this) sees the start.
-      flat[(first + i) * kFlatStride + 1] = k;
+      __atomic_store_n(&flat[(first + i) * kFlatStride + 1], k, __ATOMIC_RELAXED);
       __atomic_store_n(&flat[(first + i) * kFlatStride], cls, __ATOMIC_RELEASE);
     }
     return true;

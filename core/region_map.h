@@ -79,11 +79,12 @@ bool region_map_set_run(const void* start, size_t bytes, uint8_t cls, const void
 inline constexpr unsigned kFlatStride = 2;
 
 // The offset of a from the start of its slab run, given e, a's entry in the flat map (its id a
-// class). An address before the run's first block (a SuperSlab's header) gives an offset of
-// 2^18 − 4 KiB or more, past any block: never a small one.
+// class). An address before the run's first block (a SuperSlab's header, for a run at the
+// SuperSlab's first slab) gives an offset in [2^18 − 4 KiB, 2^18): past the blocks of that
+// run, but a multiple of some class sizes (free's secure variant rejects that window).
 inline constexpr uintptr_t kRunWindow = uintptr_t(1) << 18;
 HAK_FAST_PATH uint32_t region_run_offset(const uint8_t* e, uintptr_t a) {
-  return uint32_t((a + (uintptr_t(e[1]) << 12)) & (kRunWindow - 1));
+  return uint32_t((a + (uintptr_t(__atomic_load_n(&e[1], __ATOMIC_RELAXED)) << 12)) & (kRunWindow - 1));
 }
 
 // The id of the 64 KiB unit holding p. One load in the flat form; never faults.

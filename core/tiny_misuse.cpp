@@ -71,6 +71,8 @@ void tiny_suspect_check(void* p, int cls, const char* op) {
   Slab* s = slab_of_block(p);
   if (s->cls != cls) return;
   uint32_t i = run_block_index(s, p);
+  if (i == UINT32_MAX && static_cast<const char*>(p) < run_data_start(s))
+    hak_fatal("%s(%p): invalid pointer (before the first block of a run of size class %d: hakmem's SuperSlab header)", op, p, cls);
   if (i == UINT32_MAX)
     hak_fatal("%s(%p): invalid pointer (inside a %zu-byte block of size class %d, not at its start)", op, p, size, cls);
   if (static_cast<const char*>(p) >= s->bump) return;

@@ -1,5 +1,6 @@
-// test_region_map.cpp — the region map (region_map.h): one byte per 64 KiB of user address
-// space, in its flat form and in its two-level fallback.
+// test_region_map.cpp — the region map (region_map.h): a class or kind per 64 KiB of user address
+// space (and in the flat form where a slab run starts), in its flat form and in its two-level
+// fallback.
 //
 // The test binary's malloc is hakmem (libhakmem.a is linked in), so the map is set up by the
 // first allocation, long before a test runs, and region_map_force_two_level() comes too late
@@ -7,7 +8,7 @@
 // re-executes this binary with HAKMEM_UNIT_REGION_MAP=<mode> in a clean environment, where
 //   mode "force":  a .preinit_array hook (which runs before any shared library's constructor,
 //                  hence before the first malloc) calls region_map_force_two_level();
-//   mode "rlimit": the child runs under RLIMIT_AS = 1 GiB, so the 2 GiB reservation is refused
+//   mode "rlimit": the child runs under RLIMIT_AS = 1 GiB, so the 4 GiB reservation is refused
 //                  and hakmem falls back on its own — the real-world path.
 // In the child, a constructor runs child_checks() and _exit()s before Criterion's main.
 #include <criterion/criterion.h>
@@ -220,12 +221,12 @@ void ensure_hakmem_ready() { hak_free(hak_malloc(1)); }
 
 Test(region_map, flat_form_is_in_use_on_this_machine) {
   ensure_hakmem_ready();
-  if (RUNNING_ON_VALGRIND) cr_skip_test("valgrind refuses the 2 GiB reservation; the two-level form is in use");
+  if (RUNNING_ON_VALGRIND) cr_skip_test("valgrind refuses the 4 GiB reservation; the two-level form is in use");
   struct rlimit rl;
   getrlimit(RLIMIT_AS, &rl);
   if (strict_overcommit() || rl.rlim_cur != RLIM_INFINITY)
     cr_skip_test("strict overcommit or RLIMIT_AS: the two-level form is expected here");
-  cr_assert(region_map_is_flat(), "the 2 GiB reservation should succeed with overcommit allowed");
+  cr_assert(region_map_is_flat(), "the 4 GiB reservation should succeed with overcommit allowed");
   cr_assert_not_null(detail::g_region.base);
 }
 
@@ -301,6 +302,6 @@ Test(region_map, two_level_form_forced_before_init) {
 
 Test(region_map, two_level_form_when_the_reservation_is_refused) {
   if (RUNNING_ON_VALGRIND) cr_skip_test("valgrind itself needs more than the RLIMIT_AS this test sets");
-  int rc = run_child("rlimit", rlim_t(1) << 30);  // 1 GiB < the 2 GiB flat reservation
+  int rc = run_child("rlimit", rlim_t(1) << 30);  // 1 GiB < the 4 GiB flat reservation
   cr_assert_eq(rc, 0, "child under RLIMIT_AS = 1 GiB failed (exit %d; its message is above)", rc);
 }
