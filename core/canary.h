@@ -18,7 +18,7 @@
 // fills its block up to what malloc_usable_size says stays clear of the canary; realloc checks
 // the old block first. Arming is two stores, checking two loads and compares, no branch
 // that depends on the size. Only Tiny/Mid blocks: spans end
-// at page boundaries (guarded sampling covers them). The cost: docs/BENCHMARKS.md, "Canaries in
+// at page boundaries (guarded sampling covers spans of up to 256 KiB: guarded.h). The cost: docs/BENCHMARKS.md, "Canaries in
 // the secure variant".
 //
 // May call: free_link.h (the key), diag.h (the report).

@@ -22,10 +22,13 @@ HAK_TLS int64_t t_guard_left;
 namespace {
 
 constexpr size_t kPage = 4096;
-constexpr size_t kStride = kGuardMaxSize + kPage;  // a slot's pages and the guard after them
-// The pool: a guard page, then kGuardSlots slots each followed by a guard page; whole
-// region-map units, so that no other mapping shares a unit with it.
-constexpr size_t kPoolBytes = (kPage + kGuardSlots * kStride + kRegionUnit - 1) & ~(kRegionUnit - 1);
+constexpr size_t kStride = kGuardMaxSize + kPage;       // a slot's pages and the guard after them
+constexpr size_t kSpanStride = kGuardSpanMax + kPage;   // the same for a span slot
+constexpr int kAllSlots = kGuardSlots + kGuardSpanSlots;
+// The pool: a guard page, then kGuardSlots slots and kGuardSpanSlots span slots each followed
+// by a guard page; whole region-map units, so that no other mapping shares a unit with it.
+constexpr size_t kSpanSlotsAt = kPage + kGuardSlots * kStride;
+constexpr size_t kPoolBytes = (kSpanSlotsAt + kGuardSpanSlots * kSpanStride + kRegionUnit - 1) & ~(kRegionUnit - 1);
 constexpr uint8_t kPattern = 0xA5;  // the spare bytes of a live block's pages
 
 enum : uint8_t { kSlotNever = 0, kSlotLive = 1, kSlotFreed = 2 };
@@ -43,12 +46,29 @@ struct Slot {
 };
 
 char* g_pool = nullptr;
-Slot* g_slots = nullptr;  // kGuardSlots entries, in a mapping of their own
+Slot* g_slots = nullptr;  // kAllSlots entries, in a mapping of their own
 uint64_t g_rate = 0;
 pthread_mutex_t& g_lock = g_fork_locks.guarded;
-int g_fifo[kGuardSlots];  // freed slots, oldest first (reused last)
-int g_fifo_head = 0, g_fifo_count = 0;
-int g_next_never = 0;  // slots never used yet come first
+
+// The slots of one size: those never used yet come first, then the freed ones, oldest first
+// (reused last).
+struct Tier {
+  int first, count;
+  int fifo[kGuardSlots > kGuardSpanSlots ? kGuardSlots : kGuardSpanSlots];
+  int head, queued, next_never;
+  int take() {
+    if (next_never < count) return first + next_never++;
+    if (queued == 0) return -1;
+    int i = fifo[head];
+    head = (head + 1) % count;
+    --queued;
+    return i;
+  }
+  void put(int i) { fifo[(head + queued++) % count] = i; }
+};
+Tier g_small = {0, kGuardSlots, {}, 0, 0, 0};
+Tier g_spans = {kGuardSlots, kGuardSpanSlots, {}, 0, 0, 0};
+Tier& tier_of(int i) { return i < kGuardSlots ? g_small : g_spans; }
 uint64_t g_place = 0;  // alternates the placement
 uint64_t g_allocs = 0, g_live = 0, g_full = 0;
 struct sigaction g_prev_segv;
@@ -56,15 +76,21 @@ struct sigaction g_prev_segv;
 HAK_TLS bool t_drawn;     // this thread drew its countdown
 HAK_TLS uint64_t t_rng;
 
-char* slot_base(int i) { return g_pool + kPage + size_t(i) * kStride; }
+char* slot_base(int i) {
+  return i < kGuardSlots ? g_pool + kPage + size_t(i) * kStride
+                         : g_pool + kSpanSlotsAt + size_t(i - kGuardSlots) * kSpanStride;
+}
+// Bytes a slot's block may have (its pages before the guard page).
+size_t slot_room(int i) { return i < kGuardSlots ? kGuardMaxSize : kGuardSpanMax; }
 
 // The slot whose pages or following guard page hold address a; -1 for the first guard page
 // and the pool's tail.
 int slot_index(uintptr_t a) {
   uintptr_t lo = uintptr_t(g_pool) + kPage;
   if (a < lo) return -1;
-  size_t i = (a - lo) / kStride;
-  return i < size_t(kGuardSlots) ? int(i) : -1;
+  if (a < uintptr_t(g_pool) + kSpanSlotsAt) return int((a - lo) / kStride);
+  size_t i = (a - (uintptr_t(g_pool) + kSpanSlotsAt)) / kSpanStride;
+  return i < size_t(kGuardSpanSlots) ? kGuardSlots + int(i) : -1;
 }
 
 void print_stack(const char* what, uint32_t tid, const uintptr_t* pcs, int n) {
@@ -125,7 +151,7 @@ void print_bounds_error(uintptr_t a, const Slot& s, const char* how) {
   if (i >= 0) {
     // In a guard page: the nearer of the blocks on either side.
     uintptr_t rel = a - uintptr_t(slot_base(i));
-    if (rel >= kGuardMaxSize && i + 1 < kGuardSlots) {
+    if (rel >= slot_room(i) && i + 1 < kAllSlots) {
       const Slot& l = g_slots[i];
       const Slot& r = g_slots[i + 1];
       bool use_r = l.state.load() == kSlotNever ||
@@ -140,7 +166,7 @@ void print_bounds_error(uintptr_t a, const Slot& s, const char* how) {
   const Slot& s = g_slots[i];
   bool freed = s.state.load() == kSlotFreed;
   uintptr_t base = uintptr_t(slot_base(i));
-  if (freed && a >= base && a < base + kGuardMaxSize) {
+  if (freed && a >= base && a < base + slot_room(i)) {
     diag_print("use-after-free at %p: %zu bytes into the freed %zu-byte guarded block %p%s", reinterpret_cast<void*>(a),
                a >= s.block ? size_t(a - s.block) : 0, s.size, reinterpret_cast<void*>(s.block), how);
   } else {
@@ -187,7 +213,7 @@ bool guarded_init(uint64_t rate) {
   if (os_page_size() != kPage) return false;  // the slot geometry assumes 4 KiB pages
   auto* pool = static_cast<char*>(os_map_aligned(kPoolBytes, kRegionUnit));
   if (pool == nullptr) return false;
-  auto* slots = static_cast<Slot*>(os_map((sizeof(Slot) * kGuardSlots + kPage - 1) & ~(kPage - 1)));
+  auto* slots = static_cast<Slot*>(os_map((sizeof(Slot) * kAllSlots + kPage - 1) & ~(kPage - 1)));
   if (slots == nullptr || !os_protect(pool, kPoolBytes, false) || !region_map_set(pool, kPoolBytes, kRegionGuarded)) {
     os_unmap(pool, kPoolBytes);
     return false;
@@ -219,16 +245,10 @@ bool guarded_countdown_expired() {
 
 void* guarded_alloc(size_t n, size_t align) {
   if (align < 16) align = 16;
-  if (n > kGuardMaxSize || align > kPage) return nullptr;
+  if (n > kGuardSpanMax || align > kPage) return nullptr;
   pthread_mutex_lock(&g_lock);
-  int i;
-  if (g_next_never < kGuardSlots) {
-    i = g_next_never++;
-  } else if (g_fifo_count != 0) {
-    i = g_fifo[g_fifo_head];
-    g_fifo_head = (g_fifo_head + 1) % kGuardSlots;
-    --g_fifo_count;
-  } else {
+  int i = (n <= kGuardMaxSize ? g_small : g_spans).take();
+  if (i < 0) {
     ++g_full;
     pthread_mutex_unlock(&g_lock);
     return nullptr;
@@ -242,7 +262,7 @@ void* guarded_alloc(size_t n, size_t align) {
   size_t bytes = n == 0 ? kPage : (n + kPage - 1) & ~(kPage - 1);
   if (!os_protect(base, bytes, true)) {
     pthread_mutex_lock(&g_lock);  // give the slot back as never used would be wrong: reuse it last
-    g_fifo[(g_fifo_head + g_fifo_count++) % kGuardSlots] = i;
+    tier_of(i).put(i);
     --g_live;
     pthread_mutex_unlock(&g_lock);
     return nullptr;
@@ -294,11 +314,13 @@ void guarded_free(void* p) {
     print_stacks(s, true);
     die();
   }
-  // Inaccessible; its pages stay resident (at most the 16 slots' worth) for the slot's next
-  // block, which saves a system call per sample.
-  os_protect(slot_base(int(&s - g_slots)), s.bytes, false);
+  // Inaccessible. A small slot's pages stay resident (at most the 16 slots' worth) for its
+  // next block, which saves a system call per sample; a span slot's go back to the system.
+  const int i = int(&s - g_slots);
+  if (i >= kGuardSlots) os_decommit(slot_base(i), s.bytes);
+  os_protect(slot_base(i), s.bytes, false);
   pthread_mutex_lock(&g_lock);
-  g_fifo[(g_fifo_head + g_fifo_count++) % kGuardSlots] = int(&s - g_slots);
+  tier_of(i).put(i);
   --g_live;
   pthread_mutex_unlock(&g_lock);
 }

@@ -1,5 +1,5 @@
 // guarded.h — guarded sampled allocations (GWP-ASan style): one allocation in N (N =
-// HAKMEM_GUARD, 0 = off; docs/TUNING.md) of at most kGuardMaxSize bytes is served from a
+// HAKMEM_GUARD, 0 = off; docs/TUNING.md) of at most kGuardSpanMax bytes is served from a
 // pool of its own where every block sits between inaccessible pages, so that an overflow, an
 // underflow or a use after free of that block faults at the access instead of corrupting
 // the heap, and is reported with the block's size and its allocation and free stacks.
@@ -20,8 +20,10 @@
 // other fault goes to the handler the program had installed, or to the default action.
 // A double free, a free of an interior pointer, and realloc/malloc_usable_size of either are
 // reported at the call. Memory: kGuardSlots slots of at most kGuardMaxSize bytes resident at
-// once (256 KiB), metadata of a few KiB; when every slot is in use, allocations are served as
-// usual. Under valgrind the pool is off (memcheck tracks the heap itself).
+// once (256 KiB), and kGuardSpanSlots slots for spans (kGuardMaxSize < n ≤ kGuardSpanMax),
+// resident only while their block is live (their pages go back at free), metadata of a few
+// KiB; when every slot of the size is in use, allocations are served as usual. Under valgrind
+// the pool is off (memcheck tracks the heap itself).
 //
 // Sampling: a per-thread countdown drawn uniformly from [1, 2N - 1] (mean N); a new thread
 // draws before it counts. Release and debug builds pay nothing on the malloc fast path when it
@@ -29,7 +31,8 @@
 // send every request of at most kGuardMaxSize bytes to class 0, whose thread cache is always
 // empty, so each such malloc takes the miss path, where the countdown is kept (about 65
 // instructions more per malloc). The secure variant, where it is on by default, counts on
-// the fast path instead (kGuardInline: a decrement and a branch; docs/BENCHMARKS.md).
+// the fast path instead (kGuardInline: a decrement and a branch; docs/BENCHMARKS.md). Spans
+// (requests above kSmallMax) count on their own path, in every variant.
 //
 // May call: os, region_map, stack_trace, diag, fork_locks (its lock). Called by hakmem.cpp.
 #ifndef HAKMEM_GUARDED_H
@@ -42,8 +45,10 @@
 
 namespace hak {
 
-inline constexpr size_t kGuardMaxSize = 16 * 1024;  // largest request that may be guarded
-inline constexpr int kGuardSlots = 16;               // blocks guarded at once
+inline constexpr size_t kGuardMaxSize = 16 * 1024;   // largest request a small slot takes
+inline constexpr int kGuardSlots = 16;                // small blocks guarded at once
+inline constexpr size_t kGuardSpanMax = 256 * 1024;   // largest request that may be guarded
+inline constexpr int kGuardSpanSlots = 4;             // spans guarded at once
 inline constexpr int kGuardFrames = 24;              // stack frames kept per event
 
 // Sets up the pool and the SIGSEGV handler for a rate of one in `rate` allocations. Returns
@@ -68,8 +73,8 @@ HAK_FAST_PATH bool guarded_should_sample() {
   return guarded_countdown_expired();
 }
 
-// A guarded block of n bytes (≤ kGuardMaxSize) aligned to `align` (a power of two ≤ 4096),
-// or nullptr when every slot is in use.
+// A guarded block of n bytes (≤ kGuardSpanMax) aligned to `align` (a power of two ≤ 4096),
+// or nullptr when every slot of its size is in use.
 void* guarded_alloc(size_t n, size_t align);
 
 // p is in the pool (region map kRegionGuarded). Each reports a freed or interior pointer

@@ -215,6 +215,13 @@ HAK_SLOW_PATH bool prof_take_sample(size_t n) {
 // A span for a request of n bytes, counted by the heap profiler (out of line: malloc's fast
 // path only jumps here, and needs no stack frame).
 HAK_SLOW_PATH void* span_alloc(size_t n, size_t align, bool zero) {
+  // Guarded sampling takes spans up to kGuardSpanMax here (its countdown, on this slow path).
+  if (HAK_UNLIKELY(guarded_rate() != 0) && n <= kGuardSpanMax && align <= 4096 && guarded_should_sample()) {
+    if (void* p = guarded_alloc(n, align)) {
+      if (zero) memset(p, 0, n);  // a span slot's pages are fresh, but cheap to be sure of
+      return p;
+    }
+  }
   return span_alloc_as(n, align, zero, prof_countdown(n) && prof_take_sample(n));
 }
 

@@ -34,6 +34,10 @@ cases=(
   "interior_tiny|free\\(0x[0-9a-f]+\\): invalid pointer \\(16 bytes into the 64-byte guarded block|"
   "unaligned_tiny|free\\(0x[0-9a-f]+\\): invalid pointer \\(1 bytes into the 64-byte guarded block|"
   "interior_mid|free\\(0x[0-9a-f]+\\): invalid pointer \\(512 bytes into the 3000-byte guarded block|"
+  "overflow_1_span|heap-buffer-overflow at 0x[0-9a-f]+: 0 bytes after the 100000-byte guarded block|"
+  "uaf_span|use-after-free at 0x[0-9a-f]+: 64 bytes into the freed 100000-byte guarded block|free"
+  "df_span|free\\(0x[0-9a-f]+\\): double free of the 100000-byte guarded block|free"
+  "interior_span|free\\(0x[0-9a-f]+\\): invalid pointer \\(4096 bytes into the 100000-byte guarded block|"
 )
 for c in "${cases[@]}"; do
   name=${c%%|*}; rest=${c#*|}; pattern=${rest%|*}; stacks=${rest##*|}

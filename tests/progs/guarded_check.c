@@ -130,9 +130,34 @@ static int check_api(void) {
   CHECK(c != NULL && filled(c, 1000, 9), "realloc up lost the contents");
   c = realloc(c, 50);
   CHECK(c != NULL && filled(c, 50, 9), "realloc down lost the contents");
-  c = realloc(c, 100000);  // a span: out of the pool
+  c = realloc(c, 100000);  // a span: a span slot of the pool
   CHECK(c != NULL && filled(c, 50, 9), "realloc to a span lost the contents");
+  c = realloc(c, 400000);  // above the span slots' bound: out of the pool
+  CHECK(c != NULL && filled(c, 50, 9), "realloc to a big span lost the contents");
   free(c);
+  // Spans up to 256 KiB: 4 span slots; a fifth live span is served as usual. calloc of a
+  // span reads zero, also in a slot used before (its pages went back at free).
+  for (int round = 0; round < 2; ++round) {
+    hak_stats_t t0 = stats();
+    unsigned char* sp[5];
+    for (int i = 0; i < 5; ++i) {
+      size_t n = 40000 + 50000 * (size_t)i;  // 40 000 .. 240 000 bytes
+      sp[i] = calloc(1, n);
+      CHECK(sp[i] != NULL, "calloc of a %zu-byte span", n);
+      for (size_t k = 0; k < n; k += 997) CHECK(sp[i][k] == 0, "calloc'ed span byte %zu is %d", k, sp[i][k]);
+      CHECK(malloc_usable_size(sp[i]) >= n, "usable size of a %zu-byte span", n);
+      fill(sp[i], n, (unsigned)(20 + i));
+    }
+    hak_stats_t t1 = stats();
+    CHECK(t1.guarded_allocs - t0.guarded_allocs == 4, "%lu spans guarded, 4 expected (the span slots)",
+          (unsigned long)(t1.guarded_allocs - t0.guarded_allocs));
+    CHECK(malloc_usable_size(sp[0]) == 40000, "a guarded span's usable size is %zu, not the 40000 asked for",
+          malloc_usable_size(sp[0]));
+    for (int i = 0; i < 5; ++i) {
+      CHECK(filled(sp[i], 40000 + 50000 * (size_t)i, (unsigned)(20 + i)), "span %d lost its contents", i);
+      free(sp[i]);
+    }
+  }
   // More live blocks than slots: the rest are served as usual.
   void* many[40];
   hak_stats_t s2 = stats();
