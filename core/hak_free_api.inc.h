@@ -3,14 +3,14 @@
 //   free(p) → p >> 16 < map units?                2 loads, 1 predicted branch (the flat map
 //                                                  is there and covers p: region_map.h)
 //           → entry = flat map[p >> 16]           id, run start: 2 loads from one line
-//     1 ≤ id ≤ kNumClasses (Tiny/Mid block)
-//       → p's offset in its run a multiple of the class size?   8 instructions (the class's
-//         (region_run_offset, class_divides)                     constant loaded, 1 multiply),
-//                                                                1 predicted branch
-//           yes → tiny_free_fast(p, id)        [tiny_free_fast_v2.inc.h]
-//           no  → tiny_free_suspect: an interior or unaligned pointer, reported at the call
-//     otherwise (id 0 fails the same test) → hak_free_slow(p) (cold; looks p up again, in
-//       either form of the map):
+//           → p's offset in its run a multiple of the id's class size?   10 instructions
+//             (region_run_offset, class_divides)   (the id's constant loaded, 1 multiply),
+//                                                  1 predicted branch
+//               yes (a Tiny/Mid block's start) → tiny_free_fast(p, id)  [tiny_free_fast_v2.inc.h]
+//               no, 1 ≤ id ≤ kNumClasses → tiny_free_suspect: an interior or unaligned
+//                                          pointer, reported at the call
+//               no, any other id (its constant is 0: never divisible) → hak_free_slow(p)
+//     hak_free_slow(p) (cold; looks p up again, in either form of the map):
 //       p == nullptr                          → nothing
 //       kRegionSpan  (page-arena span, Large) → span header at p-16: magic checked
 //                                               → span_cache_put (→ arena_free) / large_free
@@ -19,12 +19,12 @@
 //       kRegionFreeSlab (inside a SuperSlab, no live run there) → fatal: invalid/double free
 //       kRegionNone  (not hakmem's)           → glibc's __libc_free if glibc's heap holds
 //                                               it, else fatal (stack, static, wild)
-// Budget: 32 instructions from free's entry to ret on a Tiny hit (x86-64 release
-// libhakmem.so, objdump), no stack frame; 5 predicted branches (map present and covering p,
-// class range, block start, free-block key, cap). The block-start test (interior and unaligned
-// pointers at the call) and the key (double free at the call: compared and stored as
-// immediates, free_link.h) are 13 of them; one compare of p >> 16 with the map's size took 3
-// off the map lookup, the room counter (tiny_heap.h) 3 off the push. What the checks cost on the
+// Budget: 30 instructions from free's entry to ret on a Tiny hit (x86-64 release
+// libhakmem.so, objdump), no stack frame; 4 predicted branches (map present and covering p,
+// block start, free-block key, cap). The block-start test (interior and unaligned pointers at
+// the call; it is also the class-range test) and the key (double free at the call: compared
+// and stored as immediates, free_link.h) are 13 of them; one compare of p >> 16 with the
+// map's size took 3 off the map lookup, the room counter (tiny_heap.h) 3 off the push. What the checks cost on the
 // benchmark table and the real programs: docs/BENCHMARKS.md, "Double free at the call" and
 // "Interior pointers at the call, in release". The secure variant adds the encoded link
 // (free_link.h) and the canary (canary.h).
@@ -56,10 +56,11 @@ HAK_FAST_PATH void hak_free_impl(void* p) {
   if (HAK_LIKELY(unit < __atomic_load_n(&detail::g_region.units, __ATOMIC_ACQUIRE))) {
     const uint8_t* e = detail::g_region.base + unit * kFlatStride;  // the unit's entry: id, run start
     const unsigned id = e[0];
-    if (HAK_LIKELY(id <= unsigned(kNumClasses))) {
+    {
       // A Tiny/Mid block must start a block of its run: an interior or unaligned pointer is
-      // reported at the call. Id 0 (not hakmem's: nullptr, glibc's, stack...) fails the same
-      // test (class_divides(0, ·) is false) and goes on to the slow path below.
+      // reported at the call. An id that is not a class (0: not hakmem's — nullptr, glibc's,
+      // the stack; a span, the guarded pool...) fails the same test (its constant is 0:
+      // class_divides) and goes on to the slow path below.
       const uint32_t off = region_run_offset(e, a);
       if (HAK_LIKELY(class_divides(id, off))) {
         // The secure variant also rejects an address in the last 4 KiB of the run window:
@@ -71,7 +72,7 @@ HAK_FAST_PATH void hak_free_impl(void* p) {
         tiny_free_fast(p, id);
         return;
       }
-      if (id != 0) {
+      if (id - 1u < unsigned(kNumClasses)) {
         if constexpr (kDebug) tiny_debug_check_free(p, id);  // its message names the metadata
         return tiny_free_suspect(p, id);
       }

@@ -94,7 +94,8 @@ struct Tables {
   uint8_t run_slabs[kNumClasses + 1];   // 64 KiB slabs per slab run (run_slabs_of)
   uint16_t cache_cap[kNumClasses + 1];  // TLS free-list cap (blocks)
   uint64_t recip[kNumClasses + 1];      // ceil(2^40 / size): offset → block index (below)
-  uint64_t divc[kNumClasses + 1];       // 2^64 / size rounded up: divisibility (class_divides)
+  uint64_t divc[256];                   // 2^64 / size rounded up: divisibility (class_divides);
+                                        // 0 for every region-map id that is not a class
   uint8_t small[kTinyMax / 8 + 1];      // (n + 7) >> 3 → class, n ≤ 1024
   uint8_t mid[kMidMax / 32 + 1];        // (n + 31) >> 5 → class, 1024 < n ≤ 32768
 };
@@ -210,6 +211,8 @@ HAK_FAST_PATH uint32_t class_block_index(int id, size_t off) {
 // divisible by d iff n × c mod 2^64 < c, c = ⌈2^64 / d⌉, for 32-bit n and d). Free's check
 // that a pointer starts a block (hak_free_api.inc.h); tests/unit/test_size_class.cpp checks
 // every offset below 2^18 of every class against %.
+// Any region-map id may be passed: one that is not a class (0, the special kinds above
+// kNumClasses) has a constant of 0 and is never divisible, so free needs no range test.
 HAK_FAST_PATH bool class_divides(unsigned id, uint32_t off) {
   const uint64_t c = detail::kTables.divc[id];
   return uint64_t(off) * c < c;

@@ -2,7 +2,7 @@
 // push the block on this thread's list of its class, whatever thread's slab it came from.
 //
 //   (the caller, hak_free_api.inc.h: p starts a block of its run — its offset in the run, from
-//    the region map, a multiple of the class size: 8 instructions, 2 loads — else the cold
+//    the region map, a multiple of the class size: 10 instructions, 3 loads — else the cold
 //    tiny_free_suspect reports an interior or unaligned pointer at the call)
 //   tiny_free_fast(p, cls) → p's key word not the free-block key?
 //                                                 1 load, 1 predicted branch; else the cold

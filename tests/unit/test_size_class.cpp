@@ -117,6 +117,8 @@ Test(size_class, divisibility_is_exact_at_every_offset_of_a_run_window_and_beyon
     uint32_t top = uint32_t((UINT32_MAX / size) * size);
     cr_assert(class_divides(c, top) && !class_divides(c, top + 1) && !class_divides(c, top - 1) && class_divides(c, top - size), "class %d near 2^32", c);
   }
-  // Class 0 is the region map's "not hakmem's": nothing divides, so free sends it on.
-  for (uint32_t off : {0u, 16u, 4096u, 65536u}) cr_assert(!class_divides(0, off));
+  // Ids that are not classes (0, the region map's "not hakmem's", and every id above the
+  // classes: spans, the guarded pool, free slabs...): nothing divides, so free sends them on.
+  for (unsigned id = 0; id < 256; id = id == 0 ? unsigned(kNumClasses) + 1 : id + 1)
+    for (uint32_t off : {0u, 16u, 4096u, 65536u}) cr_assert(!class_divides(id, off), "id %u, offset %u", id, off);
 }
