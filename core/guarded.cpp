@@ -317,8 +317,8 @@ void guarded_free(void* p) {
   // Inaccessible. A small slot's pages stay resident (at most the 16 slots' worth) for its
   // next block, which saves a system call per sample; a span slot's go back to the system.
   const int i = int(&s - g_slots);
+  os_protect(slot_base(i), s.bytes, false);  // first: a write racing the free faults
   if (i >= kGuardSlots) os_decommit(slot_base(i), s.bytes);
-  os_protect(slot_base(i), s.bytes, false);
   pthread_mutex_lock(&g_lock);
   tier_of(i).put(i);
   --g_live;

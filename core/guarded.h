@@ -14,13 +14,15 @@
 // up to the 15 bytes that keep it 16-byte aligned) or with their start (an underflow faults
 // at once), in turn; the spare bytes of its pages hold a pattern checked when it is freed,
 // which catches the small overflows and underflows that stayed inside its pages. A freed
-// slot is made inaccessible (its pages stay resident for its next block) and reused last
+// slot is made inaccessible (a small slot's pages stay resident for its next block, a span
+// slot's go back to the system) and reused last
 // (FIFO), so a use after free faults. The SIGSEGV handler reports a fault inside the pool with one message that
 // never allocates (kind, address, offset from the block, size, the stacks) and aborts; any
 // other fault goes to the handler the program had installed, or to the default action.
 // A double free, a free of an interior pointer, and realloc/malloc_usable_size of either are
 // reported at the call. Memory: kGuardSlots slots of at most kGuardMaxSize bytes resident at
-// once (256 KiB), and kGuardSpanSlots slots for spans (kGuardMaxSize < n ≤ kGuardSpanMax),
+// once (256 KiB), and kGuardSpanSlots span slots (kGuardMaxSize < n ≤ kGuardSpanMax: Mid
+// blocks above 16 KiB and spans),
 // resident only while their block is live (their pages go back at free), metadata of a few
 // KiB; when every slot of the size is in use, allocations are served as usual. Under valgrind
 // the pool is off (memcheck tracks the heap itself).
@@ -28,7 +30,7 @@
 // Sampling: a per-thread countdown drawn uniformly from [1, 2N - 1] (mean N); a new thread
 // draws before it counts. Release and debug builds pay nothing on the malloc fast path when it
 // is off: when on, the allocation path's size-class tables (size_class.h, g_alloc_tables)
-// send every request of at most kGuardMaxSize bytes to class 0, whose thread cache is always
+// send every request of a size class (at most kSmallMax bytes) to class 0, whose thread cache is always
 // empty, so each such malloc takes the miss path, where the countdown is kept (about 65
 // instructions more per malloc). The secure variant, where it is on by default, counts on
 // the fast path instead (kGuardInline: a decrement and a branch; docs/BENCHMARKS.md). Spans

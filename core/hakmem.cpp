@@ -125,7 +125,7 @@ HAK_SLOW_PATH void hak_init_slow() {
     // Guarded sampling: memcheck tracks the heap itself (and the pool's protections would
     // only confuse it).
     if (options().guard != 0 && !(kValgrind && vg_running()) && guarded_init(options().guard) && !kGuardInline)
-      alloc_tables_sample_upto(kGuardMaxSize + kCanaryTail);  // the tables see n + kCanaryTail
+      alloc_tables_sample_upto(kSmallMax + kCanaryTail);  // every class: the tables see n + kCanaryTail
     // The heap profiler (off under memcheck, like the guarded pool).
     if (!(kValgrind && vg_running())) prof_init();
     g_init_state.store(2, std::memory_order_release);
@@ -215,14 +215,17 @@ HAK_SLOW_PATH bool prof_take_sample(size_t n) {
 // A span for a request of n bytes, counted by the heap profiler (out of line: malloc's fast
 // path only jumps here, and needs no stack frame).
 HAK_SLOW_PATH void* span_alloc(size_t n, size_t align, bool zero) {
-  // Guarded sampling takes spans up to kGuardSpanMax here (its countdown, on this slow path).
-  if (HAK_UNLIKELY(guarded_rate() != 0) && n <= kGuardSpanMax && align <= 4096 && guarded_should_sample()) {
+  const bool prof_sample = prof_countdown(n) && prof_take_sample(n);
+  // Guarded sampling takes spans up to kGuardSpanMax here (its countdown, on this slow path),
+  // unless the heap profiler samples this one (as for small blocks: tiny_alloc_counted).
+  if (HAK_UNLIKELY(guarded_rate() != 0) && !prof_sample && n <= kGuardSpanMax && align <= 4096 &&
+      guarded_should_sample()) {
     if (void* p = guarded_alloc(n, align)) {
-      if (zero) memset(p, 0, n);  // a span slot's pages are fresh, but cheap to be sure of
+      if (zero) memset(p, 0, n);  // a span slot's pages were given back at its last free
       return p;
     }
   }
-  return span_alloc_as(n, align, zero, prof_countdown(n) && prof_take_sample(n));
+  return span_alloc_as(n, align, zero, prof_sample);
 }
 
 }  // namespace
@@ -297,7 +300,7 @@ HAK_SLOW_PATH void* tiny_alloc_miss_sized_raw(size_t n, int cls) {
   bool sample;
   if constexpr (kGuardInline) sample = cls == 0 && guarded_countdown_expired();
   else sample = size_to_class_alloc(n + kCanaryTail) == 0 && guarded_should_sample();
-  if (sample && n <= kGuardMaxSize)
+  if (sample && n <= kGuardSpanMax)  // a small slot up to kGuardMaxSize, a span slot above
     if (void* p = guarded_alloc(n, 16)) return p;
   return tiny_alloc_fast(size_to_class(n + kCanaryTail));
 }
@@ -361,7 +364,7 @@ HAK_FAST_PATH void* hak_alloc_impl(size_t n) {
 HAK_FAST_PATH void* aligned_block(size_t align, size_t n) {
   if (align <= 16) return alloc_block(n < 16 && align == 16 ? 16 : n);
   if (prof_countdown(n) && prof_take_sample(n)) return span_alloc_as(n, align, false, true);
-  if (HAK_UNLIKELY(guarded_rate() != 0) && align <= 4096 && n <= kGuardMaxSize && guarded_should_sample())
+  if (HAK_UNLIKELY(guarded_rate() != 0) && align <= 4096 && n <= kGuardSpanMax && guarded_should_sample())
     if (void* p = guarded_alloc(n, align)) return p;
   if (align <= 4096 && n <= kMidMax - kCanaryTail) {
     size_t m = n + kCanaryTail < align ? align : n + kCanaryTail;

@@ -27,7 +27,7 @@ const OptionInfo kTable[] = {
     {"HAKMEM_FAULT_MMAP", "fault injection: the N-th and later mmaps fail (debug variant)", true, &g_raw[2], 0},
     {"HAKMEM_CHECK", "check the whole heap every N-th slow-path call of a thread (debug variant)", true, &g_raw[3], 0},
     {"HAKMEM_DECAY_THREAD", "return idle memory from a background thread (0 = never start it)", false, &g_raw[4], 1},
-    {"HAKMEM_GUARD", "guard one allocation in N of at most 16 KiB between inaccessible pages (0 = off)", false, &g_raw[5],
+    {"HAKMEM_GUARD", "guard one allocation in N of at most 256 KiB between inaccessible pages (0 = off)", false, &g_raw[5],
      kGuardDefaultRate},
     {"HAKMEM_PROF", "heap profiler: sample the heap by call stack (1 = on; docs/PROFILING.md)", false, &g_raw[6], 0},
     {"HAKMEM_PROF_SAMPLE", "heap profiler: bytes allocated per sample on average (0 = 524288)", false, &g_raw[7], 0},

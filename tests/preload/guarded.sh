@@ -38,6 +38,7 @@ cases=(
   "uaf_span|use-after-free at 0x[0-9a-f]+: 64 bytes into the freed 100000-byte guarded block|free"
   "df_span|free\\(0x[0-9a-f]+\\): double free of the 100000-byte guarded block|free"
   "interior_span|free\\(0x[0-9a-f]+\\): invalid pointer \\(4096 bytes into the 100000-byte guarded block|"
+  "realloc_freed_span|realloc\\(0x[0-9a-f]+\\): use of freed the 100000-byte guarded block|free"
 )
 for c in "${cases[@]}"; do
   name=${c%%|*}; rest=${c#*|}; pattern=${rest%|*}; stacks=${rest##*|}

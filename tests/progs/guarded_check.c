@@ -135,6 +135,14 @@ static int check_api(void) {
   c = realloc(c, 400000);  // above the span slots' bound: out of the pool
   CHECK(c != NULL && filled(c, 50, 9), "realloc to a big span lost the contents");
   free(c);
+  // A Mid block above 16 KiB takes a span slot too.
+  hak_stats_t m0 = stats();
+  void* mid = malloc(20000);
+  CHECK(mid != NULL && stats().guarded_allocs == m0.guarded_allocs + 1, "a 20000-byte block was not guarded");
+  CHECK(malloc_usable_size(mid) == 20000, "usable size %zu of a guarded 20000-byte block", malloc_usable_size(mid));
+  fill(mid, 20000, 4);
+  CHECK(filled(mid, 20000, 4), "the 20000-byte guarded block lost its contents");
+  free(mid);
   // Spans up to 256 KiB: 4 span slots; a fifth live span is served as usual. calloc of a
   // span reads zero, also in a slot used before (its pages went back at free).
   for (int round = 0; round < 2; ++round) {
