@@ -56,26 +56,24 @@ HAK_FAST_PATH void hak_free_impl(void* p) {
   if (HAK_LIKELY(unit < __atomic_load_n(&detail::g_region.units, __ATOMIC_ACQUIRE))) {
     const uint8_t* e = detail::g_region.base + unit * kFlatStride;  // the unit's entry: id, run start
     const unsigned id = e[0];
-    {
-      // A Tiny/Mid block must start a block of its run: an interior or unaligned pointer is
-      // reported at the call. An id that is not a class (0: not hakmem's — nullptr, glibc's,
-      // the stack; a span, the guarded pool...) fails the same test (its constant is 0:
-      // class_divides) and goes on to the slow path below.
-      const uint32_t off = region_run_offset(e, a);
-      if (HAK_LIKELY(class_divides(id, off))) {
-        // The secure variant also rejects an address in the last 4 KiB of the run window:
-        // that is where a SuperSlab's header lands for a run at its first slab (release lets
-        // a 16-byte-aligned one through for some classes: docs/TUNING.md). Legitimate blocks
-        // there (the last of a 4-slab run) take the cold check and go on.
-        if (kSecure && HAK_UNLIKELY(off >= kRunWindow - kSuperSlabHeader)) return tiny_free_window_end(p, id);
-        if constexpr (kDebug) tiny_debug_check_free(p, id);
-        tiny_free_fast(p, id);
-        return;
-      }
-      if (id - 1u < unsigned(kNumClasses)) {
-        if constexpr (kDebug) tiny_debug_check_free(p, id);  // its message names the metadata
-        return tiny_free_suspect(p, id);
-      }
+    // A Tiny/Mid block must start a block of its run: an interior or unaligned pointer is
+    // reported at the call. An id that is not a class (0: not hakmem's — nullptr, glibc's,
+    // the stack; a span, the guarded pool...) fails the same test (its constant is 0:
+    // class_divides) and goes on to the slow path below.
+    const uint32_t off = region_run_offset(e, a);
+    if (HAK_LIKELY(class_divides(id, off))) {
+      // The secure variant also rejects an address in the last 4 KiB of the run window:
+      // that is where a SuperSlab's header lands for a run at its first slab (release lets
+      // a 16-byte-aligned one through for some classes: docs/TUNING.md). Legitimate blocks
+      // there (the last of a 4-slab run) take the cold check and go on.
+      if (kSecure && HAK_UNLIKELY(off >= kRunWindow - kSuperSlabHeader)) return tiny_free_window_end(p, id);
+      if constexpr (kDebug) tiny_debug_check_free(p, id);
+      tiny_free_fast(p, id);
+      return;
+    }
+    if (id - 1u < unsigned(kNumClasses)) {
+      if constexpr (kDebug) tiny_debug_check_free(p, id);  // its message names the metadata
+      return tiny_free_suspect(p, id);
     }
   }
   hak_free_slow(p);

@@ -300,7 +300,7 @@ HAK_SLOW_PATH void* tiny_alloc_miss_sized_raw(size_t n, int cls) {
   bool sample;
   if constexpr (kGuardInline) sample = cls == 0 && guarded_countdown_expired();
   else sample = size_to_class_alloc(n + kCanaryTail) == 0 && guarded_should_sample();
-  if (sample && n <= kGuardSpanMax)  // a small slot up to kGuardMaxSize, a span slot above
+  if (sample)  // n ≤ kSmallMax: a small slot up to kGuardMaxSize, a span slot above
     if (void* p = guarded_alloc(n, 16)) return p;
   return tiny_alloc_fast(size_to_class(n + kCanaryTail));
 }

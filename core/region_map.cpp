@@ -38,7 +38,6 @@ bool flat_make_writable(uintptr_t first, uintptr_t count) {
   }
   return true;
 }
-bool set_2level(uintptr_t first, uintptr_t count, uint8_t id);
 bool g_force_two_level = false;
 bool g_ready = false;
 
@@ -79,39 +78,23 @@ bool region_map_init() {
 bool region_map_is_flat() { return detail::g_region.base != nullptr; }
 void region_map_force_two_level() { g_force_two_level = true; }
 
-bool region_map_set(const void* start, size_t bytes, uint8_t id) {
+namespace {
+// Marks the units [start, start + bytes) as `id`; in the flat form also their run start k
+// (region_map.h) unless k is 0 (not a run: the byte keeps what it had, which nothing reads).
+bool set_units(const void* start, size_t bytes, uint8_t id, uint8_t k) {
   uintptr_t first = reinterpret_cast<uintptr_t>(start) >> kRegionShift;
   uintptr_t count = bytes >> kRegionShift;
   if (uint8_t* flat = detail::g_region.base) {
     if (count == 0) return true;
     if (!flat_make_writable(first, count)) return false;
-    for (uintptr_t i = 0; i < count; ++i) __atomic_store_n(&flat[(first + i) * kFlatStride], id, __ATOMIC_RELEASE);
-    return true;
-  }
-  return set_2level(first, count, id);
-}
-
-bool region_map_set_run(const void* start, size_t bytes, uint8_t cls, const void* run_start) {
-  uintptr_t first = reinterpret_cast<uintptr_t>(start) >> kRegionShift;
-  uintptr_t count = bytes >> kRegionShift;
-  if (uint8_t* flat = detail::g_region.base) {
-    if (count == 0) return true;
-    if (!flat_make_writable(first, count)) return false;
-    // region_map.h: (p + k × 4 KiB) mod 2^18 is p's offset in the run.
-    const uint8_t k = uint8_t((kRunWindow - (reinterpret_cast<uintptr_t>(run_start) & (kRunWindow - 1))) >> 12);
     for (uintptr_t i = 0; i < count; ++i) {
-      // Written before the id: a free that sees the id (after the block was handed out, which
+      // k before the id: a free that sees the id (after the block was handed out, which
       // happens after this) sees the start.
-      __atomic_store_n(&flat[(first + i) * kFlatStride + 1], k, __ATOMIC_RELAXED);
-      __atomic_store_n(&flat[(first + i) * kFlatStride], cls, __ATOMIC_RELEASE);
+      if (k != 0) __atomic_store_n(&flat[(first + i) * kFlatStride + 1], k, __ATOMIC_RELAXED);
+      __atomic_store_n(&flat[(first + i) * kFlatStride], id, __ATOMIC_RELEASE);
     }
     return true;
   }
-  return set_2level(first, count, cls);
-}
-
-namespace {
-bool set_2level(uintptr_t first, uintptr_t count, uint8_t id) {
   for (uintptr_t i = 0; i < count; ++i) {
     uint8_t* leaf = leaf_for(first + i, id != kRegionNone);
     if (leaf == nullptr) {
@@ -123,5 +106,13 @@ bool set_2level(uintptr_t first, uintptr_t count, uint8_t id) {
   return true;
 }
 }  // namespace
+
+bool region_map_set(const void* start, size_t bytes, uint8_t id) { return set_units(start, bytes, id, 0); }
+
+bool region_map_set_run(const void* start, size_t bytes, uint8_t cls, const void* run_start) {
+  // region_map.h: (p + k × 4 KiB) mod 2^18 is p's offset in the run; k is in [1, 64].
+  const uint8_t k = uint8_t((kRunWindow - (reinterpret_cast<uintptr_t>(run_start) & (kRunWindow - 1))) >> 12);
+  return set_units(start, bytes, cls, k);
+}
 
 }  // namespace hak
