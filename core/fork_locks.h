@@ -27,6 +27,7 @@ struct alignas(4096) ForkLocks {
   alignas(64) pthread_mutex_t large = PTHREAD_MUTEX_INITIALIZER;    // large.cpp
   alignas(64) pthread_mutex_t guarded = PTHREAD_MUTEX_INITIALIZER;  // guarded.cpp
   alignas(64) std::atomic<int> prof{0};                              // prof.cpp's lock word
+  alignas(64) pthread_mutex_t seed = PTHREAD_MUTEX_INITIALIZER;     // seed_heap.cpp
 };
 static_assert(sizeof(ForkLocks) == 4096, "the fork locks fill exactly one page");
 

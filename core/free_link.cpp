@@ -12,7 +12,14 @@ namespace hak {
 alignas(64) uintptr_t g_link_key;  // read-mostly: its line holds nothing that is written
 
 void link_key_init() {
-  if (g_link_key == 0) g_link_key = uintptr_t(os_random_u64());
+  if (g_link_key != 0) return;
+  uint64_t k = os_random_u64();
+  // The secure and debug variants' canary is the key's low four bytes (canary.h): none is
+  // zero, so a string's terminator written one past its block (the commonest overflow) never
+  // leaves the canary intact.
+  for (int i = 0; i < 4; ++i)
+    if (((k >> (8 * i)) & 0xFF) == 0) k |= uint64_t(0x5A) << (8 * i);
+  g_link_key = uintptr_t(k);
 }
 
 void write_after_free(const void* b, int cls, const char* where) {

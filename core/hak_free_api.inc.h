@@ -15,6 +15,7 @@
 //       kRegionSpan  (page-arena span, Large) → span header at p-16: magic checked
 //                                               → span_cache_put (→ arena_free) / large_free
 //       kRegionGuarded (a sampled block, guarded.h)  → guarded_free: checks, protects, decommits
+//       kRegionSeed (a process's first small blocks, seed_heap.h) → seed_free: checked, listed
 //       kRegionLargeFree (freed Large memory in the page heap) → fatal: invalid/double free
 //       kRegionFreeSlab (inside a SuperSlab, no live run there) → fatal: invalid/double free
 //       kRegionNone  (not hakmem's)           → glibc's __libc_free if glibc's heap holds
@@ -111,6 +112,8 @@ void hak_free_slow(void* p) {
     span_free(p);
   } else if (id == kRegionGuarded) {
     guarded_free(p);
+  } else if (id == kRegionSeed) {
+    seed_free(p);
   } else if (id == kRegionLargeFree) {
     hak_fatal("free(%p): invalid pointer (in freed Large memory: double free?)", p);
   } else if (id == kRegionFreeSlab) {

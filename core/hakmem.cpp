@@ -40,6 +40,7 @@
 #include "page_arena.h"
 #include "prof.h"
 #include "region_map.h"
+#include "seed_heap.h"
 #include "shared_pool.h"
 #include "size_class.h"
 #include "span.h"
@@ -73,6 +74,7 @@ namespace {
 // Initialisation: lazily, on the first slow path of any thread; safe as the first call of
 // the process (before main, inside other libraries' constructors).
 std::atomic<int> g_init_state{0};  // 0 not started, 1 running, 2 done
+pid_t g_init_pid = 0;              // the process that initialised hakmem (a fork child's differs)
 
 // fork() in a process with one thread (a shell, make) takes no lock: no other thread can hold
 // one or be half-way through a change, and each lock written after the fork costs the parent
@@ -91,9 +93,11 @@ void fork_prepare() {
   large_lock();
   guarded_lock();
   prof_lock();
+  seed_lock();
 }
 void fork_parent() {
   if (g_fork_unlocked) return;
+  seed_unlock();
   prof_unlock();
   guarded_unlock();
   large_unlock();
@@ -104,6 +108,7 @@ void fork_parent() {
 void fork_child() {
   decay_thread_reinit_after_fork();  // the child has no decay thread, whatever the parent had
   if (g_fork_unlocked) return;
+  seed_reinit_after_fork();
   prof_reinit_after_fork();
   guarded_reinit_after_fork();
   large_reinit_after_fork();
@@ -116,6 +121,7 @@ HAK_SLOW_PATH void hak_init_slow() {
   int expect = 0;
   if (g_init_state.compare_exchange_strong(expect, 1, std::memory_order_acq_rel)) {
     os_init();
+    g_init_pid = getpid();
     link_key_init();  // before the first block is linked
     options_init();
     if (options().stats) os_stderr_keep();  // the table at exit reaches stderr even if the program closed it
@@ -127,7 +133,7 @@ HAK_SLOW_PATH void hak_init_slow() {
     if (options().guard != 0 && !(kValgrind && vg_running()) && guarded_init(options().guard) && !kGuardInline)
       alloc_tables_sample_upto(kSmallMax + kCanaryTail);  // every class: the tables see n + kCanaryTail
     // The heap profiler (off under memcheck, like the guarded pool).
-    if (!(kValgrind && vg_running())) prof_init();
+    if (!(kValgrind && vg_running())) prof_init(g_init_pid);
     g_init_state.store(2, std::memory_order_release);
     pthread_atfork(fork_prepare, fork_parent, fork_child);  // may allocate: we are ready
     if (options().verbose) options_print();
@@ -259,6 +265,10 @@ bool glibc_owns(const void* p) {
 
 HAK_SLOW_PATH void* tiny_alloc_miss(int cls, bool may_borrow) {
   ensure_init();
+  // Release: a class's first blocks (up to 4 KiB) come packed from the seed (seed_heap.h); not for an
+  // aligned request (may_borrow false: the class was chosen for its alignment).
+  if (may_borrow && seed_serves(cls))
+    if (void* p = seed_alloc(cls)) return p;
   void* p = tiny_refill(cls, may_borrow);
   if constexpr (kDebug) {
     if (p != nullptr) tiny_debug_check_alloc(p, region_map_lookup(p));  // maybe a larger class
@@ -405,6 +415,7 @@ size_t hak_usable_size_impl(const void* p, const char* op) {
     return span_usable(h);
   }
   if (id == kRegionGuarded) return guarded_usable(p, "malloc_usable_size");
+  if (id == kRegionSeed) return seed_usable(p, op);
   if (id == kRegionFreeSlab || id == kRegionLargeFree) hak_fatal("malloc_usable_size(%p): invalid pointer", p);
   if (!glibc_owns(p)) hak_fatal("malloc_usable_size(%p): invalid pointer (not from malloc)", p);
   // glibc's chunk header: size field with flag bits; mmapped chunks carry 16 bytes overhead.
@@ -486,6 +497,7 @@ void* hak_realloc_impl(void* p, size_t n) {
     hak_free_impl(p);
     return q;
   }
+  if (id == kRegionSeed) seed_usable(p, "realloc");  // reports a freed or interior pointer
   if (id == kRegionFreeSlab) hak_fatal("realloc(%p): invalid pointer (inside a hakmem SuperSlab but in no live slab)", p);
   if (id == kRegionLargeFree) hak_fatal("realloc(%p): invalid pointer (in freed Large memory; freed already?)", p);
   if (unsigned(id) - 1u < unsigned(kNumClasses) && run_block_index(slab_of_block(p), p) == UINT32_MAX)
@@ -791,13 +803,17 @@ HAK_EXPORT void hak_prof_leak_report(int max_stacks) {
 }
 
 // At exit (a destructor of the library, or of the program that links it statically): the
-// exiting thread's cached blocks go back to their runs, where the release variant checks
-// them, so that a double free still in a cache (free(p); free(p); exit) is reported rather
+// exiting thread's cached blocks go back to their runs, where they are checked, so that a
+// double free still in a cache whose free-block key the program erased is reported rather
 // than lost with the process; then HAKMEM_STATS=1 prints the table. Other threads' caches
-// are theirs (they may still be running).
+// are theirs (they may still be running). Not in a forked child that exits without exec (a
+// shell's subshell, `$(...)`): its cache is mostly its parent's, which the parent's own exit
+// checks, its frees were checked at the call (free-block key), and sending the blocks back
+// would write into pages it shares with the parent: 9 copy-on-write faults per subshell of
+// bash, a tenth of what the subshell costs (docs/BENCHMARKS.md, "Short processes").
 __attribute__((destructor)) static void hak_at_exit() {
   if (g_init_state.load(std::memory_order_acquire) != 2) return;
-  tiny_flush_current_thread();
+  if (getpid() == g_init_pid) tiny_flush_current_thread();
   prof_at_exit();
   if (options().stats) stats_print();
 }

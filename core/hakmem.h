@@ -42,7 +42,7 @@ HAKMEM_API int    hak_heap_check(void);
 
 // Figures, cheap to read (no lock held for long, nothing allocated).
 typedef struct hak_stats {
-  uint64_t mapped_bytes;        // address space hakmem holds from the OS (all tiers)
+  uint64_t mapped_bytes;        // address space hakmem holds from the OS (all tiers, the seed heap)
   uint64_t tiny_mapped_bytes;   // SuperSlabs (Tiny and Mid classes)
   uint64_t arena_mapped_bytes;  // page-arena chunks (Mid/Large spans)
   uint64_t large_mapped_bytes;  // Large spans, including the freed memory kept for reuse
@@ -60,8 +60,8 @@ typedef struct hak_stats {
   uint64_t mmap_calls;          // mappings made
   uint64_t munmap_calls;        // mappings returned
   uint64_t peak_mapped_bytes;   // high-water mark of mapped_bytes (heap and metadata mappings)
-  uint64_t tiny_in_use_bytes;   // Tiny blocks out of their slabs (in use or in thread caches)
-  uint64_t mid_in_use_bytes;    // Mid blocks out of their slabs (in use or in thread caches)
+  uint64_t tiny_in_use_bytes;   // Tiny blocks out of their slabs (in use or in thread caches) or of the seed heap
+  uint64_t mid_in_use_bytes;    // Mid blocks out of their slabs (in use or in thread caches) or of the seed heap
   uint64_t remote_frees;        // blocks freed by a thread other than their slab's owner
   uint64_t process_rss_bytes;   // resident set of the whole process (/proc/self/statm)
   uint64_t minor_page_faults;   // minor page faults of the whole process so far (getrusage)
@@ -71,6 +71,8 @@ typedef struct hak_stats {
   uint64_t guarded_allocs;      // blocks served from the guarded pool so far
   uint64_t guarded_live;        // guarded blocks not freed yet
   uint64_t guarded_full;        // samples served as usual because every guarded slot was in use
+  uint64_t seed_mapped_bytes;   // the seed heap: each class's first blocks, packed (0 or 128 KiB; release)
+  uint64_t seed_in_use_bytes;   // seed blocks out (counted in tiny_/mid_in_use_bytes too, by class)
 } hak_stats_t;
 
 HAKMEM_API void   hak_stats_get(hak_stats_t* out);

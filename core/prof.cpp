@@ -72,7 +72,7 @@ int g_signal = 0;
 uint32_t g_signal_seq = 0;
 pid_t g_init_pid = 0, g_main_pid = 0;
 bool g_leaks = false;
-char g_exit_path[kPathMax];  // HAKMEM_PROF_AT_EXIT, "" when unset
+__attribute__((section(".lbss.hakmem"))) char g_exit_path[kPathMax];  // HAKMEM_PROF_AT_EXIT, "" when unset (big: after the small globals)
 
 bool try_lock() {
   int expect = 0;
@@ -294,17 +294,19 @@ void exit_path(char* out, size_t cap, const char* suffix) {
 
 }  // namespace
 
-void prof_init() {
+void prof_init(pid_t pid) {
   const Options& o = options();
-  g_init_pid = getpid();
+  g_init_pid = pid;
   if (const char* s = os_getenv("HAKMEM_PROF_PID")) g_main_pid = pid_t(options_parse_u64(s));
+  bool at_exit = false;  // g_exit_path is not read unless set: its page stays untouched
   if (const char* s = os_getenv("HAKMEM_PROF_AT_EXIT")) {
     size_t n = strlen(s);
     if (n < kPathMax) memcpy(g_exit_path, s, n + 1);
     else diag_print("HAKMEM_PROF_AT_EXIT: path too long (%zu bytes), ignored", n);
+    at_exit = n != 0 && n < kPathMax;
   }
   g_leaks = o.prof_leaks;
-  bool on = o.prof || o.prof_leaks || g_exit_path[0] != 0;
+  bool on = o.prof || o.prof_leaks || at_exit;
   if (!on) return;
   uint64_t mean = o.prof_sample != 0 ? o.prof_sample : kProfDefaultMean;
   if (mean > kSamplerMaxMean) mean = kSamplerMaxMean;

@@ -32,6 +32,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "hakmem_build_flags.h"
 #include "sampler.h"
@@ -45,8 +46,9 @@ inline constexpr uint64_t kProfDefaultMean = 512 << 10;  // bytes per sample on 
 inline constexpr size_t kProfLead = 64;
 
 // Reads the options and, if one turns profiling on, sets it up (the signal handler too).
-// Called once, at initialisation.
-void prof_init();
+// Called once, at initialisation, by process `pid` (HAKMEM_PROF_PID and the at-exit dump
+// tell a forked child by it).
+void prof_init(pid_t pid);
 
 // The count of the thread's outside-the-classes allocations (t_prof_left); the classes' are
 // their ids.

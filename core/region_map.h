@@ -8,6 +8,7 @@
 //   kRegionSpan          a page-arena span or Large mapping: a 16-byte header precedes the block
 //   kRegionLargeFree     freed Large memory kept for reuse (a free extent of page_heap.h)
 //   kRegionGuarded       the guarded pool (guarded.h): sampled blocks between inaccessible pages
+//   kRegionSeed          the seed heap (seed_heap.h): a process's first small blocks, packed
 //
 // Primary form: a flat array of 2^31 two-byte entries covering the 47-bit user address space,
 // reserved read-only with MAP_NORESERVE — untouched pages read as zero and cost nothing, not
@@ -39,6 +40,7 @@ inline constexpr unsigned kRegionShift = 16;                 // 64 KiB per entry
 inline constexpr size_t kRegionUnit = size_t(1) << kRegionShift;
 inline constexpr unsigned kAddressBits = 47;                  // x86-64 user space
 inline constexpr uint8_t kRegionNone = 0;
+inline constexpr uint8_t kRegionSeed = 0xFA;
 inline constexpr uint8_t kRegionGuarded = 0xFB;
 inline constexpr uint8_t kRegionLargeFree = 0xFC;
 inline constexpr uint8_t kRegionFreeSlab = 0xFD;

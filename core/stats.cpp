@@ -10,6 +10,7 @@
 #include "large.h"
 #include "os.h"
 #include "page_arena.h"
+#include "seed_heap.h"
 #include "shared_pool.h"
 #include "superslab.h"
 #include "tiny_heap.h"
@@ -34,6 +35,13 @@ void stats_classes(ClassStats out[kNumClasses + 1]) {
       out[cls].capacity += __atomic_load_n(&s.capacity, __ATOMIC_RELAXED);
     }
   }
+  // The seed's blocks of each class (seed_heap.h) count with the class's own.
+  uint64_t seed_out[kSeedClasses] = {}, seed_carved[kSeedClasses] = {};
+  seed_class_stats(seed_out, seed_carved);
+  for (int c = 1; c < kSeedClasses; ++c) {
+    out[c].blocks_out += seed_out[c];
+    out[c].capacity += seed_carved[c];
+  }
 }
 
 void stats_collect(hak_stats_t* out) {
@@ -54,7 +62,10 @@ void stats_collect(hak_stats_t* out) {
   out->arena_mapped_bytes = ar.mapped_bytes;
   out->large_mapped_bytes = lg.live_bytes + lg.cached_bytes;
   out->large_cached_bytes = lg.cached_bytes;
-  out->mapped_bytes = out->tiny_mapped_bytes + out->arena_mapped_bytes + out->large_mapped_bytes;
+  SeedStats se = seed_stats();
+  out->seed_mapped_bytes = se.mapped_bytes;
+  out->seed_in_use_bytes = se.in_use_bytes;
+  out->mapped_bytes = out->tiny_mapped_bytes + out->arena_mapped_bytes + out->large_mapped_bytes + out->seed_mapped_bytes;
   out->superslabs_live = sp.superslabs_mapped - sp.superslabs_retired;
   out->superslabs_retired = sp.superslabs_retired;
   out->slabs_in_use = sp.runs_assigned;
@@ -89,6 +100,9 @@ void stats_print() {
   diag_print("stats: tier   in use (B)    mapped (B)");
   diag_print("stats: tiny   %12lu  %12lu  (SuperSlabs, shared with mid)", ul(s.tiny_in_use_bytes), ul(s.tiny_mapped_bytes));
   diag_print("stats: mid    %12lu", ul(s.mid_in_use_bytes));
+  if (s.seed_mapped_bytes != 0)
+    diag_print("stats: seed   %12lu  %12lu  (each class's first blocks, packed; in tiny's and mid's in use too)", ul(s.seed_in_use_bytes),
+               ul(s.seed_mapped_bytes));
   diag_print("stats: spans  %12lu  %12lu  (page arena, %lu chunks)", ul(s.arena_used_bytes), ul(s.arena_mapped_bytes),
              ul(s.arena_chunks));
   diag_print("stats: large  %12lu  %12lu  (%lu live, %lu B cached in %lu free extents, recent peak %lu B)",
@@ -137,7 +151,7 @@ void stats_write_xml(void (*emit)(const char* line, void* ctx), void* ctx) {
   diag_format(line, sizeof(line), "<total type=\"fast\" count=\"0\" size=\"0\"/>\n<total type=\"rest\" count=\"%lu\" size=\"%lu\"/>\n",
               ul(free_count), ul(free_bytes));
   emit(line, ctx);
-  uint64_t heap = s.tiny_mapped_bytes + s.arena_mapped_bytes;
+  uint64_t heap = s.tiny_mapped_bytes + s.arena_mapped_bytes + s.seed_mapped_bytes;
   diag_format(line, sizeof(line), "<system type=\"current\" size=\"%lu\"/>\n<system type=\"max\" size=\"%lu\"/>\n",
               ul(heap), ul(s.peak_mapped_bytes));
   emit(line, ctx);

@@ -8,6 +8,7 @@
 #include <sys/mman.h>
 
 #include "hakmem.h"
+#include "seed_heap.h"
 #include "span_cache.h"
 #include "superslab.h"
 
@@ -32,7 +33,8 @@ void setup() {
 }
 
 void check_sums(const hak_stats_t& st) {
-  cr_assert_eq(st.mapped_bytes, st.tiny_mapped_bytes + st.arena_mapped_bytes + st.large_mapped_bytes);
+  cr_assert_eq(st.mapped_bytes, st.tiny_mapped_bytes + st.arena_mapped_bytes + st.large_mapped_bytes + st.seed_mapped_bytes);
+  cr_assert(st.seed_mapped_bytes == 0 || st.seed_mapped_bytes == hak::kSeedBytes);
   cr_assert_eq(st.tiny_mapped_bytes % hak::kSuperSlabSize, 0u);
   cr_assert_leq(st.large_cached_bytes, st.large_mapped_bytes);
   cr_assert_geq(st.large_mapped_bytes, st.large_live_bytes);

@@ -1,0 +1,106 @@
+// seed_heap.h — a process's first small blocks (16 B to 4 KiB, every class), packed together.
+//
+// Holds: one 128 KiB mapping, 64 KiB-aligned, marked kRegionSeed in the region map: a byte per
+// 16-byte granule naming the size class of the block that starts there (0: none), a bit per
+// granule set while that block is out, then the blocks, carved in address order whatever their
+// class; a free list per class (linked through the blocks' first word), and per class how
+// many blocks the seed has handed out. One lock (fork_locks.h). Release variant only: the
+// secure and debug variants keep every block in a run, where their canaries, poison words and
+// checkers look for it.
+// Calls: os (the mapping), region_map (marking it), size_class, diag.
+//
+// Why: a slab run holds blocks of one class, so the first block of each class a process uses
+// costs a page of its own: a short process (tr, sed, awk: 15-25 classes, 20-120 KiB of
+// blocks) touched a page per class where glibc's heap packs the same blocks into a few (a page
+// fault is ~2 µs here; docs/BENCHMARKS.md, "Short processes"). Each class's first
+// seed_quota(cls) blocks come from here instead; after that the class takes runs as before,
+// so a class in steady use costs the seed nothing. The count includes reuse: a loop that
+// allocates and frees one block leaves the seed after its first seed_quota blocks (every seed
+// malloc and free is a slow path of ~60 instructions, and takes a lock once the process has a
+// second thread; a run's block is 21 and 30).
+//
+// A seed block never enters a thread's cache (free sends it straight back to the seed), so
+// the caches, runs and their checks never see one. free checks it at the call: a pointer that
+// does not start a block is an invalid pointer, a block whose bit is clear a double free.
+// Aligned requests never come here (a power-of-two class's run blocks are aligned to their
+// size; a seed block only to 16 bytes). The seed stays mapped for the process's life (at most
+// 128 KiB resident).
+#ifndef HAKMEM_SEED_HEAP_H
+#define HAKMEM_SEED_HEAP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <atomic>
+
+#include "hakmem_build_flags.h"
+#include "size_class.h"
+
+namespace hak {
+
+inline constexpr bool kSeedHeap = !kSecure && !kDebug;
+inline constexpr size_t kSeedBytes = 128 * 1024;
+inline constexpr int kSeedClasses = 129;          // classes 1..128: blocks of 16 B to 4 KiB
+inline constexpr size_t kSeedClassBytes = 4096;   // a class's blocks from the seed: this many bytes,
+inline constexpr uint32_t kSeedClassBlocks = 2;   // but at least this many blocks
+
+// How many blocks each class (< kSeedClasses) takes from the seed in the process's life.
+struct SeedQuotas {
+  uint16_t of[kSeedClasses];
+};
+constexpr SeedQuotas make_seed_quotas() {
+  SeedQuotas q{};
+  for (int c = 1; c < kSeedClasses; ++c) {
+    uint32_t by_bytes = uint32_t(kSeedClassBytes / detail::class_size_of(c));
+    q.of[c] = uint16_t(by_bytes > kSeedClassBlocks ? by_bytes : kSeedClassBlocks);
+  }
+  return q;
+}
+inline constexpr SeedQuotas kSeedQuotas = make_seed_quotas();
+HAK_FAST_PATH constexpr uint32_t seed_quota(int cls) { return kSeedQuotas.of[cls]; }
+
+namespace detail {
+extern std::atomic<uint16_t> g_seed_served[kSeedClasses] __attribute__((visibility("hidden")));
+}
+
+// Whether a malloc of class cls (not aligned) should ask the seed: a class up to 4 KiB that has not
+// used up its quota. A relaxed load; seed_alloc decides under the lock.
+HAK_FAST_PATH bool seed_serves(int cls) {
+  return kSeedHeap && cls < kSeedClasses &&
+         detail::g_seed_served[cls].load(std::memory_order_relaxed) < seed_quota(cls);
+}
+
+// A block of class cls from the seed (its free list first, else carved), or nullptr: the
+// class's quota is used up, the seed is full, or it could not be mapped.
+void* seed_alloc(int cls);
+
+// free(p) of an address in the seed (region map kRegionSeed): reports an invalid pointer or a
+// double free (aborts), else puts the block on its class's list. `op` names the call.
+void seed_free(void* p, const char* op = "free");
+
+// The usable size of seed block p; reports p (aborts) unless it is a block that is out.
+size_t seed_usable(const void* p, const char* op);
+
+// Whether p is the start of a seed block that is out (for the checks of other modules).
+bool seed_block_live(const void* p);
+
+struct SeedStats {
+  uint64_t mapped_bytes;   // 0 before the first seed block, else kSeedBytes
+  uint64_t in_use_bytes;   // blocks out
+  uint64_t carved_bytes;   // blocks ever carved (out or on a free list)
+};
+SeedStats seed_stats();
+// Per class c (1 ≤ c < kSeedClasses): blocks out, and blocks carved (out or on its free list).
+void seed_class_stats(uint64_t out[], uint64_t carved[]);
+
+// Tests only: the seed hands out nothing from now on (blocks already out stay valid).
+void seed_disable();
+
+// Fork handling (the seed's lock).
+void seed_lock();
+void seed_unlock();
+void seed_reinit_after_fork();
+
+}  // namespace hak
+
+#endif  // HAKMEM_SEED_HEAP_H

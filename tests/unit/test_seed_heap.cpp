@@ -1,0 +1,386 @@
+// test_seed_heap.cpp — the seed heap (seed_heap.h): a class's first blocks packed together in
+// the release variant, then runs; reuse of freed seed blocks; the quota that sends a class in
+// steady use to its runs; bad frees of seed blocks reported at the call; aligned requests never
+// served from it; threads, fork, statistics, a full seed. The secure and debug variants never
+// use it.
+//
+// Criterion's start-up fills the seed (80 KiB of blocks before the first test), so each test
+// runs its scenario in a fresh process: this program again (/proc/self/exe), told by
+// HAKMEM_TEST_SEED which scenario to run from a constructor, before Criterion allocates
+// anything. Criterion's own checks stay in the parent; the child exits 0, or 1 with a message,
+// or aborts (the death tests).
+#include <criterion/criterion.h>
+
+#include <errno.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <string>
+#include <vector>
+
+#include "hakmem.h"
+#include "region_map.h"
+#include "seed_heap.h"
+#include "size_class.h"
+
+using namespace hak;
+
+namespace {
+
+bool in_seed(const void* p) { return region_map_lookup(p) == kRegionSeed; }
+
+// A request of exactly class size `bytes` (the secure variant adds its canary: canary.h).
+void* alloc_class(size_t bytes) { return hak_malloc(bytes - kCanaryTail); }
+
+// In a scenario: a failed check ends the process with status 1 and says why.
+__attribute__((format(printf, 2, 3))) void check(bool ok, const char* fmt, ...) {
+  if (ok) return;
+  va_list ap;
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputc('\n', stderr);
+  _exit(1);
+}
+
+// ---------------------------------------------------------------------------------------
+// The scenarios, each run in a fresh process.
+
+void first_blocks_packed() {
+  const size_t sizes[] = {400, 720, 2624, 768};
+  void* p[4];
+  for (int i = 0; i < 4; ++i) {
+    int cls = size_to_class(sizes[i]);
+    check(seed_serves(cls) == kSeedHeap, "class %d (%zu B): seed_serves %d", cls, sizes[i], int(seed_serves(cls)));
+    p[i] = alloc_class(sizes[i]);
+    check(p[i] != nullptr, "malloc failed");
+    memset(p[i], 0xA0 + i, sizes[i] - kCanaryTail);
+  }
+  for (int i = 0; i < 4; ++i) {
+    if (!kSeedHeap) {
+      check(region_map_lookup(p[i]) == size_to_class(sizes[i]), "secure/debug: block %d not in a run of its class", i);
+      continue;
+    }
+    check(in_seed(p[i]), "block %d (%zu B) at %p: region map says %d, not the seed", i, sizes[i], p[i],
+          int(region_map_lookup(p[i])));
+    check(reinterpret_cast<uintptr_t>(p[i]) % 16 == 0, "block %d not 16-byte aligned", i);
+    check(hak_usable_size(p[i]) == sizes[i], "usable size %zu of block %d, want its class size %zu", hak_usable_size(p[i]), i,
+          sizes[i]);
+    if (i > 0) {
+      // Packed: each block right after what was carved before it, in the same 128 KiB.
+      check(static_cast<char*>(p[i]) >= static_cast<char*>(p[i - 1]) + sizes[i - 1], "block %d overlaps block %d", i, i - 1);
+      check(static_cast<char*>(p[i]) - static_cast<char*>(p[0]) < ptrdiff_t(kSeedBytes), "block %d far from block 0", i);
+    }
+  }
+  for (int i = 0; i < 4; ++i) {
+    for (size_t k = 0; k < sizes[i] - kCanaryTail; ++k)
+      check(static_cast<unsigned char*>(p[i])[k] == 0xA0 + i, "block %d byte %zu overwritten", i, k);
+    hak_free(p[i]);
+  }
+}
+
+void quota_then_runs() {
+  const size_t size = 336;  // quota 12
+  const int cls = size_to_class(size);
+  uint32_t from_seed = 0;
+  void* last = nullptr;
+  for (int i = 0; i < 200; ++i) {
+    void* p = alloc_class(size);
+    check(p != nullptr, "malloc failed");
+    if (in_seed(p)) {
+      check(kSeedHeap && from_seed < seed_quota(cls), "block %d from the seed past the quota %u", i, seed_quota(cls));
+      check(last == nullptr || p == last, "the freed seed block is not the class's next one");
+      ++from_seed;
+      last = p;
+    } else {
+      check(region_map_lookup(p) == cls, "after the seed, not the class's own run");
+      last = nullptr;
+    }
+    hak_free(p);
+  }
+  check(from_seed == (kSeedHeap ? seed_quota(cls) : 0u), "%u blocks from the seed, want %u", from_seed,
+        kSeedHeap ? seed_quota(cls) : 0u);
+  check(!seed_serves(cls), "the class has not left the seed");
+  void* p = alloc_class(size);
+  check(region_map_lookup(p) == cls, "the class went back to the seed");
+  hak_free(p);
+}
+
+void realloc_calloc() {
+  char* p = static_cast<char*>(alloc_class(560));
+  check(in_seed(p), "not a seed block");
+  memset(p, 7, 560);
+  char* q = static_cast<char*>(hak_realloc(p, 400));  // fits, wastes less than half: kept
+  check(q == p, "realloc to 400 moved the block");
+  char* r = static_cast<char*>(hak_realloc(q, 3000));  // moved, contents kept
+  check(r != nullptr && r != q, "realloc to 3000");
+  for (int i = 0; i < 400; ++i) check(r[i] == 7, "byte %d lost by realloc", i);
+  // The 560-byte block realloc freed is the class's next seed block: calloc zeroes it.
+  char* z = static_cast<char*>(hak_calloc(1, 560));
+  check(z == p, "calloc did not get the block realloc freed");
+  for (int i = 0; i < 560; ++i) check(z[i] == 0, "calloc byte %d not zero", i);
+  hak_free(z);
+  hak_free(r);
+}
+
+void aligned_not_seed() {
+  void* p = hak_aligned_alloc(64, 640);
+  check(p != nullptr && reinterpret_cast<uintptr_t>(p) % 64 == 0, "aligned_alloc(64, 640)");
+  check(!in_seed(p), "an aligned block came from the seed");
+  hak_free(p);
+}
+
+void* seed_block(size_t size) {
+  void* p = alloc_class(size);
+  check(in_seed(p), "%zu-byte block not from the seed", size);
+  return p;
+}
+
+void double_free() {
+  void* p = seed_block(624);
+  hak_free(p);
+  hak_free(p);
+}
+void double_free_after_reuse() {
+  void* a = seed_block(624);
+  void* b = seed_block(624);
+  hak_free(a);
+  hak_free(b);
+  void* c = alloc_class(624);  // b again
+  check(c == b, "LIFO reuse");
+  hak_free(c);
+  hak_free(b);
+}
+void free_interior() { hak_free(static_cast<char*>(seed_block(624)) + 32); }
+void free_unaligned() { hak_free(static_cast<char*>(seed_block(624)) + 1); }
+void free_past_carved() { hak_free(static_cast<char*>(seed_block(624)) + 64 * 1024); }
+void realloc_freed() {
+  void* p = seed_block(624);
+  hak_free(p);
+  hak_realloc(p, 100);
+}
+void usable_freed() {
+  void* p = seed_block(624);
+  hak_free(p);
+  (void)hak_usable_size(p);
+}
+void link_overwritten() {
+  void* a = seed_block(624);
+  void* b = seed_block(624);
+  hak_free(a);
+  hak_free(b);                                    // b links to a
+  *static_cast<uintptr_t*>(b) = 0x123456789ab0;  // written after free
+  (void)alloc_class(624);
+}
+
+void* churn(void* arg) {
+  unsigned seed = unsigned(reinterpret_cast<uintptr_t>(arg));
+  std::vector<std::pair<unsigned char*, size_t>> live;
+  for (int i = 0; i < 20000; ++i) {
+    if (live.size() < 64 && (live.empty() || rand_r(&seed) % 3 != 0)) {
+      size_t n = 1 + rand_r(&seed) % 4096;
+      auto* p = static_cast<unsigned char*>(hak_malloc(n));
+      check(p != nullptr, "malloc(%zu) failed", n);
+      memset(p, int(n & 255), n);
+      live.emplace_back(p, n);
+    } else {
+      size_t k = rand_r(&seed) % live.size();
+      auto [p, n] = live[k];
+      for (size_t j = 0; j < n; j += 97) check(p[j] == (n & 255), "block %p (%zu B) overwritten at %zu", p, n, j);
+      hak_free(p);
+      live[k] = live.back();
+      live.pop_back();
+    }
+  }
+  for (auto [p, n] : live) hak_free(p);
+  return nullptr;
+}
+
+void threads() {
+  pthread_t t[4];
+  for (uintptr_t i = 0; i < 4; ++i) check(pthread_create(&t[i], nullptr, churn, reinterpret_cast<void*>(i + 1)) == 0, "thread");
+  for (auto& x : t) pthread_join(x, nullptr);
+  hak_stats_t st;
+  hak_stats_get(&st);
+  check(st.seed_mapped_bytes == (kSeedHeap ? kSeedBytes : 0), "seed_mapped_bytes %lu", (unsigned long)st.seed_mapped_bytes);
+  check(st.mapped_bytes == st.tiny_mapped_bytes + st.arena_mapped_bytes + st.large_mapped_bytes + st.seed_mapped_bytes,
+        "mapped_bytes is not the sum of its parts");
+}
+
+void fork_child() {
+  void* keep = alloc_class(1216);
+  // A second thread, so that fork takes and re-initialises the seed's lock.
+  pthread_t t;
+  check(pthread_create(&t, nullptr, churn, reinterpret_cast<void*>(9)) == 0, "thread");
+  pid_t pid = fork();
+  check(pid >= 0, "fork");
+  if (pid == 0) {
+    void* a = alloc_class(1216);
+    void* b = alloc_class(1696);
+    check(a != nullptr && b != nullptr, "malloc in the child");
+    memset(a, 1, 1216 - kCanaryTail);
+    hak_free(keep);
+    hak_free(a);
+    hak_free(b);
+    _exit(0);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  check(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the child failed (status %#x)", status);
+  pthread_join(t, nullptr);
+  hak_free(keep);
+}
+
+void statistics() {
+  hak_stats_t before, during, after;
+  hak_stats_get(&before);
+  void* p = seed_block(1504);
+  hak_stats_get(&during);
+  check(during.seed_mapped_bytes == kSeedBytes, "seed_mapped_bytes %lu", (unsigned long)during.seed_mapped_bytes);
+  check(during.seed_in_use_bytes - before.seed_in_use_bytes == 1504, "seed_in_use_bytes grew by %lu",
+        (unsigned long)(during.seed_in_use_bytes - before.seed_in_use_bytes));
+  check(during.mid_in_use_bytes - before.mid_in_use_bytes == 1504, "mid_in_use_bytes grew by %lu (its class's tier)",
+        (unsigned long)(during.mid_in_use_bytes - before.mid_in_use_bytes));
+  void* q = seed_block(400);
+  hak_stats_t tiny;
+  hak_stats_get(&tiny);
+  check(tiny.tiny_in_use_bytes - during.tiny_in_use_bytes == 400, "tiny_in_use_bytes grew by %lu",
+        (unsigned long)(tiny.tiny_in_use_bytes - during.tiny_in_use_bytes));
+  hak_free(q);
+  hak_free(p);
+  hak_stats_get(&after);
+  check(after.seed_in_use_bytes == before.seed_in_use_bytes, "seed_in_use_bytes after the free");
+}
+
+void full_seed() {
+  // Two blocks of every class from 16 B to 4 KiB: 0.5 MiB, more than the seed holds.
+  std::vector<void*> blocks;
+  size_t seeded = 0;
+  for (int round = 0; round < 2; ++round)
+    for (int c = 1; c < kSeedClasses; ++c) {
+      size_t n = class_to_size(c);
+      void* p = alloc_class(n);
+      check(p != nullptr, "malloc(%zu)", n);
+      memset(p, c, n - kCanaryTail);
+      if (in_seed(p)) seeded += n;
+      else check(region_map_lookup(p) == c, "a %zu-byte block neither from the seed nor from its class's run", n);
+      blocks.push_back(p);
+    }
+  if (kSeedHeap) check(seeded > kSeedBytes - 16 * 1024, "the seed did not fill up (%zu bytes of blocks)", seeded);
+  else check(seeded == 0, "secure/debug used the seed");
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    int c = int(i % (kSeedClasses - 1)) + 1;
+    check(static_cast<unsigned char*>(blocks[i])[0] == c, "block of class %d overwritten", c);
+    hak_free(blocks[i]);
+  }
+}
+
+struct Scenario {
+  const char* name;
+  void (*fn)();
+};
+const Scenario kScenarios[] = {
+    {"first_blocks_packed", first_blocks_packed}, {"quota_then_runs", quota_then_runs},
+    {"realloc_calloc", realloc_calloc},           {"aligned_not_seed", aligned_not_seed},
+    {"double_free", double_free},                 {"double_free_after_reuse", double_free_after_reuse},
+    {"free_interior", free_interior},             {"free_unaligned", free_unaligned},
+    {"free_past_carved", free_past_carved},       {"realloc_freed", realloc_freed},
+    {"usable_freed", usable_freed},               {"link_overwritten", link_overwritten},
+    {"threads", threads},                         {"fork_child", fork_child},
+    {"statistics", statistics},                   {"full_seed", full_seed},
+};
+
+// Before Criterion's main: the scenario HAKMEM_TEST_SEED names, then exit.
+__attribute__((constructor)) void scenario_main() {
+  const char* name = getenv("HAKMEM_TEST_SEED");
+  if (name == nullptr) return;
+  for (const Scenario& s : kScenarios)
+    if (strcmp(s.name, name) == 0) {
+      s.fn();
+      _exit(0);
+    }
+  fprintf(stderr, "no scenario %s\n", name);
+  _exit(2);
+}
+
+// Runs a scenario in a fresh process; returns its stderr, its wait status in *status.
+std::string run(const char* name, int* status) {
+  int fds[2];
+  cr_assert_eq(pipe(fds), 0);
+  pid_t pid = fork();
+  cr_assert_geq(pid, 0);
+  if (pid == 0) {
+    dup2(fds[1], 2);
+    close(fds[0]);
+    setenv("HAKMEM_TEST_SEED", name, 1);
+    execl("/proc/self/exe", "test_seed_heap", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  close(fds[1]);
+  std::string out;
+  char buf[512];
+  ssize_t n;
+  while ((n = read(fds[0], buf, sizeof buf)) > 0) out.append(buf, size_t(n));
+  close(fds[0]);
+  waitpid(pid, status, 0);
+  return out;
+}
+
+void expect_ok(const char* name) {
+  int status = 0;
+  std::string err = run(name, &status);
+  cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "%s: status %#x; stderr: %s", name, status, err.c_str());
+}
+
+// Release: the scenario must abort with a hakmem message containing `message`. Secure and
+// debug: the scenario's first check fails (no seed block), which is all there is to test.
+void expect_abort(const char* name, const char* message) {
+  int status = 0;
+  std::string err = run(name, &status);
+  if (!kSeedHeap) {
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 1 && err.find("not from the seed") != std::string::npos,
+              "%s: status %#x; stderr: %s", name, status, err.c_str());
+    return;
+  }
+  cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "%s: expected abort(), status %#x; stderr: %s", name, status,
+            err.c_str());
+  cr_assert(err.find("hakmem: ") != std::string::npos && err.find(message) != std::string::npos,
+            "%s: expected a message containing \"%s\", got: %s", name, message, err.c_str());
+}
+
+}  // namespace
+
+Test(seed_heap, first_blocks_of_different_classes_are_packed) { expect_ok("first_blocks_packed"); }
+Test(seed_heap, freed_blocks_are_reused_until_the_quota_then_runs) { expect_ok("quota_then_runs"); }
+Test(seed_heap, realloc_and_calloc_of_seed_blocks) {
+  if (kSeedHeap) expect_ok("realloc_calloc");
+}
+Test(seed_heap, aligned_requests_never_come_from_it) { expect_ok("aligned_not_seed"); }
+Test(seed_heap, double_free_at_the_call) {
+  expect_abort("double_free", "double free (block of size class 39, 624 bytes)");
+  expect_abort("double_free_after_reuse", "double free (block of size class 39, 624 bytes)");
+}
+Test(seed_heap, interior_and_unaligned_pointers_at_the_call) {
+  expect_abort("free_interior", "invalid pointer (inside a 624-byte block of size class 39, not at its start)");
+  expect_abort("free_unaligned", "invalid pointer (inside a 624-byte block of size class 39, not at its start)");
+  expect_abort("free_past_carved", "invalid pointer (in hakmem's seed heap, not the start of a block)");
+}
+Test(seed_heap, realloc_and_usable_size_of_a_freed_seed_block) {
+  expect_abort("realloc_freed", "realloc(0x");
+  expect_abort("usable_freed", "malloc_usable_size(0x");
+}
+Test(seed_heap, a_link_written_after_free_is_reported_by_the_next_malloc) {
+  expect_abort("link_overwritten", "corrupted free list (size class 39)");
+}
+Test(seed_heap, threads_share_it) { expect_ok("threads"); }
+Test(seed_heap, fork_child_allocates_and_frees_seed_blocks) { expect_ok("fork_child"); }
+Test(seed_heap, statistics_count_its_blocks) {
+  if (kSeedHeap) expect_ok("statistics");
+}
+Test(seed_heap, a_full_seed_sends_every_class_to_its_runs) { expect_ok("full_seed"); }
