@@ -680,7 +680,7 @@ HAK_EXPORT void* pvalloc(size_t n) noexcept {
 HAK_EXPORT size_t malloc_usable_size(void* p) noexcept { return usable_size_api(p); }
 HAK_EXPORT int malloc_trim(size_t) noexcept { return hak_trim_impl() ? 1 : 0; }
 
-// glibc's fields, filled with hakmem's figures: arena = SuperSlabs + page arena mapped,
+// glibc's fields, filled with hakmem's figures: arena = SuperSlabs + page arena + seed heap mapped,
 // hblks/hblkhd = Large mappings, uordblks = bytes in blocks out of their slabs/spans (in use
 // or in thread caches), fordblks = the rest of arena, keepcost = Large cache.
 HAK_EXPORT struct mallinfo2 mallinfo2() noexcept {
@@ -689,7 +689,7 @@ HAK_EXPORT struct mallinfo2 mallinfo2() noexcept {
   stats_collect(&st);
   struct mallinfo2 mi;
   memset(&mi, 0, sizeof(mi));
-  mi.arena = size_t(st.tiny_mapped_bytes + st.arena_mapped_bytes);
+  mi.arena = size_t(st.tiny_mapped_bytes + st.arena_mapped_bytes + st.seed_mapped_bytes);
   mi.ordblks = size_t(st.slabs_in_use + st.arena_chunks);
   mi.hblks = size_t(st.large_live);
   mi.hblkhd = size_t(st.large_live_bytes);
@@ -806,11 +806,13 @@ HAK_EXPORT void hak_prof_leak_report(int max_stacks) {
 // exiting thread's cached blocks go back to their runs, where they are checked, so that a
 // double free still in a cache whose free-block key the program erased is reported rather
 // than lost with the process; then HAKMEM_STATS=1 prints the table. Other threads' caches
-// are theirs (they may still be running). Not in a forked child that exits without exec (a
-// shell's subshell, `$(...)`): its cache is mostly its parent's, which the parent's own exit
-// checks, its frees were checked at the call (free-block key), and sending the blocks back
-// would write into pages it shares with the parent: 9 copy-on-write faults per subshell of
-// bash, a tenth of what the subshell costs (docs/BENCHMARKS.md, "Short processes").
+// are theirs (they may still be running). Not in a process that did not initialise hakmem
+// itself: a forked child (a shell's subshell, `$(...)`, but also a daemon after daemon()).
+// Its cache started as its parent's, which the parent's own exit checks; its frees were
+// checked at the call (free-block key; what goes unreported is a double free whose key the
+// child erased); and sending the blocks back writes into pages it shares with the parent: 9
+// copy-on-write faults per subshell of bash, a tenth of what the subshell costs
+// (docs/BENCHMARKS.md, "Short processes").
 __attribute__((destructor)) static void hak_at_exit() {
   if (g_init_state.load(std::memory_order_acquire) != 2) return;
   if (getpid() == g_init_pid) tiny_flush_current_thread();

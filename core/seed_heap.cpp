@@ -134,7 +134,9 @@ void* seed_alloc(int cls) {
     const bool mapped = map_seed();
     errno = saved;
     if (!mapped) {
-      g_off = true;  // no second try: every miss would map again
+      g_off = true;  // no second try, and no class asks again (seed_serves)
+      for (int c = 1; c < kSeedClasses; ++c)
+        detail::g_seed_served[c].store(uint16_t(seed_quota(c)), std::memory_order_relaxed);
       return nullptr;
     }
   }
@@ -142,9 +144,10 @@ void* seed_alloc(int cls) {
   void* p = m->free[cls];
   if (p != nullptr) {
     void* next = *static_cast<void**>(p);
-    // A free block's link: nullptr or another free block of the class (a write after free
-    // otherwise: the list would hand out whatever it now says).
-    if (next != nullptr && (class_at(next) != cls || bit(granule(next)))) {
+    // The block is free (its bit clear), and its link is nullptr or another free block of the
+    // class (a write after free otherwise: the list would hand out whatever it now says; a
+    // block linked to itself would be handed out twice).
+    if (bit(granule(p)) || (next != nullptr && (next == p || class_at(next) != cls || bit(granule(next))))) {
       if (lock.held) pthread_mutex_unlock(&g_lock);  // reported without it, as seed_free's
       list_corrupted(cls, p, next);
     }

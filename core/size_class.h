@@ -134,7 +134,7 @@ inline constexpr Tables kTables = make_tables();
 static_assert(class_size_of(kFirstMidClass - 1) == 1024 && class_size_of(kNumClasses) == 32768 &&
                   class_size_of(96) == 2048 && class_size_of(128) == 4096,
               "class layout");
-static_assert(kNumClasses < 0xFB, "class ids must stay below the region map's special values");
+static_assert(kNumClasses < 0xFA, "class ids must stay below the region map's special values (kRegionSeed is the lowest)");
 
 // The allocation path's copy of the size → class tables (malloc, calloc, operator new), in
 // writable memory: while guarded sampling is on (guarded.h), every request it may guard maps

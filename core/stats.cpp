@@ -120,7 +120,7 @@ void stats_print() {
                ul(s.guard_rate), ul(s.guarded_allocs), ul(s.guarded_live), ul(s.guarded_full));
   diag_print("stats: class   size   runs   blocks out   bytes out    capacity");
   for (int c = 1; c <= kNumClasses; ++c) {
-    if (cs[c].runs == 0) continue;
+    if (cs[c].runs == 0 && cs[c].capacity == 0) continue;  // capacity: the seed's blocks of the class
     diag_print("stats: %5d %6lu %6lu %12lu %11lu %11lu", c, ul(class_to_size(c)), ul(cs[c].runs),
                ul(cs[c].blocks_out), ul(cs[c].blocks_out * class_to_size(c)), ul(cs[c].capacity));
   }
@@ -139,7 +139,7 @@ void stats_write_xml(void (*emit)(const char* line, void* ctx), void* ctx) {
   // its runs minus the blocks out of them).
   uint64_t free_count = 0, free_bytes = 0;
   for (int c = 1; c <= kNumClasses; ++c) {
-    if (cs[c].runs == 0) continue;
+    if (cs[c].runs == 0 && cs[c].capacity == 0) continue;  // capacity: the seed's blocks of the class
     uint64_t n = cs[c].capacity - cs[c].blocks_out, size = class_to_size(c);
     diag_format(line, sizeof(line), "<size from=\"%lu\" to=\"%lu\" total=\"%lu\" count=\"%lu\"/>\n",
                 ul(c == 1 ? 1 : class_to_size(c - 1) + 1), ul(size), ul(n * size), ul(n));

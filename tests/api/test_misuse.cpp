@@ -38,10 +38,16 @@
 #include "decay.h"
 #include "free_link.h"
 #include "region_map.h"
+#include "seed_heap.h"
 #include "superslab.h"
 #include "tiny_heap.h"
 
 extern "C" void* __libc_malloc(size_t);
+
+// The misuse of run blocks is tested here: the release variant's seed heap, which serves each
+// class's first blocks (seed_heap.h; its misuse in test_seed_heap.cpp), is off in this program
+// rather than left to Criterion's start-up to fill.
+__attribute__((constructor)) static void seed_off() { hak::seed_disable(); }
 
 namespace {
 

@@ -179,6 +179,15 @@ void link_overwritten() {
   (void)alloc_class(624);
 }
 
+void link_to_itself() {
+  void* a = seed_block(624);
+  hak_free(a);
+  *static_cast<void**>(a) = a;  // written after free: the list would hand a out twice
+  void* x = alloc_class(624);
+  void* y = alloc_class(624);
+  check(x != y, "the same block handed out twice");
+}
+
 void* churn(void* arg) {
   unsigned seed = unsigned(reinterpret_cast<uintptr_t>(arg));
   std::vector<std::pair<unsigned char*, size_t>> live;
@@ -202,28 +211,60 @@ void* churn(void* arg) {
   return nullptr;
 }
 
+void* free_two_then_churn(void* arg) {
+  void** two = static_cast<void**>(arg);
+  hak_free(two[0]);  // seed blocks the main thread allocated
+  hak_free(two[1]);
+  return churn(reinterpret_cast<void*>(uintptr_t(two[0]) >> 4));
+}
+
+void* nothing(void*) { return nullptr; }
+
 void threads() {
+  // glibc keeps what it allocates for a thread (its TLS vector) with the stacks it caches for
+  // the next threads: four threads first, so that the count below sees only this test's blocks.
+  pthread_t warm[4];
+  for (auto& x : warm) check(pthread_create(&x, nullptr, nothing, nullptr) == 0, "thread");
+  for (auto& x : warm) pthread_join(x, nullptr);
+  hak_stats_t before;
+  hak_stats_get(&before);
+  // Seed blocks of four classes, freed by other threads while all of them allocate and free.
+  void* blocks[4][2];
+  const size_t sizes[4] = {208, 304, 432, 592};
+  for (int i = 0; i < 4; ++i)
+    for (int k = 0; k < 2; ++k) blocks[i][k] = kSeedHeap ? seed_block(sizes[i]) : alloc_class(sizes[i]);
   pthread_t t[4];
-  for (uintptr_t i = 0; i < 4; ++i) check(pthread_create(&t[i], nullptr, churn, reinterpret_cast<void*>(i + 1)) == 0, "thread");
+  for (int i = 0; i < 4; ++i) check(pthread_create(&t[i], nullptr, free_two_then_churn, blocks[i]) == 0, "thread");
   for (auto& x : t) pthread_join(x, nullptr);
   hak_stats_t st;
   hak_stats_get(&st);
+  check(st.seed_in_use_bytes == before.seed_in_use_bytes, "seed bytes in use %lu after every block was freed, %lu before",
+        (unsigned long)st.seed_in_use_bytes, (unsigned long)before.seed_in_use_bytes);
   check(st.seed_mapped_bytes == (kSeedHeap ? kSeedBytes : 0), "seed_mapped_bytes %lu", (unsigned long)st.seed_mapped_bytes);
   check(st.mapped_bytes == st.tiny_mapped_bytes + st.arena_mapped_bytes + st.large_mapped_bytes + st.seed_mapped_bytes,
         "mapped_bytes is not the sum of its parts");
 }
 
+void* wait_for_pipe(void* arg) {
+  char c;
+  (void)!read(*static_cast<int*>(arg), &c, 1);
+  return nullptr;
+}
+
 void fork_child() {
-  void* keep = alloc_class(1216);
-  // A second thread, so that fork takes and re-initialises the seed's lock.
+  void* keep = kSeedHeap ? seed_block(1216) : alloc_class(1216);
+  // A second thread (it allocates nothing), so that fork takes and re-initialises the seed's lock.
+  int fds[2];
+  check(pipe(fds) == 0, "pipe");
   pthread_t t;
-  check(pthread_create(&t, nullptr, churn, reinterpret_cast<void*>(9)) == 0, "thread");
+  check(pthread_create(&t, nullptr, wait_for_pipe, &fds[0]) == 0, "thread");
   pid_t pid = fork();
   check(pid >= 0, "fork");
   if (pid == 0) {
     void* a = alloc_class(1216);
     void* b = alloc_class(1696);
     check(a != nullptr && b != nullptr, "malloc in the child");
+    check(in_seed(a) == kSeedHeap && in_seed(b) == kSeedHeap, "the child's blocks %s seed blocks", kSeedHeap ? "are not" : "are");
     memset(a, 1, 1216 - kCanaryTail);
     hak_free(keep);
     hak_free(a);
@@ -233,6 +274,7 @@ void fork_child() {
   int status = 0;
   waitpid(pid, &status, 0);
   check(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the child failed (status %#x)", status);
+  (void)!write(fds[1], "x", 1);
   pthread_join(t, nullptr);
   hak_free(keep);
 }
@@ -292,6 +334,7 @@ const Scenario kScenarios[] = {
     {"free_interior", free_interior},             {"free_unaligned", free_unaligned},
     {"free_past_carved", free_past_carved},       {"realloc_freed", realloc_freed},
     {"usable_freed", usable_freed},               {"link_overwritten", link_overwritten},
+    {"link_to_itself", link_to_itself},
     {"threads", threads},                         {"fork_child", fork_child},
     {"statistics", statistics},                   {"full_seed", full_seed},
 };
@@ -377,6 +420,7 @@ Test(seed_heap, realloc_and_usable_size_of_a_freed_seed_block) {
 }
 Test(seed_heap, a_link_written_after_free_is_reported_by_the_next_malloc) {
   expect_abort("link_overwritten", "corrupted free list (size class 39)");
+  expect_abort("link_to_itself", "corrupted free list (size class 39)");
 }
 Test(seed_heap, threads_share_it) { expect_ok("threads"); }
 Test(seed_heap, fork_child_allocates_and_frees_seed_blocks) { expect_ok("fork_child"); }
