@@ -27,9 +27,13 @@ CORE_HDRS  := $(wildcard core/*.h)
 #  - no exceptions/RTTI, no libstdc++ runtime (link with $(CC)); unwind tables stay, so the
 #    std::bad_alloc thrown by libstdc++ from inside operator new unwinds through our frames;
 #  - initial-exec TLS (no __tls_get_addr, which can call malloc);
-#  - no builtin malloc/calloc so GCC never turns malloc+memset into a calloc call inside us.
+#  - no builtin malloc/calloc so GCC never turns malloc+memset into a calloc call inside us;
+#  - calls into libc through the PLT, bound lazily: a process binds only the few it calls
+#    (-fno-plt bound all 65 at load: 12 k instructions of the dynamic linker, 3 % of a short
+#    process such as tr; the malloc and free fast paths call nothing: docs/BENCHMARKS.md,
+#    "Short processes").
 CORE_CXXFLAGS := -std=c++20 -fPIC -fno-exceptions -fno-rtti -fno-threadsafe-statics \
-                 -ftls-model=initial-exec -fvisibility=hidden -fno-plt -fasynchronous-unwind-tables \
+                 -ftls-model=initial-exec -fvisibility=hidden -fasynchronous-unwind-tables \
                  -fno-builtin-malloc -fno-builtin-calloc -fno-builtin-free -fno-builtin-realloc \
                  -Wall -Wextra -Wno-unused-parameter -Icore -MMD -MP
 FLAGS_release := -O2 -g -fno-omit-frame-pointer -mno-omit-leaf-frame-pointer -DHAKMEM_BUILD_RELEASE=1 -DNDEBUG
