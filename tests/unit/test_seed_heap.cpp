@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "../api/death_test.h"
 #include "hakmem.h"
 #include "region_map.h"
 #include "seed_heap.h"
@@ -354,25 +355,13 @@ __attribute__((constructor)) void scenario_main() {
 
 // Runs a scenario in a fresh process; returns its stderr, its wait status in *status.
 std::string run(const char* name, int* status) {
-  int fds[2];
-  cr_assert_eq(pipe(fds), 0);
-  pid_t pid = fork();
-  cr_assert_geq(pid, 0);
-  if (pid == 0) {
-    dup2(fds[1], 2);
-    close(fds[0]);
-    setenv("HAKMEM_TEST_SEED", name, 1);
-    execl("/proc/self/exe", "test_seed_heap", static_cast<char*>(nullptr));
-    _exit(127);
-  }
-  close(fds[1]);
-  std::string out;
-  char buf[512];
-  ssize_t n;
-  while ((n = read(fds[0], buf, sizeof buf)) > 0) out.append(buf, size_t(n));
-  close(fds[0]);
-  waitpid(pid, status, 0);
-  return out;
+  return death_test::run_child(
+      [name] {
+        setenv("HAKMEM_TEST_SEED", name, 1);
+        execl("/proc/self/exe", "test_seed_heap", static_cast<char*>(nullptr));
+        _exit(127);
+      },
+      status);
 }
 
 void expect_ok(const char* name) {
