@@ -29,7 +29,7 @@ CORE_HDRS  := $(wildcard core/*.h)
 #  - initial-exec TLS (no __tls_get_addr, which can call malloc);
 #  - no builtin malloc/calloc so GCC never turns malloc+memset into a calloc call inside us;
 #  - calls into libc through the PLT, bound lazily: a process binds only the few it calls
-#    (-fno-plt bound all 65 at load: 12 k instructions of the dynamic linker, 3 % of a short
+#    (-fno-plt bound all 65 at load: ~30 k instructions of the dynamic linker, 8 % of a short
 #    process such as tr; the malloc and free fast paths call nothing: docs/BENCHMARKS.md,
 #    "Short processes").
 CORE_CXXFLAGS := -std=c++20 -fPIC -fno-exceptions -fno-rtti -fno-threadsafe-statics \
@@ -58,7 +58,8 @@ setup:
 define VARIANT_RULES
 OBJS_$(1) := $$(patsubst core/%.cpp,out/$(1)/obj/core/%.o,$$(CORE_SRCS))
 
-out/$(1)/obj/core/%.o: core/%.cpp
+# The Makefile is a prerequisite: a change of flags rebuilds the library.
+out/$(1)/obj/core/%.o: core/%.cpp Makefile
 	@mkdir -p $$(@D)
 	$$(CXX) $$(CORE_CXXFLAGS) $$(FLAGS_$(1)) -c $$< -o $$@
 

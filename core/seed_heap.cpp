@@ -16,6 +16,7 @@
 
 #include "diag.h"
 #include "fork_locks.h"
+#include "free_link.h"
 #include "os.h"
 #include "region_map.h"
 
@@ -58,8 +59,6 @@ struct Locked {
 };
 char* g_base = nullptr;     // the mapping (nullptr until the first block)
 char* g_cur = nullptr;      // next byte to carve
-bool g_off = false;         // could not map, or disabled (tests)
-uint64_t g_in_use = 0, g_carved = 0;  // bytes (stats)
 
 uint8_t* table() { return reinterpret_cast<uint8_t*>(g_base); }
 uint64_t* bits() { return reinterpret_cast<uint64_t*>(g_base + kTableBytes); }
@@ -104,6 +103,11 @@ const char* block_containing(const void* p, int* cls_out) {
   hak_fatal("%s(%p): invalid pointer (in hakmem's seed heap, not the start of a block)", op, p);
 }
 
+// No class asks the seed again (seed_serves): its mapping failed, or tests turned it off.
+void close_every_class() {
+  for (int c = 1; c < kSeedClasses; ++c) detail::g_seed_served[c].store(uint16_t(seed_quota(c)), std::memory_order_relaxed);
+}
+
 bool map_seed() {
   void* m = os_map_aligned(kSeedBytes, kRegionUnit);
   if (m == nullptr) return false;
@@ -118,25 +122,18 @@ bool map_seed() {
 
 }  // namespace
 
-[[noreturn]] HAK_SLOW_PATH static void list_corrupted(int cls, const void* p, const void* next) {
-  hak_fatal("corrupted free list (size class %d): the free block %p links to %p, not a free block of that class "
-            "(written after free, or overflowed into?)", cls, p, next);
-}
-
 void* seed_alloc(int cls) {
   if (!seed_serves(cls)) return nullptr;
   const size_t size = class_to_size(cls);
   Locked lock;
   const uint32_t served = detail::g_seed_served[cls].load(std::memory_order_relaxed);
-  if (g_off || served >= seed_quota(cls)) return nullptr;
+  if (served >= seed_quota(cls)) return nullptr;
   if (HAK_UNLIKELY(g_base == nullptr)) {
     const int saved = errno;  // the caller takes a run instead, and reports its own failure
     const bool mapped = map_seed();
     errno = saved;
     if (!mapped) {
-      g_off = true;  // no second try, and no class asks again (seed_serves)
-      for (int c = 1; c < kSeedClasses; ++c)
-        detail::g_seed_served[c].store(uint16_t(seed_quota(c)), std::memory_order_relaxed);
+      close_every_class();  // no second try: every miss would map again
       return nullptr;
     }
   }
@@ -149,7 +146,7 @@ void* seed_alloc(int cls) {
     // block linked to itself would be handed out twice).
     if (bit(granule(p)) || (next != nullptr && (next == p || class_at(next) != cls || bit(granule(next))))) {
       if (lock.held) pthread_mutex_unlock(&g_lock);  // reported without it, as seed_free's
-      list_corrupted(cls, p, next);
+      link_corrupted(p, next, cls);
     }
     m->free[cls] = next;
   } else {
@@ -160,11 +157,9 @@ void* seed_alloc(int cls) {
     p = g_cur;
     __atomic_store_n(&table()[granule(p)], uint8_t(cls), __ATOMIC_RELAXED);
     __atomic_store_n(&g_cur, g_cur + size, __ATOMIC_RELEASE);
-    g_carved += size;
     ++m->carved[cls];
   }
   set_bit(granule(p));
-  g_in_use += size;
   ++m->out[cls];
   detail::g_seed_served[cls].store(uint16_t(served + 1), std::memory_order_relaxed);
   return p;
@@ -181,7 +176,6 @@ void seed_free(void* p, const char* op) {
       SeedMeta* m = meta();
       *static_cast<void**>(p) = m->free[cls];
       m->free[cls] = p;
-      g_in_use -= class_to_size(cls);
       --m->out[cls];
       return;
     }
@@ -192,19 +186,20 @@ void seed_free(void* p, const char* op) {
 size_t seed_usable(const void* p, const char* op) {
   const int cls = class_at(p);
   if (cls == 0) report_invalid(p, op);
-  if (!seed_block_live(p)) hak_fatal("%s(%p): invalid pointer (a freed block of size class %d)", op, p, cls);
+  bool out;
+  {
+    Locked lock;
+    out = bit(granule(p));
+  }
+  if (!out) hak_fatal("%s(%p): invalid pointer (a freed block of size class %d)", op, p, cls);
   return class_to_size(cls);
-}
-
-bool seed_block_live(const void* p) {
-  if (class_at(p) == 0) return false;
-  Locked lock;
-  return bit(granule(p));
 }
 
 SeedStats seed_stats() {
   Locked lock;
-  return SeedStats{g_base != nullptr ? kSeedBytes : 0, g_in_use, g_carved};
+  SeedStats s{g_base != nullptr ? kSeedBytes : 0, 0};
+  for (int c = 1; c < kSeedClasses && g_base != nullptr; ++c) s.in_use_bytes += uint64_t(meta()->out[c]) * class_to_size(c);
+  return s;
 }
 
 void seed_class_stats(uint64_t out[], uint64_t carved[]) {
@@ -215,13 +210,7 @@ void seed_class_stats(uint64_t out[], uint64_t carved[]) {
   }
 }
 
-void seed_disable() {
-  {
-    Locked lock;
-    g_off = true;
-  }
-  for (int c = 1; c < kSeedClasses; ++c) detail::g_seed_served[c].store(uint16_t(seed_quota(c)), std::memory_order_relaxed);
-}
+void seed_disable() { close_every_class(); }
 
 void seed_lock() { pthread_mutex_lock(&g_lock); }
 void seed_unlock() { pthread_mutex_unlock(&g_lock); }

@@ -81,13 +81,9 @@ void seed_free(void* p, const char* op = "free");
 // The usable size of seed block p; reports p (aborts) unless it is a block that is out.
 size_t seed_usable(const void* p, const char* op);
 
-// Whether p is the start of a seed block that is out (for the checks of other modules).
-bool seed_block_live(const void* p);
-
 struct SeedStats {
   uint64_t mapped_bytes;   // 0 before the first seed block, else kSeedBytes
   uint64_t in_use_bytes;   // blocks out
-  uint64_t carved_bytes;   // blocks ever carved (out or on a free list)
 };
 SeedStats seed_stats();
 // Per class c (1 ≤ c < kSeedClasses): blocks out, and blocks carved (out or on its free list).
