@@ -5,7 +5,8 @@
 //                     first 4 KiB covers the first 64 KiB, so a short process touches one page
 //   [8 KiB, 9 KiB)    out-bits, one per granule (set while the block starting there is out)
 //   then              each class's free list and counts (SeedMeta), then the blocks, carved in
-//                     address order, 16-byte aligned, each its class's size: the page the
+//                     address order, each its class's size, aligned as a run aligns it
+//                     (seed_carve_offset: gaps between blocks read as class 0): the page the
 //                     first blocks are carved in holds all of that (none in the library's .bss,
 //                     where they took a page of their own)
 #include "seed_heap.h"
@@ -150,13 +151,14 @@ void* seed_alloc(int cls) {
     }
     m->free[cls] = next;
   } else {
-    if (g_cur + size > g_base + kSeedBytes) {
+    char* b = g_base + seed_carve_offset(size_t(g_cur - g_base), size);
+    if (b + size > g_base + kSeedBytes) {
       detail::g_seed_served[cls].store(uint16_t(seed_quota(cls)), std::memory_order_relaxed);  // full for this size
       return nullptr;
     }
-    p = g_cur;
+    p = b;
     __atomic_store_n(&table()[granule(p)], uint8_t(cls), __ATOMIC_RELAXED);
-    __atomic_store_n(&g_cur, g_cur + size, __ATOMIC_RELEASE);
+    __atomic_store_n(&g_cur, b + size, __ATOMIC_RELEASE);
     ++m->carved[cls];
   }
   set_bit(granule(p));

@@ -3,7 +3,7 @@
 // Holds: one 128 KiB mapping, 64 KiB-aligned, marked kRegionSeed in the region map: a byte per
 // 16-byte granule naming the size class of the block that starts there (0: none), a bit per
 // granule set while that block is out, then the blocks, carved in address order whatever their
-// class; a free list per class (linked through the blocks' first word), and per class how
+// class, each aligned as a run would align it (up to a cache line); a free list per class (linked through the blocks' first word), and per class how
 // many blocks the seed has handed out. One lock (fork_locks.h). Release variant only: the
 // secure and debug variants keep every block in a run, where their canaries, poison words and
 // checkers look for it.
@@ -23,7 +23,7 @@
 // the caches, runs and their checks never see one. free checks it at the call: a pointer that
 // does not start a block is an invalid pointer, a block whose bit is clear a double free.
 // Aligned requests never come here (a power-of-two class's run blocks are aligned to their
-// size; a seed block only to 16 bytes). The seed stays mapped for the process's life (at most
+// size; a seed block at most to 64 bytes). The seed stays mapped for the process's life (at most
 // 128 KiB resident).
 #ifndef HAKMEM_SEED_HEAP_H
 #define HAKMEM_SEED_HEAP_H
@@ -62,6 +62,21 @@ HAK_FAST_PATH constexpr uint32_t seed_quota(int cls) { return kSeedQuotas.of[cls
 namespace detail {
 extern std::atomic<uint16_t> g_seed_served[kSeedClasses] __attribute__((visibility("hidden")));
 }
+
+// Where the seed carves a block of `size` bytes when the next free byte is at offset `cur` of
+// its (64 KiB-aligned) mapping: at the alignment the block would have in a run of its class,
+// the largest power of two dividing its size, up to a cache line (64 B). Packed at 16 bytes, a
+// 128-byte array of two threads' 64-byte counters straddled three lines, and Larson with 2
+// threads, whose lanes are such an array, ran at 0.4x (docs/BENCHMARKS.md, "The seed heap and
+// false sharing").
+HAK_FAST_PATH constexpr size_t seed_carve_offset(size_t cur, size_t size) {
+  size_t align = size & (~size + 1);
+  if (align > 64) align = 64;
+  return (cur + align - 1) & ~(align - 1);
+}
+static_assert(seed_carve_offset(16, 128) == 64 && seed_carve_offset(80, 48) == 80 && seed_carve_offset(80, 96) == 96 &&
+                  seed_carve_offset(64, 4096) == 64,
+              "blocks aligned as in a run, at most to a cache line");
 
 // Whether a malloc of class cls (not aligned) should ask the seed: a class up to 4 KiB that has not
 // used up its quota. A relaxed load; seed_alloc decides under the lock.

@@ -301,6 +301,23 @@ void statistics() {
   check(after.seed_in_use_bytes == before.seed_in_use_bytes, "seed_in_use_bytes after the free");
 }
 
+// Each seed block sits at the alignment a run of its class would give it (the largest power of
+// two dividing its size, up to a cache line), whatever was carved before it: an array of
+// per-thread 64-byte counters must not share a line between two threads' counters.
+void aligned_as_in_runs() {
+  const size_t sizes[] = {48, 128, 16, 64, 96, 32, 4096, 80, 192, 1216, 256, 624};
+  for (size_t n : sizes) {
+    void* p = alloc_class(n);
+    check(p != nullptr, "malloc(%zu)", n);
+    if (!kSeedHeap) continue;
+    check(in_seed(p), "%zu-byte block not from the seed", n);
+    size_t want = n & (~n + 1);
+    if (want > 64) want = 64;
+    check(reinterpret_cast<uintptr_t>(p) % want == 0, "%zu-byte seed block at %p: not %zu-byte aligned", n, p, want);
+    memset(p, 0x5C, n - kCanaryTail);
+  }
+}
+
 void full_seed() {
   // Two blocks of every class from 16 B to 4 KiB: 0.5 MiB, more than the seed holds.
   std::vector<void*> blocks;
@@ -338,6 +355,7 @@ const Scenario kScenarios[] = {
     {"link_to_itself", link_to_itself},
     {"threads", threads},                         {"fork_child", fork_child},
     {"statistics", statistics},                   {"full_seed", full_seed},
+    {"aligned_as_in_runs", aligned_as_in_runs},
 };
 
 // Before Criterion's main: the scenario HAKMEM_TEST_SEED names, then exit.
@@ -417,3 +435,4 @@ Test(seed_heap, statistics_count_its_blocks) {
   if (kSeedHeap) expect_ok("statistics");
 }
 Test(seed_heap, a_full_seed_sends_every_class_to_its_runs) { expect_ok("full_seed"); }
+Test(seed_heap, blocks_are_aligned_as_in_their_runs) { expect_ok("aligned_as_in_runs"); }
