@@ -43,10 +43,10 @@ static_assert(kSeedBytes % kRegionUnit == 0, "the seed is whole region-map units
 
 pthread_mutex_t& g_lock = g_fork_locks.seed;
 
-// The seed's lock, taken only once the process has had a second thread: glibc clears
-// __libc_single_threaded before a second thread starts, in the thread that starts it, so while
-// it reads true no other thread can be here (glibc's malloc skips its own locks so). Half the
-// instructions of a seed malloc otherwise.
+// The seed's lock (free, statistics), taken only once the process has had a second thread:
+// glibc clears __libc_single_threaded before a second thread starts, in the thread that starts
+// it, so while it reads true no other thread can be here (glibc's malloc skips its own locks
+// so).
 struct Locked {
   const bool held = __libc_single_threaded == 0;
   Locked() {
@@ -125,8 +125,17 @@ bool map_seed() {
 
 void* seed_alloc(int cls) {
   if (!seed_serves(cls)) return nullptr;
+  // Only while the process has one thread: the seed packs blocks whatever asks for them, so two
+  // threads' first blocks would share lines (a thread's run never holds another's fresh blocks).
+  // glibc clears __libc_single_threaded before a second thread starts, in the thread that
+  // starts it, and never sets it again (a fork child of a threaded process reads false too): no
+  // other thread can be in here, and no lock is needed (seed_free takes it: the blocks handed
+  // out may be freed by any thread later).
+  if (!__libc_single_threaded) {
+    close_every_class();
+    return nullptr;
+  }
   const size_t size = class_to_size(cls);
-  Locked lock;
   const uint32_t served = detail::g_seed_served[cls].load(std::memory_order_relaxed);
   if (served >= seed_quota(cls)) return nullptr;
   if (HAK_UNLIKELY(g_base == nullptr)) {
@@ -145,10 +154,8 @@ void* seed_alloc(int cls) {
     // The block is free (its bit clear), and its link is nullptr or another free block of the
     // class (a write after free otherwise: the list would hand out whatever it now says; a
     // block linked to itself would be handed out twice).
-    if (bit(granule(p)) || (next != nullptr && (next == p || class_at(next) != cls || bit(granule(next))))) {
-      if (lock.held) pthread_mutex_unlock(&g_lock);  // reported without it, as seed_free's
+    if (bit(granule(p)) || (next != nullptr && (next == p || class_at(next) != cls || bit(granule(next)))))
       link_corrupted(p, next, cls);
-    }
     m->free[cls] = next;
   } else {
     char* b = g_base + seed_carve_offset(size_t(g_cur - g_base), size);

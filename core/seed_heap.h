@@ -3,8 +3,9 @@
 // Holds: one 128 KiB mapping, 64 KiB-aligned, marked kRegionSeed in the region map: a byte per
 // 16-byte granule naming the size class of the block that starts there (0: none), a bit per
 // granule set while that block is out, then the blocks, carved in address order whatever their
-// class, each aligned as a run would align it (up to a cache line); a free list per class (linked through the blocks' first word), and per class how
-// many blocks the seed has handed out. One lock (fork_locks.h). Release variant only: the
+// class, each aligned as a run would align it (up to a cache line); a free list per class
+// (linked through the blocks' first word), and per class how many blocks the seed has handed
+// out. One lock (fork_locks.h), for frees. Release variant only: the
 // secure and debug variants keep every block in a run, where their canaries, poison words and
 // checkers look for it.
 // Calls: os (the mapping), region_map (marking it), size_class, diag.
@@ -16,8 +17,11 @@
 // seed_quota(cls) blocks come from here instead; after that the class takes runs as before,
 // so a class in steady use costs the seed nothing. The count includes reuse: a loop that
 // allocates and frees one block leaves the seed after its first seed_quota blocks (every seed
-// malloc and free is a slow path of ~60 instructions, and takes a lock once the process has a
-// second thread; a run's block is 21 and 30).
+// malloc and free is a slow path of ~60 instructions; a run's block is 21 and 30). The seed
+// serves only while the process has a single thread: it packs blocks whatever asks for them,
+// and two threads' blocks side by side would share cache lines that a run's never share
+// (docs/BENCHMARKS.md, "The seed heap and false sharing"); from the second thread on, every
+// class takes runs and the seed only takes back its blocks (under its lock, from any thread).
 //
 // A seed block never enters a thread's cache (free sends it straight back to the seed), so
 // the caches, runs and their checks never see one. free checks it at the call: a pointer that
@@ -79,14 +83,16 @@ static_assert(seed_carve_offset(16, 128) == 64 && seed_carve_offset(80, 48) == 8
               "blocks aligned as in a run, at most to a cache line");
 
 // Whether a malloc of class cls (not aligned) should ask the seed: a class up to 4 KiB that has not
-// used up its quota. A relaxed load; seed_alloc decides under the lock.
+// used up its quota (every class's is, once the process has had a second thread). A relaxed
+// load; seed_alloc decides.
 HAK_FAST_PATH bool seed_serves(int cls) {
   return kSeedHeap && cls < kSeedClasses &&
          detail::g_seed_served[cls].load(std::memory_order_relaxed) < seed_quota(cls);
 }
 
 // A block of class cls from the seed (its free list first, else carved), or nullptr: the
-// class's quota is used up, the seed is full, or it could not be mapped.
+// class's quota is used up, the seed is full or could not be mapped, or the process has (had)
+// a second thread.
 void* seed_alloc(int cls);
 
 // free(p) of an address in the seed (region map kRegionSeed): reports an invalid pointer or a

@@ -197,6 +197,7 @@ void* churn(void* arg) {
       size_t n = 1 + rand_r(&seed) % 4096;
       auto* p = static_cast<unsigned char*>(hak_malloc(n));
       check(p != nullptr, "malloc(%zu) failed", n);
+      check(!in_seed(p), "a second thread's %zu-byte block came from the seed", n);
       memset(p, int(n & 255), n);
       live.emplace_back(p, n);
     } else {
@@ -219,29 +220,34 @@ void* free_two_then_churn(void* arg) {
   return churn(reinterpret_cast<void*>(uintptr_t(two[0]) >> 4));
 }
 
-void* nothing(void*) { return nullptr; }
-
 void threads() {
-  // glibc keeps what it allocates for a thread (its TLS vector) with the stacks it caches for
-  // the next threads: four threads first, so that the count below sees only this test's blocks.
-  pthread_t warm[4];
-  for (auto& x : warm) check(pthread_create(&x, nullptr, nothing, nullptr) == 0, "thread");
-  for (auto& x : warm) pthread_join(x, nullptr);
-  hak_stats_t before;
-  hak_stats_get(&before);
-  // Seed blocks of four classes, freed by other threads while all of them allocate and free.
+  // Seed blocks of four classes, allocated while the process has one thread, freed by other
+  // threads while all of them allocate and free (none of the threads' blocks from the seed).
   void* blocks[4][2];
   const size_t sizes[4] = {208, 304, 432, 592};
+  size_t bytes = 0;
   for (int i = 0; i < 4; ++i)
-    for (int k = 0; k < 2; ++k) blocks[i][k] = kSeedHeap ? seed_block(sizes[i]) : alloc_class(sizes[i]);
+    for (int k = 0; k < 2; ++k) {
+      blocks[i][k] = kSeedHeap ? seed_block(sizes[i]) : alloc_class(sizes[i]);
+      bytes += kSeedHeap ? sizes[i] : 0;
+    }
+  hak_stats_t before;
+  hak_stats_get(&before);
   pthread_t t[4];
   for (int i = 0; i < 4; ++i) check(pthread_create(&t[i], nullptr, free_two_then_churn, blocks[i]) == 0, "thread");
   for (auto& x : t) pthread_join(x, nullptr);
   hak_stats_t st;
   hak_stats_get(&st);
-  check(st.seed_in_use_bytes == before.seed_in_use_bytes, "seed bytes in use %lu after every block was freed, %lu before",
-        (unsigned long)st.seed_in_use_bytes, (unsigned long)before.seed_in_use_bytes);
+  check(st.seed_in_use_bytes == before.seed_in_use_bytes - bytes,
+        "seed bytes in use %lu after the threads freed its %zu bytes of blocks, %lu before", (unsigned long)st.seed_in_use_bytes,
+        bytes, (unsigned long)before.seed_in_use_bytes);
   check(st.seed_mapped_bytes == (kSeedHeap ? kSeedBytes : 0), "seed_mapped_bytes %lu", (unsigned long)st.seed_mapped_bytes);
+  // The process has had other threads: every class takes runs now, the main thread's too.
+  for (size_t n : sizes) {
+    void* p = alloc_class(n);
+    check(!in_seed(p) && !seed_serves(size_to_class(n)), "a %zu-byte block from the seed after the threads", n);
+    hak_free(p);
+  }
   check(st.mapped_bytes == st.tiny_mapped_bytes + st.arena_mapped_bytes + st.large_mapped_bytes + st.seed_mapped_bytes,
         "mapped_bytes is not the sum of its parts");
 }
@@ -265,7 +271,8 @@ void fork_child() {
     void* a = alloc_class(1216);
     void* b = alloc_class(1696);
     check(a != nullptr && b != nullptr, "malloc in the child");
-    check(in_seed(a) == kSeedHeap && in_seed(b) == kSeedHeap, "the child's blocks %s seed blocks", kSeedHeap ? "are not" : "are");
+    // glibc's child of a threaded process does not read as single-threaded: runs, not the seed.
+    check(!in_seed(a) && !in_seed(b), "the child's blocks are seed blocks");
     memset(a, 1, 1216 - kCanaryTail);
     hak_free(keep);
     hak_free(a);
@@ -277,6 +284,26 @@ void fork_child() {
   check(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the child failed (status %#x)", status);
   (void)!write(fds[1], "x", 1);
   pthread_join(t, nullptr);
+  hak_free(keep);
+}
+
+// A fork child of a process with one thread (a shell's) has one thread too: its blocks come
+// from the seed, its copy of the parent's.
+void fork_single_threaded() {
+  void* keep = kSeedHeap ? seed_block(1312) : alloc_class(1312);
+  pid_t pid = fork();
+  check(pid >= 0, "fork");
+  if (pid == 0) {
+    void* a = alloc_class(1328);
+    check(a != nullptr && in_seed(a) == kSeedHeap, "the child's block %s a seed block", kSeedHeap ? "is not" : "is");
+    memset(a, 1, 1328 - kCanaryTail);
+    hak_free(keep);
+    hak_free(a);
+    _exit(0);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  check(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the child failed (status %#x)", status);
   hak_free(keep);
 }
 
@@ -355,7 +382,7 @@ const Scenario kScenarios[] = {
     {"link_to_itself", link_to_itself},
     {"threads", threads},                         {"fork_child", fork_child},
     {"statistics", statistics},                   {"full_seed", full_seed},
-    {"aligned_as_in_runs", aligned_as_in_runs},
+    {"aligned_as_in_runs", aligned_as_in_runs},   {"fork_single_threaded", fork_single_threaded},
 };
 
 // Before Criterion's main: the scenario HAKMEM_TEST_SEED names, then exit.
@@ -429,8 +456,9 @@ Test(seed_heap, a_link_written_after_free_is_reported_by_the_next_malloc) {
   expect_abort("link_overwritten", "corrupted free list (size class 39)");
   expect_abort("link_to_itself", "corrupted free list (size class 39)");
 }
-Test(seed_heap, threads_share_it) { expect_ok("threads"); }
-Test(seed_heap, fork_child_allocates_and_frees_seed_blocks) { expect_ok("fork_child"); }
+Test(seed_heap, other_threads_free_its_blocks_and_never_allocate_from_it) { expect_ok("threads"); }
+Test(seed_heap, fork_child_of_a_threaded_process_frees_seed_blocks) { expect_ok("fork_child"); }
+Test(seed_heap, fork_child_of_a_single_threaded_process_allocates_from_it) { expect_ok("fork_single_threaded"); }
 Test(seed_heap, statistics_count_its_blocks) {
   if (kSeedHeap) expect_ok("statistics");
 }
