@@ -622,8 +622,8 @@ using namespace hak;
 
 // ---------------------------------------------------------------------------------------
 // The C API.
-HAK_EXPORT void* malloc(size_t n) noexcept { return hak_alloc_impl(n); }
-HAK_EXPORT void free(void* p) noexcept { hak_free_impl(p); }
+HAK_EXPORT HAK_HOT_ENTRY void* malloc(size_t n) noexcept { return hak_alloc_impl(n); }
+HAK_EXPORT HAK_HOT_ENTRY void free(void* p) noexcept { hak_free_impl(p); }
 HAK_EXPORT void* calloc(size_t count, size_t size) noexcept { return hak_calloc_impl(count, size); }
 HAK_EXPORT void* realloc(void* p, size_t n) noexcept { return hak_realloc_impl(p, n); }
 
@@ -872,7 +872,7 @@ HAK_FAST_PATH void sized_delete(void* p, size_t n, size_t align, bool array) {
   if constexpr (kSecure || kDebug) sized_delete_check(p, n, align);
   cxx_delete(p, array);
 }
-HAK_CXX_EXPORT void* operator new(size_t n) { return new_kind(cxx_new(n), false); }
+HAK_CXX_EXPORT HAK_HOT_ENTRY void* operator new(size_t n) { return new_kind(cxx_new(n), false); }
 HAK_CXX_EXPORT void* operator new[](size_t n) { return new_kind(cxx_new(n), true); }
 HAK_CXX_EXPORT void* operator new(size_t n, const std::nothrow_t&) noexcept {
   void* p = hak_alloc_impl(n);
@@ -890,9 +890,9 @@ HAK_CXX_EXPORT void* operator new(size_t n, std::align_val_t a, const std::nothr
 HAK_CXX_EXPORT void* operator new[](size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {
   return new_kind(cxx_new_aligned(n, a, true), true);
 }
-HAK_CXX_EXPORT void operator delete(void* p) noexcept { cxx_delete(p, false); }
+HAK_CXX_EXPORT HAK_HOT_ENTRY void operator delete(void* p) noexcept { cxx_delete(p, false); }
 HAK_CXX_EXPORT void operator delete[](void* p) noexcept { cxx_delete(p, true); }
-HAK_CXX_EXPORT void operator delete(void* p, size_t n) noexcept { sized_delete(p, n, 0, false); }
+HAK_CXX_EXPORT HAK_HOT_ENTRY void operator delete(void* p, size_t n) noexcept { sized_delete(p, n, 0, false); }
 HAK_CXX_EXPORT void operator delete[](void* p, size_t n) noexcept { sized_delete(p, n, 0, true); }
 HAK_CXX_EXPORT void operator delete(void* p, const std::nothrow_t&) noexcept { cxx_delete(p, false); }
 HAK_CXX_EXPORT void operator delete[](void* p, const std::nothrow_t&) noexcept { cxx_delete(p, true); }
