@@ -5,7 +5,8 @@
 // granule set while that block is out, then the blocks, carved in address order whatever their
 // class, each aligned as a run would align it (up to a cache line); a free list per class
 // (linked through the blocks' first word), and per class how many blocks the seed has handed
-// out. One lock (fork_locks.h), for frees. Release variant only: the
+// out. One lock (fork_locks.h), for frees, seed_usable and the statistics (seed malloc runs
+// only while the process has one thread). Release variant only: the
 // secure and debug variants keep every block in a run, where their canaries, poison words and
 // checkers look for it.
 // Calls: os (the mapping), region_map (marking it), size_class, diag.
@@ -83,8 +84,8 @@ static_assert(seed_carve_offset(16, 128) == 64 && seed_carve_offset(80, 48) == 8
               "blocks aligned as in a run, at most to a cache line");
 
 // Whether a malloc of class cls (not aligned) should ask the seed: a class up to 4 KiB that has not
-// used up its quota (every class's is, once the process has had a second thread). A relaxed
-// load; seed_alloc decides.
+// used up its quota (the first seed_alloc after the process has had a second thread closes
+// every class's). A relaxed load; seed_alloc decides.
 HAK_FAST_PATH bool seed_serves(int cls) {
   return kSeedHeap && cls < kSeedClasses &&
          detail::g_seed_served[cls].load(std::memory_order_relaxed) < seed_quota(cls);

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/single_threaded.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -160,6 +161,16 @@ void double_free_after_reuse() {
 }
 void free_interior() { hak_free(static_cast<char*>(seed_block(624)) + 32); }
 void free_unaligned() { hak_free(static_cast<char*>(seed_block(624)) + 1); }
+// A pointer into the gap the seed leaves before a block it aligns (a 48-byte block, then a
+// 128-byte one on the next 64-byte boundary): inside no block.
+void free_in_gap() {
+  char* a = static_cast<char*>(seed_block(48));
+  if (reinterpret_cast<uintptr_t>(a + 48) % 64 == 0) a = static_cast<char*>(seed_block(48));
+  char* b = static_cast<char*>(seed_block(128));
+  check(b >= a + 64, "no gap between the 48-byte block %p and the 128-byte block %p", static_cast<void*>(a),
+        static_cast<void*>(b));
+  hak_free(a + 48);
+}
 void free_past_carved() { hak_free(static_cast<char*>(seed_block(624)) + 64 * 1024); }
 void realloc_freed() {
   void* p = seed_block(624);
@@ -272,6 +283,7 @@ void fork_child() {
     void* b = alloc_class(1696);
     check(a != nullptr && b != nullptr, "malloc in the child");
     // glibc's child of a threaded process does not read as single-threaded: runs, not the seed.
+    check(!__libc_single_threaded, "the child of a threaded process reads as single-threaded");
     check(!in_seed(a) && !in_seed(b), "the child's blocks are seed blocks");
     memset(a, 1, 1216 - kCanaryTail);
     hak_free(keep);
@@ -377,7 +389,7 @@ const Scenario kScenarios[] = {
     {"realloc_calloc", realloc_calloc},           {"aligned_not_seed", aligned_not_seed},
     {"double_free", double_free},                 {"double_free_after_reuse", double_free_after_reuse},
     {"free_interior", free_interior},             {"free_unaligned", free_unaligned},
-    {"free_past_carved", free_past_carved},       {"realloc_freed", realloc_freed},
+    {"free_past_carved", free_past_carved},       {"free_in_gap", free_in_gap},       {"realloc_freed", realloc_freed},
     {"usable_freed", usable_freed},               {"link_overwritten", link_overwritten},
     {"link_to_itself", link_to_itself},
     {"threads", threads},                         {"fork_child", fork_child},
@@ -447,6 +459,7 @@ Test(seed_heap, interior_and_unaligned_pointers_at_the_call) {
   expect_abort("free_interior", "invalid pointer (inside a 624-byte block of size class 39, not at its start)");
   expect_abort("free_unaligned", "invalid pointer (inside a 624-byte block of size class 39, not at its start)");
   expect_abort("free_past_carved", "invalid pointer (in hakmem's seed heap, not the start of a block)");
+  expect_abort("free_in_gap", "invalid pointer (in hakmem's seed heap, not the start of a block)");
 }
 Test(seed_heap, realloc_and_usable_size_of_a_freed_seed_block) {
   expect_abort("realloc_freed", "realloc(0x");
