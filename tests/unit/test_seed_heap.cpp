@@ -263,6 +263,39 @@ void threads() {
         "mapped_bytes is not the sum of its parts");
 }
 
+// Two threads' first small blocks never share a cache line (a run belongs to one thread; the
+// seed, which packs blocks whatever asks, serves only before the second thread): a thread's
+// own counters in a 16-48-byte block would otherwise be written back and forth between CPUs.
+struct Lines {
+  size_t size;
+  std::vector<uintptr_t> lines;
+};
+void* take_lines(void* arg) {
+  auto* l = static_cast<Lines*>(arg);
+  for (int i = 0; i < 64; ++i) {
+    void* p = hak_malloc(l->size);
+    check(p != nullptr, "malloc(%zu)", l->size);
+    memset(p, 0x3C, l->size);
+    l->lines.push_back(reinterpret_cast<uintptr_t>(p) / 64);
+    l->lines.push_back((reinterpret_cast<uintptr_t>(p) + l->size - 1) / 64);
+  }
+  return nullptr;
+}
+void threads_lines_apart() {
+  void* before = kSeedHeap ? seed_block(48) : alloc_class(48);  // the main thread's first blocks: from the seed (release)
+  const size_t sizes[] = {16, 32, 48};
+  for (size_t n : sizes) {
+    Lines a{n, {}}, b{n, {}};
+    pthread_t ta, tb;
+    check(pthread_create(&ta, nullptr, take_lines, &a) == 0 && pthread_create(&tb, nullptr, take_lines, &b) == 0, "thread");
+    pthread_join(ta, nullptr);
+    pthread_join(tb, nullptr);
+    for (uintptr_t x : a.lines)
+      for (uintptr_t y : b.lines) check(x != y, "two threads' %zu-byte blocks share the cache line %#lx", n, (unsigned long)(x * 64));
+  }
+  hak_free(before);
+}
+
 void* wait_for_pipe(void* arg) {
   char c;
   (void)!read(*static_cast<int*>(arg), &c, 1);
@@ -394,7 +427,7 @@ const Scenario kScenarios[] = {
     {"link_to_itself", link_to_itself},
     {"threads", threads},                         {"fork_child", fork_child},
     {"statistics", statistics},                   {"full_seed", full_seed},
-    {"aligned_as_in_runs", aligned_as_in_runs},   {"fork_single_threaded", fork_single_threaded},
+    {"aligned_as_in_runs", aligned_as_in_runs},   {"threads_lines_apart", threads_lines_apart},   {"fork_single_threaded", fork_single_threaded},
 };
 
 // Before Criterion's main: the scenario HAKMEM_TEST_SEED names, then exit.
@@ -477,3 +510,4 @@ Test(seed_heap, statistics_count_its_blocks) {
 }
 Test(seed_heap, a_full_seed_sends_every_class_to_its_runs) { expect_ok("full_seed"); }
 Test(seed_heap, blocks_are_aligned_as_in_their_runs) { expect_ok("aligned_as_in_runs"); }
+Test(seed_heap, two_threads_blocks_never_share_a_cache_line) { expect_ok("threads_lines_apart"); }
