@@ -102,7 +102,7 @@ hak_ver=$(git -C "$root" describe --always --dirty 2>/dev/null || echo "uncommit
 {
   echo "# hakmem benchmark comparison"
   echo
-  echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'), profile: $profile, rounds: $rounds (interleaved)"
+  echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'), profile: $profile, rounds: $rounds (interleaved, each round starting one allocator further on)"
   echo "- machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), kernel $(uname -r)"
   echo "- hakmem: $hak_ver (out/release/libhakmem.so, LD_PRELOAD)"
   echo "- glibc: $(pkgver libc6)"
@@ -151,9 +151,13 @@ for b in "${BENCHES[@]}"; do
   [ -n "$only" ] && [[ "$id" != *"$only"* ]] && continue
   args="$qargs"; [ $profile = full ] && args="$fargs"
   printf 'running %-14s %s x %d rounds x %d allocators ...' "$id" "$exe $args" "$rounds" ${#ALLOC_NAMES[@]} >&2
+  # Each round starts one allocator further on (A B C, B C A, C A B, ...): no allocator always
+  # runs first, right after another benchmark or another program (docs/BENCHMARKS.md,
+  # "Rounds rotate").
+  n_alloc=${#ALLOC_NAMES[@]}
   for ((r = 1; r <= rounds; r++)); do
-    for ((i = 0; i < ${#ALLOC_NAMES[@]}; i++)); do
-      run_one "$id" "$exe" "$args" "$metric" "$i" "$r"
+    for ((k = 0; k < n_alloc; k++)); do
+      run_one "$id" "$exe" "$args" "$metric" $(((k + r - 1) % n_alloc)) "$r"
     done
   done
   echo " done ($((SECONDS - t_start)) s so far)" >&2

@@ -293,7 +293,7 @@ pkgver() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null || echo "-"; }
 {
   echo "# hakmem on real programs"
   echo
-  echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'), rounds: $rounds (interleaved)"
+  echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'), rounds: $rounds (interleaved, each round starting one allocator further on)"
   echo "- machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), kernel $(uname -r), load average at start $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "- hakmem: $(git -C "$root" describe --always --dirty 2>/dev/null || echo '?') (out/release/libhakmem.so); glibc $(pkgver libc6), mimalloc $(pkgver libmimalloc2.0), jemalloc $(pkgver libjemalloc2), tcmalloc $(pkgver libtcmalloc-minimal4)"
   echo "- programs: python3 $(pkgver python3), perl $(pkgver perl), ruby $(pkgver ruby), lua5.4 $(pkgver lua5.4), sqlite3 $(pkgver sqlite3), db_bench $(pkgver rocksdb-tools), redis $(pkgver redis-server), g++ $(pkgver g++), z3 $(pkgver z3), coreutils $(pkgver coreutils), xz $(pkgver xz-utils), gawk $(pkgver gawk)"
@@ -415,7 +415,10 @@ fi
 for ((r = 1; r <= rounds; r++)); do
   printf 'round %d/%d:' "$r" "$rounds" >&2
   for p in "${selected[@]}"; do
-    for ((i = 0; i < ${#ALLOC_NAMES[@]}; i++)); do run_one "$p" "$i" "$r"; done
+    # Each round starts one allocator further on: the first run of a program after another
+    # program ran slower, and with a fixed order that was always hakmem's (docs/BENCHMARKS.md,
+    # "Rounds rotate").
+    for ((k = 0; k < ${#ALLOC_NAMES[@]}; k++)); do run_one "$p" $(((k + r - 1) % ${#ALLOC_NAMES[@]})) "$r"; done
     printf ' %s' "$p" >&2
   done
   echo " ($((SECONDS - t_start)) s so far)" >&2
