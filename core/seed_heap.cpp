@@ -70,8 +70,8 @@ void set_bit(size_t g) { bits()[g >> 6] |= uint64_t(1) << (g & 63); }
 void clear_bit(size_t g) { bits()[g >> 6] &= ~(uint64_t(1) << (g & 63)); }
 
 // The class of the block p starts, 0 when p does not start one (outside the carved part,
-// unaligned, inside a block, or in the gap before a block carved at its alignment). Any thread: an entry is written once, before its block is
-// handed out.
+// unaligned, inside a block, or in the gap before a block carved at its alignment). Any
+// thread: an entry is written once, before its block is handed out.
 int class_at(const void* p) {
   const char* c = static_cast<const char*>(p);
   if (g_base == nullptr || c < g_base + kBlocksStart || c >= __atomic_load_n(&g_cur, __ATOMIC_ACQUIRE)) return 0;
