@@ -3,13 +3,15 @@
 //   free(p) → p >> 16 < map units?                2 loads, 1 predicted branch (the flat map
 //                                                  is there and covers p: region_map.h)
 //           → entry = flat map[p >> 16]           id, run start: 2 loads from one line
-//           → p's offset in its run a multiple of the id's class size?   10 instructions
-//             (region_run_offset, class_divides)   (the id's constant loaded, 1 multiply),
-//                                                  1 predicted branch
+//           → p's offset in its run a block's, one of a run of the id's class?
+//             (region_run_offset, class_starts_block)   10 instructions (the id's constant
+//                                                  loaded, 1 multiply, 1 compare with the
+//                                                  id's bound), 1 predicted branch
 //               yes (a Tiny/Mid block's start) → tiny_free_fast(p, id)  [tiny_free_fast_v2.inc.h]
 //               no, 1 ≤ id ≤ kNumClasses → tiny_free_suspect: an interior or unaligned
-//                                          pointer, reported at the call
-//               no, any other id (its constant is 0: never divisible) → hak_free_slow(p)
+//                                          pointer, one past a run's blocks or into a
+//                                          SuperSlab's header, reported at the call
+//               no, any other id (its bound is 0: never a block) → hak_free_slow(p)
 //     hak_free_slow(p) (cold; looks p up again, in either form of the map):
 //       p == nullptr                          → nothing
 //       kRegionSpan  (page-arena span, Large) → span header at p-16: magic checked
@@ -36,13 +38,6 @@
 HAK_SLOW_PATH void hak_free_slow(void* p);
 bool glibc_owns(const void* p);
 
-// Secure variant: p's offset in its run is in the window's last 4 KiB (hak_free_impl). A block
-// of a 4-slab run goes on; a SuperSlab's header is reported.
-HAK_SLOW_PATH void tiny_free_window_end(void* p, int cls) {
-  if (run_block_index(slab_of_block(p), p) == UINT32_MAX) return tiny_free_suspect(p, cls);
-  tiny_free_fast(p, cls);
-}
-
 // Every call here is a tail call, so the fast path needs no stack frame.
 HAK_FAST_PATH void hak_free_impl(void* p) {
   if constexpr (kValgrind) {
@@ -57,17 +52,13 @@ HAK_FAST_PATH void hak_free_impl(void* p) {
   if (HAK_LIKELY(unit < __atomic_load_n(&detail::g_region.units, __ATOMIC_ACQUIRE))) {
     const uint8_t* e = detail::g_region.base + unit * kFlatStride;  // the unit's entry: id, run start
     const unsigned id = e[0];
-    // A Tiny/Mid block must start a block of its run: an interior or unaligned pointer is
+    // A Tiny/Mid block must start a block of its run: an interior or unaligned pointer, one
+    // past a run's last block or into the SuperSlab header before a run at its first slab is
     // reported at the call. An id that is not a class (0: not hakmem's — nullptr, glibc's,
-    // the stack; a span, the guarded pool...) fails the same test (its constant is 0:
-    // class_divides) and goes on to the slow path below.
+    // the stack; a span, the guarded pool...) fails the same test (its bound is 0:
+    // class_starts_block) and goes on to the slow path below.
     const uint32_t off = region_run_offset(e, a);
-    if (HAK_LIKELY(class_divides(id, off))) {
-      // The secure variant also rejects an address in the last 4 KiB of the run window:
-      // that is where a SuperSlab's header lands for a run at its first slab (release lets
-      // a 16-byte-aligned one through for some classes: docs/TUNING.md). Legitimate blocks
-      // there (the last of a 4-slab run) take the cold check and go on.
-      if (kSecure && HAK_UNLIKELY(off >= kRunWindow - kSuperSlabHeader)) return tiny_free_window_end(p, id);
+    if (HAK_LIKELY(class_starts_block(id, off))) {
       if constexpr (kDebug) tiny_debug_check_free(p, id);
       tiny_free_fast(p, id);
       return;

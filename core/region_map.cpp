@@ -116,7 +116,7 @@ bool set_units(const void* start, size_t bytes, uint8_t id, uint8_t k) {
 bool region_map_set(const void* start, size_t bytes, uint8_t id) { return set_units(start, bytes, id, 0); }
 
 bool region_map_set_run(const void* start, size_t bytes, uint8_t cls, const void* run_start) {
-  // region_map.h: (p + k × 4 KiB) mod 2^18 is p's offset in the run; k is in [1, 64].
+  // region_map.h: (p + k × 4 KiB) mod 2^19 is p's offset in the run; k is in [1, 128].
   const uint8_t k = uint8_t((kRunWindow - (reinterpret_cast<uintptr_t>(run_start) & (kRunWindow - 1))) >> 12);
   return set_units(start, bytes, cls, k);
 }

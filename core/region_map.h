@@ -21,11 +21,15 @@
 // is shared between hakmem and another mapping.
 //
 // The flat form keeps two bytes per unit: the id, and, for a unit of a slab run, where the run
-// starts: k = (2^18 − run start mod 2^18) / 4 KiB, in [1, 64]. A run is at most 4 slabs
+// starts: k = (2^19 − run start mod 2^19) / 4 KiB, in [1, 128]. A run is at most 4 slabs
 // (256 KiB = 2^18) and starts at a 4 KiB boundary (a run at a SuperSlab's first slab starts
-// 4 KiB into it, after the header), so p's offset in its run is (p + k × 4 KiB) mod 2^18, from
+// 4 KiB into it, after the header), so p's offset in its run is (p + k × 4 KiB) mod 2^19, from
 // the cache line free read the id from, without touching the SuperSlab; whether p starts a
-// block is then one multiply (region_run_offset; class_divides in size_class.h).
+// block of such a run is then one multiply and one compare (region_run_offset;
+// class_starts_block in size_class.h). The window is twice the longest run so that the
+// header before a run at a SuperSlab's first slab reads as offsets [2^19 − 4 KiB, 2^19), past
+// every run's blocks: with a 2^18 window those offsets were the last 4 KiB of a 4-slab run,
+// multiples of some class sizes.
 #ifndef HAKMEM_REGION_MAP_H
 #define HAKMEM_REGION_MAP_H
 
@@ -82,9 +86,9 @@ inline constexpr unsigned kFlatStride = 2;
 
 // The offset of a from the start of its slab run, given e, a's entry in the flat map (its id a
 // class). An address before the run's first block (a SuperSlab's header, for a run at the
-// SuperSlab's first slab) gives an offset in [2^18 − 4 KiB, 2^18): past the blocks of that
-// run, but a multiple of some class sizes (free's secure variant rejects that window).
-inline constexpr uintptr_t kRunWindow = uintptr_t(1) << 18;
+// SuperSlab's first slab) gives an offset in [2^19 − 4 KiB, 2^19): past the blocks of any run
+// (class_starts_block rejects it).
+inline constexpr uintptr_t kRunWindow = uintptr_t(1) << 19;
 HAK_FAST_PATH uint32_t region_run_offset(const uint8_t* e, uintptr_t a) {
   return uint32_t((a + (uintptr_t(__atomic_load_n(&e[1], __ATOMIC_RELAXED)) << 12)) & (kRunWindow - 1));
 }

@@ -94,8 +94,12 @@ struct Tables {
   uint8_t run_slabs[kNumClasses + 1];   // 64 KiB slabs per slab run (run_slabs_of)
   uint16_t cache_cap[kNumClasses + 1];  // TLS free-list cap (blocks)
   uint64_t recip[kNumClasses + 1];      // ceil(2^40 / size): offset → block index (below)
-  uint64_t divc[256];                   // 2^64 / size rounded up: divisibility (class_divides);
-                                        // 0 for every region-map id that is not a class
+  // Free's test that an offset starts a block (class_starts_block): off × mul < lim, with
+  // mul = ⌊2^64 / size⌋ + 1 and lim = (blocks in a run) × (size × mul mod 2^64); both 0 for
+  // every region-map id that is not a class. Two arrays, not pairs: free indexes each with
+  // the id scaled by 8 in the instruction that uses it (a 16-byte pair took two more to scale).
+  uint64_t start_mul[256];
+  uint64_t start_lim[256];
   uint8_t small[kTinyMax / 8 + 1];      // (n + 7) >> 3 → class, n ≤ 1024
   uint8_t mid[kMidMax / 32 + 1];        // (n + 31) >> 5 → class, 1024 < n ≤ 32768
 };
@@ -105,7 +109,7 @@ constexpr Tables make_tables() {
   for (int id = 0; id <= kNumClasses; ++id) {
     uint32_t s = class_size_of(id);
     t.size[id] = s;
-    if (id == 0) continue;  // divc[0] stays 0: class_divides(0, off) is false for every off
+    if (id == 0) continue;  // start_lim[0] stays 0: class_starts_block(0, off) is false
     // About 8 blocks per run at least (a run starting at slot 0 loses the 4 KiB SuperSlab
     // header: 7 blocks of 32 KiB); see run_slabs_of.
     t.run_slabs[id] = uint8_t(run_slabs_of(s));
@@ -113,7 +117,10 @@ constexpr Tables make_tables() {
     uint32_t cap = 32768 / s;
     t.cache_cap[id] = uint16_t(cap < 8 ? 8 : cap > 256 ? 256 : cap);
     t.recip[id] = ((uint64_t(1) << 40) + s - 1) / s;
-    t.divc[id] = UINT64_MAX / s + 1;
+    const bool pow2 = (s & (s - 1)) == 0;
+    const uint64_t mul = UINT64_MAX / s + (pow2 ? 2 : 1);  // ⌊2^64 / s⌋ + 1
+    t.start_mul[id] = mul;
+    t.start_lim[id] = (uint64_t(t.run_slabs[id]) * kSlabSize / s) * (uint64_t(s) * mul);
   }
   int id = 1;
   for (size_t i = 0; i <= kTinyMax / 8; ++i) {
@@ -206,16 +213,22 @@ HAK_FAST_PATH uint32_t class_block_index(int id, size_t off) {
   return uint32_t((uint64_t(off) * detail::kTables.recip[id]) >> 40);
 }
 
-// Whether off is a multiple of class_to_size(id), for any 32-bit off: one multiply and one
-// compare (Lemire, Kaser and Kurz, "Faster remainder by direct computation", 2019: n is
-// divisible by d iff n × c mod 2^64 < c, c = ⌈2^64 / d⌉, for 32-bit n and d). Free's check
-// that a pointer starts a block (hak_free_api.inc.h); tests/unit/test_size_class.cpp checks
-// every offset below 2^18 of every class against %.
+// Whether off, a pointer's offset in a run of class id (region_run_offset), is the start of
+// one of the blocks of a run of the class's length: a multiple of the size, below
+// run_slabs × 64 KiB. One multiply and one compare, for any 32-bit off. With mul = ⌊2^64/d⌋ + 1
+// (d the size) and e = d × mul mod 2^64 in [1, d]: for off = q·d + r, off × mul mod 2^64 is
+// q·e when r = 0 (below 2^43), else r × mul + q·e without wrapping, at least mul ≥ 2^49; so it
+// is below lim = Q·e exactly when r = 0 and q < Q, the run's block count (Lemire, Kaser and
+// Kurz, "Faster remainder by direct computation", 2019, test divisibility this way with
+// ⌈2^64/d⌉ and lim = that constant; the bound on q comes from making e non-zero for powers of
+// two). Free's check that a pointer starts a block (hak_free_api.inc.h): an interior or
+// unaligned pointer, one into the tail of a run past its last block, and one into the
+// SuperSlab header before a run at its first slab (offsets from 2^19 − 4 KiB: region_map.h)
+// all fail it; tests/unit/test_size_class.cpp checks every offset below 2^19 of every class.
 // Any region-map id may be passed: one that is not a class (0, the special kinds above
-// kNumClasses) has a constant of 0 and is never divisible, so free needs no range test.
-HAK_FAST_PATH bool class_divides(unsigned id, uint32_t off) {
-  const uint64_t c = detail::kTables.divc[id];
-  return uint64_t(off) * c < c;
+// kNumClasses) has lim 0 and never passes, so free needs no range test.
+HAK_FAST_PATH bool class_starts_block(unsigned id, uint32_t off) {
+  return uint64_t(off) * detail::kTables.start_mul[id] < detail::kTables.start_lim[id];
 }
 
 }  // namespace hak

@@ -42,7 +42,10 @@ void tiny_debug_check_free(void* p, int cls) {
               unsigned(s->cls), cls);
   const char* start = slab_data_start(superslab_of_slab(s), slab_index_in_superslab(s));
   const char* c = static_cast<const char*>(p);
-  if (c < start || size_t(c - start) % size != 0)
+  if (c < start)
+    hak_fatal("free(%p): invalid pointer (before the first block of a run of size class %d: hakmem's SuperSlab header)", p, cls);
+  if (c >= s->end) hak_fatal("free(%p): invalid pointer (past the last block of a run of size class %d)", p, cls);
+  if (size_t(c - start) % size != 0)
     hak_fatal("free(%p): invalid pointer (inside a %zu-byte block of size class %d, not at its start)", p, size,
               cls);
   if (c >= s->bump)
@@ -73,6 +76,8 @@ void tiny_suspect_check(void* p, int cls, const char* op) {
   uint32_t i = run_block_index(s, p);
   if (i == UINT32_MAX && static_cast<const char*>(p) < run_data_start(s))
     hak_fatal("%s(%p): invalid pointer (before the first block of a run of size class %d: hakmem's SuperSlab header)", op, p, cls);
+  if (i == UINT32_MAX && static_cast<const char*>(p) >= s->end)
+    hak_fatal("%s(%p): invalid pointer (past the last block of a run of size class %d)", op, p, cls);
   if (i == UINT32_MAX)
     hak_fatal("%s(%p): invalid pointer (inside a %zu-byte block of size class %d, not at its start)", op, p, size, cls);
   if (static_cast<const char*>(p) >= s->bump) return;

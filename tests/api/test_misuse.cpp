@@ -324,24 +324,55 @@ Test(misuse, free_of_a_pointer_inside_a_block_is_reported_at_the_call_in_every_t
   }
 }
 
-Test(misuse, free_of_a_pointer_into_a_superslab_header_in_the_secure_and_debug_variants) {
-  // A run at a SuperSlab's first slab starts after the 4 KiB header; 16 bytes before its first
-  // block is header, and its offset in the run window (2^18 - 16) is a multiple of 16: release
-  // lets it through for the 16-byte class (docs/TUNING.md), the secure variant checks the
-  // window's last 4 KiB, debug every free.
-  if (!hak::kSecure && !hak::kDebug) cr_skip_test("release does not look at the last 4 KiB of the run window");
-  expect_abort("superslab header", "invalid pointer (", [] {
-    // 16-byte blocks until one is the first of a run at a SuperSlab's first slab (a fresh
-    // SuperSlab gives its first slot first: a few SuperSlabs' worth at most).
-    for (int i = 0; i < 1 << 20; ++i) {
-      char* p = static_cast<char*>(malloc(16 - hak::kCanaryTail));
-      if ((reinterpret_cast<uintptr_t>(p) & (hak::kSuperSlabSize - 1)) == hak::kSuperSlabHeader) {
-        free(p - 16);
-        _exit(0);
+Test(misuse, free_of_a_pointer_into_a_superslab_header_at_the_call) {
+  // A run at a SuperSlab's first slab starts after the 4 KiB header. 16 bytes before its first
+  // block is header; with a 2^18 run window its offset (2^18 - 16) was a multiple of 16, 48 and
+  // 688 (a class of 4-slab runs), and release freed it as a block. Now the header reads as
+  // offsets from 2^19 - 4 KiB, past every run's blocks (region_map.h): every variant reports it.
+  struct Case {
+    size_t size;  // the class's block size
+    size_t back;  // bytes before the run's first block
+  };
+  static const Case cases[] = {{16, 16}, {48, 16}, {48, 64}, {688, 16}, {688, 704}, {32768, 16}};
+  for (const Case& c : cases) {
+    static const Case* cur;
+    cur = &c;
+    expect_abort("superslab header", "invalid pointer (before the first block of a run", [] {
+      // Blocks of the class until one is the first of a run at a SuperSlab's first slab (a
+      // fresh SuperSlab gives its first slot first: a few SuperSlabs' worth at most).
+      const size_t n = cur->size - hak::kCanaryTail;
+      for (size_t bytes = 0; bytes < (size_t(256) << 20); bytes += n) {
+        char* p = static_cast<char*>(malloc(n));
+        if ((reinterpret_cast<uintptr_t>(p) & (hak::kSuperSlabSize - 1)) == hak::kSuperSlabHeader) {
+          free(p - cur->back);
+          _exit(0);
+        }
       }
-    }
-    _exit(3);  // never found one: the test fails (exit, not abort)
-  });
+      _exit(3);  // never found one: the test fails (exit, not abort)
+    });
+  }
+}
+
+Test(misuse, free_of_a_pointer_past_the_last_block_of_a_run_at_the_call) {
+  // A run of one 64 KiB slab holds 1365 blocks of 48 bytes, or 65 of 1008, and ends in a
+  // 16-byte tail at offset 65520: a multiple of the size, so a divisibility test alone let it
+  // through; the run's block count now bounds the test (class_starts_block).
+  for (size_t size : {size_t(48), size_t(1008)}) {
+    static size_t cur;
+    cur = size;
+    expect_abort("run tail", "invalid pointer (past the last block of a run", [] {
+      const size_t n = cur - hak::kCanaryTail;
+      for (size_t bytes = 0; bytes < (size_t(256) << 20); bytes += n) {
+        char* p = static_cast<char*>(malloc(n));
+        // The first block of a run at a slab other than a SuperSlab's first.
+        if ((reinterpret_cast<uintptr_t>(p) & (hak::kSlabSize - 1)) == 0) {
+          free(p + (hak::kSlabSize / cur) * cur);
+          _exit(0);
+        }
+      }
+      _exit(3);
+    });
+  }
 }
 
 Test(misuse, realloc_of_a_pointer_inside_a_tiny_block) {

@@ -2,7 +2,9 @@
 // alignment of the power-of-two classes, run lengths and TLS caps.
 #include <criterion/criterion.h>
 
+#include "region_map.h"
 #include "size_class.h"
+#include "superslab.h"
 
 using namespace hak;
 
@@ -102,23 +104,34 @@ Test(size_class, block_index_is_exact_at_every_offset_of_every_run) {
   }
 }
 
-Test(size_class, divisibility_is_exact_at_every_offset_of_a_run_window_and_beyond) {
-  // class_divides: one multiply and a compare instead of off % size == 0 (free's check that a
-  // pointer starts a block). Every offset below 2^18 (a run's window, region_map.h), then
-  // offsets up to 2^32 in a stride that is no multiple of any class size, and the multiples
-  // of each size near 2^32 (and one past them).
+Test(size_class, block_start_test_is_exact_at_every_offset_of_a_run_window_and_beyond) {
+  // class_starts_block: one multiply and a compare instead of off % size == 0 && off / size <
+  // blocks per run (free's check that a pointer starts a block). Every offset below 2^19 (the
+  // run window, region_map.h: a run's own offsets, then the SuperSlab header's before a run at
+  // the first slab), then offsets up to 2^32 in a stride that is no multiple of any class
+  // size, and the multiples of each size near 2^32 (and one past them).
   for (int c = 1; c <= kNumClasses; ++c) {
     const uint32_t size = uint32_t(class_to_size(c));
-    for (uint32_t off = 0; off < (1u << 18); ++off)
-      if (class_divides(c, off) != (off % size == 0))
-        cr_assert(false, "class %d (%u B): offset %u says %d", c, size, off, int(class_divides(c, off)));
+    const uint32_t blocks = uint32_t(class_run_slabs(c) * kSlabSize / size);
+    uint32_t passed = 0;
+    for (uint32_t off = 0; off < uint32_t(kRunWindow); ++off) {
+      const bool want = off % size == 0 && off / size < blocks;
+      passed += want;
+      if (class_starts_block(c, off) != want)
+        cr_assert(false, "class %d (%u B): offset %u says %d", c, size, off, int(class_starts_block(c, off)));
+    }
+    cr_assert_eq(passed, blocks, "class %d: every block of a run passes", c);
+    // The header before a run at a SuperSlab's first slab: never a block.
+    for (uint32_t off = uint32_t(kRunWindow - kSuperSlabHeader); off < uint32_t(kRunWindow); off += 16)
+      cr_assert(!class_starts_block(c, off), "class %d: header offset %u", c, off);
     for (uint64_t off = 1; off < (uint64_t(1) << 32); off += 999983)
-      cr_assert_eq(class_divides(c, uint32_t(off)), off % size == 0, "class %d, offset %llu", c, (unsigned long long)off);
+      cr_assert_eq(class_starts_block(c, uint32_t(off)), off % size == 0 && off / size < blocks, "class %d, offset %llu", c, (unsigned long long)off);
     uint32_t top = uint32_t((UINT32_MAX / size) * size);
-    cr_assert(class_divides(c, top) && !class_divides(c, top + 1) && !class_divides(c, top - 1) && class_divides(c, top - size), "class %d near 2^32", c);
+    cr_assert(!class_starts_block(c, top) && !class_starts_block(c, top + 1) && !class_starts_block(c, top - 1), "class %d near 2^32", c);
+    cr_assert(class_starts_block(c, (blocks - 1) * size) && !class_starts_block(c, blocks * size), "class %d: the last block and past it", c);
   }
   // Ids that are not classes (0, the region map's "not hakmem's", and every id above the
-  // classes: spans, the guarded pool, free slabs...): nothing divides, so free sends them on.
+  // classes: spans, the guarded pool, free slabs...): nothing passes, so free sends them on.
   for (unsigned id = 0; id < 256; id = id == 0 ? unsigned(kNumClasses) + 1 : id + 1)
-    for (uint32_t off : {0u, 16u, 4096u, 65536u}) cr_assert(!class_divides(id, off), "id %u, offset %u", id, off);
+    for (uint32_t off : {0u, 16u, 4096u, 65536u}) cr_assert(!class_starts_block(id, off), "id %u, offset %u", id, off);
 }
