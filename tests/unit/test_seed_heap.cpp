@@ -413,6 +413,55 @@ void full_seed() {
   }
 }
 
+// The seed's last bytes: a class aligned to 64 bytes no longer fits, one aligned to 16 still
+// does. The 64-byte class closes (its block comes from a run, its next ones too) while the
+// 48-byte class carves the seed's last 48 bytes, and nothing is carved past the seed's end.
+void aligned_does_not_fit() {
+  void* first = alloc_class(16);
+  check(first != nullptr, "malloc(16)");
+  if (!kSeedHeap) return;
+  check(in_seed(first), "the first 16-byte block not from the seed");
+  // The seed's end: the first 64 KiB unit after it that the region map does not give the seed.
+  uintptr_t end = (reinterpret_cast<uintptr_t>(first) & ~(kRegionUnit - 1)) + kRegionUnit;
+  while (region_map_lookup(reinterpret_cast<void*>(end)) == kRegionSeed) end += kRegionUnit;
+  uintptr_t cur = reinterpret_cast<uintptr_t>(first) + 16;  // the next byte the seed carves
+  auto take = [&](size_t n) {
+    void* p = alloc_class(n);
+    check(p != nullptr, "malloc(%zu)", n);
+    memset(p, 0x3D, n - kCanaryTail);
+    if (!in_seed(p)) return false;  // the class's quota is used up (or it no longer fits)
+    uintptr_t a = reinterpret_cast<uintptr_t>(p);
+    check(a >= cur && a + n <= end, "seed block %p (%zu B) outside [%#lx, %#lx)", p, n, (unsigned long)cur, (unsigned long)end);
+    cur = a + n;
+    return true;
+  };
+  // Blocks of the 16-byte-aligned classes (odd multiples of 16, up to 1008 bytes: carved with
+  // no padding) until 48 bytes are left, the largest that fits first.
+  bool used_up[64] = {};
+  while (end - cur > 48) {
+    size_t best = 0;
+    for (size_t n = 1008; n >= 16; n -= 32)
+      if (!used_up[n / 16] && n <= end - cur - 48) {
+        best = n;
+        break;
+      }
+    check(best != 0, "no 16-byte-aligned class left with %lu bytes to fill", (unsigned long)(end - cur));
+    if (!take(best)) used_up[best / 16] = true;
+  }
+  check(end - cur == 48, "%lu bytes left, not 48", (unsigned long)(end - cur));
+  // 64 bytes, carved at a 64-byte boundary: no room. A run's block, now and at the next call.
+  for (int i = 0; i < 2; ++i) {
+    void* p = alloc_class(64);
+    check(p != nullptr && !in_seed(p) && region_map_lookup(p) == 4 /* the 64-byte class */, "64-byte block %d: %p not from its run", i, p);
+  }
+  // 48 bytes still fit: the seed's last block, flush with its end.
+  void* p = alloc_class(48);
+  check(p != nullptr && in_seed(p) && reinterpret_cast<uintptr_t>(p) + 48 == end, "48-byte block %p: not the seed's last (end %#lx)", p, (unsigned long)end);
+  // Nothing is left: the next 16-byte block comes from its run.
+  void* q = alloc_class(16);
+  check(q != nullptr && !in_seed(q), "16-byte block %p from a full seed", q);
+}
+
 struct Scenario {
   const char* name;
   void (*fn)();
@@ -427,7 +476,7 @@ const Scenario kScenarios[] = {
     {"link_to_itself", link_to_itself},
     {"threads", threads},                         {"fork_child", fork_child},
     {"statistics", statistics},                   {"full_seed", full_seed},
-    {"aligned_as_in_runs", aligned_as_in_runs},   {"threads_lines_apart", threads_lines_apart},   {"fork_single_threaded", fork_single_threaded},
+    {"aligned_as_in_runs", aligned_as_in_runs},   {"aligned_does_not_fit", aligned_does_not_fit},   {"threads_lines_apart", threads_lines_apart},   {"fork_single_threaded", fork_single_threaded},
 };
 
 // Before Criterion's main: the scenario HAKMEM_TEST_SEED names, then exit.
@@ -510,4 +559,5 @@ Test(seed_heap, statistics_count_its_blocks) {
 }
 Test(seed_heap, a_full_seed_sends_every_class_to_its_runs) { expect_ok("full_seed"); }
 Test(seed_heap, blocks_are_aligned_as_in_their_runs) { expect_ok("aligned_as_in_runs"); }
+Test(seed_heap, a_class_that_no_longer_fits_closes_while_less_aligned_ones_carve_on) { expect_ok("aligned_does_not_fit"); }
 Test(seed_heap, two_threads_blocks_never_share_a_cache_line) { expect_ok("threads_lines_apart"); }
