@@ -33,6 +33,12 @@ static_assert(sizeof(ForkLocks) == 4096, "the fork locks fill exactly one page")
 
 extern constinit ForkLocks g_fork_locks;  // fork_locks.cpp
 
+// Touches the locks' page with a write (hakmem's initialisation): pthread_mutex_lock reads a
+// lock before it writes it, so the process's first lock would otherwise fault twice (the
+// zero page mapped by the read, then the write); most processes take one early (their first
+// SuperSlab, span or Large block).
+inline void fork_locks_prefault() { g_fork_locks.prof.fetch_add(0, std::memory_order_relaxed); }
+
 }  // namespace hak
 
 #endif  // HAKMEM_FORK_LOCKS_H

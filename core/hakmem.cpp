@@ -31,6 +31,7 @@
 #include "decay.h"
 #include "decay_thread.h"
 #include "diag.h"
+#include "fork_locks.h"
 #include "guarded.h"
 #include "hakmem.h"
 #include "hakmem_build_flags.h"
@@ -121,6 +122,7 @@ HAK_SLOW_PATH void hak_init_slow() {
   int expect = 0;
   if (g_init_state.compare_exchange_strong(expect, 1, std::memory_order_acq_rel)) {
     os_init();
+    fork_locks_prefault();
     g_init_pid = getpid();
     link_key_init();  // before the first block is linked
     options_init();

@@ -48,7 +48,10 @@ bool fault_injected() {
 }  // namespace
 
 void os_init() {
-  if (g_os_ready) return;
+  // The process's first touch of the page of the library's small globals, as a write (an
+  // atomic add of 0, one `lock xadd`): a read first would map the zero page, and the write
+  // just after would fault a second time (docs/BENCHMARKS.md, "Short processes: writes first").
+  if (__atomic_fetch_add(reinterpret_cast<unsigned char*>(&g_os_ready), 0, __ATOMIC_RELAXED)) return;
   long ps = sysconf(_SC_PAGESIZE);
   if (ps > 0) g_page_size = size_t(ps);
   g_secure = getauxval(AT_SECURE) != 0;

@@ -38,7 +38,10 @@ bool flat_make_writable(uintptr_t first, uintptr_t count) {
   for (uintptr_t page = lo / kMapPage; page <= hi / kMapPage; ++page) {
     std::atomic<uint64_t>& word = g_writable[page / 64];
     uint64_t bit = uint64_t(1) << (page % 64);
-    if (word.load(std::memory_order_acquire) & bit) continue;
+    // Read with a write (an add of 0, one `lock xadd`): the word's page is zero in a new
+    // process, and a plain read would map the zero page only for the fetch_or below to fault
+    // again.
+    if (word.fetch_add(0, std::memory_order_acquire) & bit) continue;
     if (!os_make_writable(detail::g_region.base + page * kMapPage, kMapPage)) return false;
     word.fetch_or(bit, std::memory_order_release);
   }

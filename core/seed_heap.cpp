@@ -117,6 +117,10 @@ bool map_seed() {
     return false;
   }
   g_base = static_cast<char*>(m);
+  // The metadata page's first touch is a write: seed_alloc reads a free list there before it
+  // writes the counts, and a read first would map the zero page only for the write to fault
+  // again (docs/BENCHMARKS.md, "Short processes: writes first").
+  __atomic_store_n(&meta()->free[0], nullptr, __ATOMIC_RELAXED);
   __atomic_store_n(&g_cur, g_base + kBlocksStart, __ATOMIC_RELEASE);
   return true;
 }
