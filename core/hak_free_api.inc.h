@@ -9,7 +9,7 @@
 //                                                  id's bound), 1 predicted branch
 //               yes (a Tiny/Mid block's start) → tiny_free_fast(p, id)  [tiny_free_fast_v2.inc.h]
 //               no, 1 ≤ id ≤ kNumClasses → tiny_free_suspect: an interior or unaligned
-//                                          pointer, one past a run's blocks or into a
+//                                          pointer, one past a full run's blocks or into a
 //                                          SuperSlab's header, reported at the call
 //               no, any other id (its bound is 0: never a block) → hak_free_slow(p)
 //     hak_free_slow(p) (cold; looks p up again, in either form of the map):
@@ -53,8 +53,9 @@ HAK_FAST_PATH void hak_free_impl(void* p) {
     const uint8_t* e = detail::g_region.base + unit * kFlatStride;  // the unit's entry: id, run start
     const unsigned id = e[0];
     // A Tiny/Mid block must start a block of its run: an interior or unaligned pointer, one
-    // past a run's last block or into the SuperSlab header before a run at its first slab is
-    // reported at the call. An id that is not a class (0: not hakmem's — nullptr, glibc's,
+    // past a full-length run's last block or into the SuperSlab header before a run at its
+    // first slab is reported at the call (not: one into the last 4 KiB of a run at a
+    // SuperSlab's first slab past its blocks, class_starts_block). An id that is not a class (0: not hakmem's — nullptr, glibc's,
     // the stack; a span, the guarded pool...) fails the same test (its bound is 0:
     // class_starts_block) and goes on to the slow path below.
     const uint32_t off = region_run_offset(e, a);

@@ -222,9 +222,12 @@ HAK_FAST_PATH uint32_t class_block_index(int id, size_t off) {
 // Kurz, "Faster remainder by direct computation", 2019, test divisibility this way with
 // ⌈2^64/d⌉ and lim = that constant; the bound on q comes from making e non-zero for powers of
 // two). Free's check that a pointer starts a block (hak_free_api.inc.h): an interior or
-// unaligned pointer, one into the tail of a run past its last block, and one into the
-// SuperSlab header before a run at its first slab (offsets from 2^19 − 4 KiB: region_map.h)
-// all fail it; tests/unit/test_size_class.cpp checks every offset below 2^19 of every class.
+// unaligned pointer, one into the tail of a full-length run past its last block, and one into
+// the SuperSlab header before a run at its first slab (offsets from 2^19 − 4 KiB:
+// region_map.h) all fail it; tests/unit/test_size_class.cpp checks every offset below 2^19 of
+// every class. Q is the block count of a run at any slab but the first: a run at a SuperSlab's
+// first slab is 4 KiB shorter, and a block-aligned pointer into its last 4 KiB past its blocks
+// passes (125 of the 158 classes have such offsets; docs/TUNING.md).
 // Any region-map id may be passed: one that is not a class (0, the special kinds above
 // kNumClasses) has lim 0 and never passes, so free needs no range test.
 HAK_FAST_PATH bool class_starts_block(unsigned id, uint32_t off) {

@@ -440,8 +440,8 @@ void aligned_does_not_fit() {
   bool used_up[64] = {};
   while (end - cur > 48) {
     size_t best = 0;
-    for (size_t n = 1008; n >= 16; n -= 32)
-      if (!used_up[n / 16] && n <= end - cur - 48) {
+    for (int n = 1008; n >= 16; n -= 32)
+      if (!used_up[n / 16] && size_t(n) <= end - cur - 48) {
         best = n;
         break;
       }
