@@ -55,9 +55,9 @@ HAK_FAST_PATH void hak_free_impl(void* p) {
     // A Tiny/Mid block must start a block of its run: an interior or unaligned pointer, one
     // past a full-length run's last block or into the SuperSlab header before a run at its
     // first slab is reported at the call (not: one into the last 4 KiB of a run at a
-    // SuperSlab's first slab past its blocks, class_starts_block). An id that is not a class (0: not hakmem's — nullptr, glibc's,
-    // the stack; a span, the guarded pool...) fails the same test (its bound is 0:
-    // class_starts_block) and goes on to the slow path below.
+    // SuperSlab's first slab past its blocks, class_starts_block). An id that is not a class
+    // (0: not hakmem's — nullptr, glibc's, the stack; a span, the guarded pool...) fails the
+    // same test (its bound is 0) and goes on to the slow path below.
     const uint32_t off = region_run_offset(e, a);
     if (HAK_LIKELY(class_starts_block(id, off))) {
       if constexpr (kDebug) tiny_debug_check_free(p, id);

@@ -188,15 +188,14 @@ inline uint64_t* run_array_word(Slab* s, uint32_t w) {
 }
 
 // Whether p, inside a run of class cls (the region map said so), is the start of one of its
-// blocks: its offset from the run's start (held by every slab of the run) is a multiple of the
-// class size, inside the run (p in the SuperSlab header before a run at the first slab is
-// before the run's start). One slab lookup, a compare and a multiply. Free's check when the
-// region map is in its two-level form (the flat form's is region_run_offset +
-// class_starts_block, hak_free_api.inc.h).
+// blocks: its offset from the run's start (held by every slab of the run) passes
+// class_starts_block. p in the SuperSlab header before a run at the first slab is at most
+// 4 KiB before the run's start: its offset, cut to 32 bits, is within 4 KiB of 2^32 and
+// fails. One slab lookup and the test. Free's check when the region map is in its two-level
+// form (the flat form's is region_run_offset + class_starts_block, hak_free_api.inc.h).
 HAK_FAST_PATH bool block_start_in_run(const void* p, int cls) {
   const Slab& t = superslab_of(p)->slabs[slab_index_of(p)];
-  size_t off = size_t(static_cast<const char*>(p) - t.start);
-  return off < size_t(class_run_slabs(cls)) * kSlabSize && class_starts_block(unsigned(cls), uint32_t(off));
+  return class_starts_block(unsigned(cls), uint32_t(static_cast<const char*>(p) - t.start));
 }
 
 // Maps a fresh SuperSlab, registers it in the region map and publishes it with the slots in
