@@ -375,6 +375,36 @@ Test(misuse, free_of_a_pointer_past_the_last_block_of_a_run_at_the_call) {
   }
 }
 
+Test(misuse, free_of_a_pointer_past_the_last_block_of_a_run_at_a_superslabs_first_slab_at_the_call) {
+  // A run at a SuperSlab's first slab is 4 KiB shorter than its class's other runs (the header
+  // takes its first page), so it holds fewer blocks than the block-start test's bound
+  // (class_starts_block: a full run's count). The one block-aligned pointer past its blocks
+  // that is still inside the run (its tail) passes that test: release pushed it and the next
+  // malloc handed out a block reaching into the next slab. 112 bytes: 548 blocks against 585
+  // (tail at offset 61376); 688: 375 of 381 in a 4-slab run; 1008: 60 of 65.
+  for (size_t size : {size_t(112), size_t(688), size_t(1008)}) {
+    static size_t cur;
+    cur = size;
+    expect_abort("first-slab run tail", "invalid pointer (past the last block of a run", [] {
+      const int cls = hak::size_to_class(cur);
+      if (hak::class_to_size(cls) != cur) _exit(3);
+      const size_t run = size_t(hak::class_run_slabs(cls)) * hak::kSlabSize;
+      const size_t blocks = (run - hak::kSuperSlabHeader) / cur;
+      // The case exists: a tail inside the run, and fewer blocks than a full run's.
+      if (blocks * cur == run - hak::kSuperSlabHeader || blocks >= run / cur) _exit(3);
+      const size_t n = cur - hak::kCanaryTail;
+      for (size_t bytes = 0; bytes < (size_t(256) << 20); bytes += n) {
+        char* p = static_cast<char*>(malloc(n));
+        if ((reinterpret_cast<uintptr_t>(p) & (hak::kSuperSlabSize - 1)) == hak::kSuperSlabHeader) {
+          free(p + blocks * cur);
+          _exit(0);
+        }
+      }
+      _exit(3);  // never found one: the test fails (exit, not abort)
+    });
+  }
+}
+
 Test(misuse, realloc_of_a_pointer_inside_a_tiny_block) {
   expect_abort("tiny interior realloc", "realloc(", [] {
     char* p = static_cast<char*>(malloc(60));  // the 64-byte class in every variant
