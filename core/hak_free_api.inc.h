@@ -56,7 +56,7 @@ HAK_FAST_PATH void hak_free_impl(void* p) {
     // past a full-length run's last block or into the SuperSlab header before a run at its
     // first slab is reported at the call (class_starts_block; the one pointer into the tail of
     // a run at a SuperSlab's first slab, 4 KiB shorter, passes and meets the free-block key
-    // that slab_run_init stored there). An id that is not a class
+    // that run_seal_tail stored there). An id that is not a class
     // (0: not hakmem's — nullptr, glibc's, the stack; a span, the guarded pool...) fails the
     // same test (its bound is 0) and goes on to the slow path below.
     const uint32_t off = region_run_offset(e, a);

@@ -181,15 +181,6 @@ Slab* slab_run_init(SuperSlab* ss, int idx, int cls, ThreadHeap* owner) {
   size_t size = class_to_size(cls);
   s->capacity = uint32_t(size_t(limit - start) / size);
   s->end = start + size_t(s->capacity) * size;
-  if (s->end < limit && s->capacity < size_t(k) * kSlabSize / size) {
-    // A run at the SuperSlab's first slab, 4 KiB shorter than the class's other runs: the
-    // block-aligned pointer into its tail (s->end, past its last block) passes free's
-    // block-start test, whose bound is a full run's block count (class_starts_block). The tail
-    // holds the free-block key, so free's key check sends that pointer to the cold check
-    // (tiny_suspect_check), which reports it: no instruction on the fast path, one word of a
-    // page the run's last blocks use. Nothing else writes the tail while the run lives.
-    key_set(s->end);
-  }
   if constexpr (kArrayBits) {
     // A block the slot's previous run handed out through new[] and the program released with
     // free (undefined, unchecked there) may have left its bit: the new run starts clear.
@@ -198,6 +189,13 @@ Slab* slab_run_init(SuperSlab* ss, int idx, int cls, ThreadHeap* owner) {
   slab_run_reset(s, owner);
   region_map_set_run(reinterpret_cast<char*>(ss) + size_t(idx) * kSlabSize, size_t(k) * kSlabSize, uint8_t(cls), start);
   return s;
+}
+
+void run_seal_tail(Slab* s) {
+  if (slab_index_in_superslab(s) != 0) return;
+  const char* limit = reinterpret_cast<char*>(superslab_of_slab(s)) + size_t(s->run_len) * kSlabSize;
+  const size_t size = class_to_size(s->cls);
+  if (s->end < limit && s->capacity < size_t(s->run_len) * kSlabSize / size) key_set(s->end);
 }
 
 void slab_run_reset(Slab* s, ThreadHeap* owner) {

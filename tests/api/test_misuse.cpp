@@ -396,8 +396,17 @@ Test(misuse, free_of_a_pointer_past_the_last_block_of_a_run_at_a_superslabs_firs
       for (size_t bytes = 0; bytes < (size_t(256) << 20); bytes += n) {
         char* p = static_cast<char*>(malloc(n));
         if ((reinterpret_cast<uintptr_t>(p) & (hak::kSuperSlabSize - 1)) == hak::kSuperSlabHeader) {
-          free(p + blocks * cur);
-          _exit(0);
+          // The run's blocks handed out to its last (until then the tail is one more block
+          // never handed out, reported later), then the pointer past them.
+          char* const last = p + (blocks - 1) * cur;
+          for (size_t i = 0; i < 2 * blocks; ++i) {
+            char* q = static_cast<char*>(malloc(n));
+            if (q == last) {
+              free(last + cur);
+              _exit(0);
+            }
+          }
+          _exit(3);
         }
       }
       _exit(3);  // never found one: the test fails (exit, not abort)
