@@ -502,9 +502,13 @@ void* hak_realloc_impl(void* p, size_t n) {
   if (id == kRegionSeed) seed_usable(p, "realloc");  // reports a freed or interior pointer
   if (id == kRegionFreeSlab) hak_fatal("realloc(%p): invalid pointer (inside a hakmem SuperSlab but in no live slab)", p);
   if (id == kRegionLargeFree) hak_fatal("realloc(%p): invalid pointer (in freed Large memory; freed already?)", p);
-  if (unsigned(id) - 1u < unsigned(kNumClasses) && run_block_index(slab_of_block(p), p) == UINT32_MAX)
+  if (unsigned(id) - 1u < unsigned(kNumClasses) && run_block_index(slab_of_block(p), p) == UINT32_MAX) {
+    // Named as free names it: unaligned, in the SuperSlab header, past the run's last block,
+    // inside a block (tiny_suspect_check reports each and does not return for them).
+    tiny_suspect_check(p, id, "realloc");
     hak_fatal("realloc(%p): invalid pointer (inside a %zu-byte block of size class %d, not at its start)", p,
               class_to_size(id), int(id));
+  }
   // A freed block (its free-block key: free_link.h) is reported here, as free reports it.
   if (unsigned(id) - 1u < unsigned(kNumClasses) && key_held_live(p)) tiny_suspect_check(p, id, "realloc");
   size_t old = hak_usable_size_impl(p, "realloc");

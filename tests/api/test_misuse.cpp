@@ -414,6 +414,31 @@ Test(misuse, free_of_a_pointer_past_the_last_block_of_a_run_at_a_superslabs_firs
   }
 }
 
+// realloc of a 48-byte block's neighbourhood: 16 bytes before the first block of a run at a
+// SuperSlab's first slab (the header), or the tail past a one-slab run's last block (1365
+// blocks, a 16-byte tail). Exits 3 if it finds no such run.
+namespace {
+[[noreturn]] void realloc_near_a_run(bool header) {
+  for (size_t bytes = 0; bytes < (size_t(256) << 20); bytes += 32) {
+    char* p = static_cast<char*>(malloc(48 - hak::kCanaryTail));
+    const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+    if (header ? (a & (hak::kSuperSlabSize - 1)) == hak::kSuperSlabHeader : (a & (hak::kSlabSize - 1)) == 0) {
+      void* q = realloc(header ? p - 16 : p + (hak::kSlabSize / 48) * 48, 100);
+      escape(q);
+      _exit(0);
+    }
+  }
+  _exit(3);
+}
+}  // namespace
+
+Test(misuse, realloc_of_a_pointer_into_a_superslab_header_or_past_a_run_names_it) {
+  // realloc rejects what free rejects, in free's words (it said "inside a block" for both).
+  expect_abort("realloc into the header", "realloc(", [] { realloc_near_a_run(true); });
+  expect_abort("realloc into the header, named", "before the first block of a run", [] { realloc_near_a_run(true); });
+  expect_abort("realloc past a run, named", "invalid pointer (past the last block of a run", [] { realloc_near_a_run(false); });
+}
+
 Test(misuse, realloc_of_a_pointer_inside_a_tiny_block) {
   expect_abort("tiny interior realloc", "realloc(", [] {
     char* p = static_cast<char*>(malloc(60));  // the 64-byte class in every variant
