@@ -72,8 +72,9 @@ constexpr uint32_t class_size_of(int id) {
 // fraction. Lengths are limited to those whose out-bitmap stays where the shortest run's is
 // (superslab.h): at most 192 blocks if the shortest run has no more (its bitmap is then in
 // the SuperSlab's header page), else at most 1024 (the first page of the bitmap mapping).
-// The tail is resident memory that holds nothing, on every run of the class: one slab of
-// 912-byte blocks leaves 1.2 %, four leave 0.15 % (docs/BENCHMARKS.md, "Run lengths").
+// The tail is resident memory that holds nothing (but the free-block key, in a run at a
+// SuperSlab's first slab: run_seal_tail), on every run of the class: one slab of 912-byte
+// blocks leaves 1.2 %, four leave 0.15 % (docs/BENCHMARKS.md, "Run lengths").
 constexpr uint32_t run_slabs_of(uint32_t s) {
   uint32_t kmin = (8 * s + uint32_t(kSlabSize) - 1) / uint32_t(kSlabSize);
   if (kmin < 1) kmin = 1;
@@ -227,9 +228,9 @@ HAK_FAST_PATH uint32_t class_block_index(int id, size_t off) {
 // region_map.h) all fail it; tests/unit/test_size_class.cpp checks every offset below 2^19 of
 // every class. Q is the block count of a run at any slab but the first: a run at a SuperSlab's
 // first slab is 4 KiB shorter, and the one block-aligned pointer into its tail past its blocks
-// passes for 125 of the 158 classes (112 bytes: offset 61 376, block 548 of 585); once the run
-// is carved to its end, the free-block key sits there (run_seal_tail, superslab.h), so free's
-// key check catches it on the cold side.
+// passes for 125 of the 158 classes (112 bytes: offset 61 376, block 548 of 585); the run's
+// set-up stores the free-block key there (run_seal_tail, superslab.h), so free's key check
+// catches it on the cold side.
 // Any region-map id may be passed: one that is not a class (0, the special kinds above
 // kNumClasses) has lim 0 and never passes, so free needs no range test.
 HAK_FAST_PATH bool class_starts_block(unsigned id, uint32_t off) {

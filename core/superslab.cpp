@@ -181,6 +181,7 @@ Slab* slab_run_init(SuperSlab* ss, int idx, int cls, ThreadHeap* owner) {
   size_t size = class_to_size(cls);
   s->capacity = uint32_t(size_t(limit - start) / size);
   s->end = start + size_t(s->capacity) * size;
+  run_seal_tail(s);
   if constexpr (kArrayBits) {
     // A block the slot's previous run handed out through new[] and the program released with
     // free (undefined, unchecked there) may have left its bit: the new run starts clear.

@@ -225,15 +225,18 @@ void superslab_decommit_slots(SuperSlab* ss, uint32_t bits);
 Slab* slab_run_init(SuperSlab* ss, int idx, int cls, ThreadHeap* owner);
 // Re-arms an empty run of the same class for a new owner (blocks are carved anew).
 void slab_run_reset(Slab* s, ThreadHeap* owner);
-// Run s has just been carved to its end (bump == end). A run at a SuperSlab's first slab is
-// 4 KiB shorter than its class's other runs, and the block-aligned pointer into its tail
-// (s->end, past its last block) passes free's block-start test, whose bound is a full run's
-// block count (class_starts_block; 125 of the 158 classes have such a tail). This stores the
-// free-block key there, so free's key check sends that pointer to the cold check
-// (tiny_suspect_check), which reports it at the call: no instruction on the fast path, and a
-// word of the page the run's last block ends in (at set-up it cost every short process a
-// fault). Until then the pointer is one more block never handed out (reported later, like
-// the others). Nothing else writes the tail while the run lives.
+// Run s is being set up (slab_run_init). A run at a SuperSlab's first slab is 4 KiB shorter
+// than its class's other runs, and the block-aligned pointer into its tail (s->end, past its
+// last block) passes free's block-start test, whose bound is a full run's block count
+// (class_starts_block; 125 of the 158 classes have such a tail). This stores the free-block
+// key there, so free's key check sends that pointer to the cold check (tiny_suspect_check),
+// which reports it at the call: no instruction on the fast path. The cost is the write: the
+// run's last page is touched at set-up, one page fault and 4 KiB resident per first-slab run
+// whose last page nothing else has touched yet (a fresh SuperSlab's; `bash -c :` 160 -> 161
+// faults). Stored at the carve that reaches the end instead, it left the pointer open for as
+// long as the run was not carved whole: most first-slab runs, and the next malloc would hand
+// it out (docs/BENCHMARKS.md). Nothing else writes the tail while the run lives (bump_return
+// and slab_run_reset keep `end`; a slot's pages are decommitted only once no run holds it).
 void run_seal_tail(Slab* s);
 // Unassigns a run (region map → kRegionFreeSlab, metadata cleared). Slots stay claimed.
 void slab_run_unassign(Slab* s);

@@ -432,7 +432,6 @@ uint32_t take_batch(Slab* s, TlsCache& tc, uint32_t want, size_t reserve) {
       s->bump = base + size_t(n) * size;
       s->used += n;
       t_bump[s->cls] = TlsBump{base, s->bump};
-      if (s->bump == s->end) run_seal_tail(s);
       return n;
     }
     uint32_t n = want < uncarved ? want : uncarved;
@@ -454,7 +453,6 @@ uint32_t take_batch(Slab* s, TlsCache& tc, uint32_t want, size_t reserve) {
     }
     write_bits<true>(bits, first, first + n);
     s->bump = base + size_t(n) * size;
-    if (s->bump == s->end) run_seal_tail(s);
     got = n;
   }
   s->used += got;
