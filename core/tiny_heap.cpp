@@ -13,6 +13,7 @@
 #include "fork_locks.h"
 #include "free_link.h"
 #include "os.h"
+#include "run_purge.h"
 #include "shared_pool.h"
 #include "span_cache.h"
 #include "stats.h"
@@ -39,6 +40,14 @@ HAK_TLS uint8_t t_last_slow[kNumClasses + 1];
 // runs are kept for the next refill (run_became_empty), but not past a pass without one, and
 // only one of them past a pass with one.
 HAK_TLS uint64_t t_refilled[(kNumClasses + 64) / 64];
+
+// Classes (of kPurgeMinBlock and up) whose runs' free blocks this thread has purged
+// (run_purge.h) since blocks last came back to them (tiny_flush, splice_remote clear the bit):
+// a decay pass purges a class once, not every period.
+HAK_TLS uint64_t t_purged[(kNumClasses + 64) / 64];
+void clear_purged(int cls) {
+  if constexpr (kRunPurge) t_purged[cls >> 6] &= ~(uint64_t(1) << (cls & 63));
+}
 
 // The spells of this thread's classes (tiny_idle.h).
 HAK_TLS IdleSpells t_spells;
@@ -219,6 +228,7 @@ HAK_FAST_PATH void mark_returned(Slab* s, uint64_t* bits, const void* b, uint32_
 uint32_t splice_remote(Slab* s, uintptr_t chain) {
   void* first = reinterpret_cast<void*>(chain & ~kRemoteNotified);
   if (first == nullptr) return 0;
+  clear_purged(s->cls);
   uint64_t* bits = run_out_bits(s);
   const RunIndex index(s);
   const uint32_t used = s->used;
@@ -832,6 +842,7 @@ HAK_FAST_PATH uint32_t return_to_run(ThreadHeap* h, Slab* s, int cls, void*& b_i
 }
 
 void tiny_flush(int cls, uint32_t n) {
+  clear_purged(cls);
   TlsCache& tc = t_cache[cls];
   ThreadHeap* h = t_heap;
   void* b = tc.head;
@@ -916,9 +927,33 @@ void tiny_flush_current_thread() {
   }
 }
 
+namespace {
+
+// The pages inside the free blocks of this heap's part-used runs of the large classes go back
+// (run_purge.h): every such class (malloc_trim), or (a decay pass) those not refilled since
+// the previous pass and not purged since blocks last came back to them. The class's next
+// refill takes the purged blocks back as zero pages.
+bool purge_runs(ThreadHeap* h, bool every) {
+  if constexpr (!kRunPurge) return false;
+  bool released = false;
+  for (int c = kNumClasses; c >= 1 && class_to_size(c) >= kPurgeMinBlock; --c) {
+    const uint64_t bit = uint64_t(1) << (c & 63);
+    if (!every && ((t_refilled[c >> 6] | t_purged[c >> 6]) & bit)) continue;
+    for (Slab* s = h->avail[c].head; s != nullptr; s = s->next)
+      if (s->used != 0) released |= run_purge_free_pages(s) != 0;
+    t_purged[c >> 6] |= bit;
+  }
+  return released;
+}
+
+}  // namespace
+
 bool tiny_trim_current_thread() {
   tiny_flush_current_thread();
-  return t_heap != nullptr && heap_collect(t_heap);
+  if (t_heap == nullptr) return false;
+  bool released = heap_collect(t_heap);
+  released |= purge_runs(t_heap, true);
+  return released;
 }
 
 bool tiny_decay_thread() {
@@ -932,6 +967,8 @@ bool tiny_decay_thread() {
     // back to the pool, and their pages at the next pass.
     for (int c = 1; c <= kNumClasses; ++c)
       released |= release_empty_runs(h, c, (t_refilled[c >> 6] >> (c & 63)) & 1, INT32_MAX);
+    // What part-used runs of the large classes idle since the previous pass hold free.
+    released |= purge_runs(h, false);
   }
   for (uint64_t& w : t_refilled) w = 0;
   return released;
