@@ -47,8 +47,8 @@ done
 # ---------------------------------------------------------------------------------------------
 # The benchmarks: id | binary | arguments (quick) | arguments (full) | metric
 #   metric "throughput": the "Throughput = N ops/s" line, higher is better;
-#   metric "overhead":   mem_efficiency's "Overhead = X" (resident bytes per payload byte),
-#                        lower is better.
+#   metric "overhead":   mem_efficiency's and after_peak's "Overhead = X" (resident bytes per
+#                        payload byte), lower is better.
 # larson_tN are the thread-scaling run (1, 2, 4, 8 threads): sizes 8-1000, 5000 live blocks
 # per thread, 100 rounds per thread generation, as in mimalloc-bench's larson-sized.
 BENCHES=(
@@ -71,6 +71,7 @@ BENCHES=(
   "batch|batch|5000 25 1600 16 4096|20000 25 1600 16 4096|throughput"
   "pipeline|pipeline|2 2 2 100000|2 2 2 300000|throughput"
   "pipeline_4x4|xthread|4 4 300000 16 256 64|4 4 1000000 16 256 64|throughput"
+  "after_peak|after_peak|8000 16384 10 2.5|8000 16384 10 2.5|overhead"
 )
 if [ -z "$rounds" ]; then
   if [ $profile = full ]; then rounds=11; else rounds=5; fi
@@ -216,6 +217,7 @@ about = {
     'batch': 'batch, N = 25-1600 blocks of one size (16 B-4 KiB) allocated then freed (blocks/s)',
     'pipeline': 'pipeline, 2 producers -> 2 workers -> 2 consumers, 16 B-32 KiB, idle pauses (requests/s)',
     'pipeline_4x4': 'xthread, 4 producers -> 4 consumers on 2 CPUs, 16-256 B (blocks/s)',
+    'after_peak': 'after_peak, 8000 x 16 KiB, 90 % freed at random, 2.5 s of light work: resident bytes per live byte at the end (lower is better)',
 }
 summary = {}  # (bench, alloc) -> dict
 md = []

@@ -23,6 +23,7 @@ declare -A smoke=(
   [realloc_grow]="2 8"
   [batch]="200 25 200"
   [pipeline]="1 1 1 20000"
+  [after_peak]="300 16384 10 0.05"
 )
 extra=(  # more smoke commands: name and arguments
   "larson 0.5 16 1024 500 10 7 4"
@@ -32,6 +33,7 @@ extra=(  # more smoke commands: name and arguments
   "realloc_grow 3 4 125"
   "batch 100 10 100 16 1024 2 2"
   "pipeline 2 1 2 5000 16 4096 16 4 100"
+  "after_peak 200 9000 25 0.02 7 1"
 )
 
 fails=0
