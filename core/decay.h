@@ -5,7 +5,8 @@
 // elapsed does the decay work: Large mappings cached for longer than their age limit are
 // unmapped, its own TLS caches are flushed back to their runs, its own pending remote frees
 // are drained, the empty runs its heap keeps go back (every one of a class it did not refill
-// since its previous pass, all but one of the others; every other thread does the same for
+// since its previous pass, all but one of the others; for such classes of 8 KiB blocks and up
+// also the pages inside the free blocks of its part-used runs, run_purge.h; every other thread does the same for
 // itself at its next slow-path clock check: tiny_decay_thread), the heaps of exited threads
 // are collected (emptied runs go back to the pool), the pages of SuperSlab slots released
 // since the previous pass are decommitted, and the page arena's resident free pages are cut

@@ -208,6 +208,7 @@ void slab_run_reset(Slab* s, ThreadHeap* owner) {
   s->pending_next = nullptr;
   s->used = 0;
   s->list = kListNone;
+  s->purged = 0;
 }
 
 void slab_run_unassign(Slab* s) {

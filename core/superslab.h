@@ -101,6 +101,9 @@ struct Slab {
   uint8_t run_len;            // slabs in the run (head only)
   uint8_t run_head;           // index of the run's head slab (every slab of the run)
   uint8_t list;               // SlabList
+  // run_purge.h: the pages inside its free blocks went back, and no block has come back since
+  // (the flush and the remote drain clear it). Owner only.
+  uint8_t purged;
 };
 
 struct SuperSlab {
@@ -236,7 +239,8 @@ void slab_run_reset(Slab* s, ThreadHeap* owner);
 // faults). Stored at the carve that reaches the end instead, it left the pointer open for as
 // long as the run was not carved whole: most first-slab runs, and the next malloc would hand
 // it out (docs/BENCHMARKS.md). Nothing else writes the tail while the run lives (bump_return
-// and slab_run_reset keep `end`; a slot's pages are decommitted only once no run holds it).
+// and slab_run_reset keep `end`; a slot's pages are decommitted only once no run holds it, and
+// run_purge.h decommits only pages inside free blocks, all below `end`).
 void run_seal_tail(Slab* s);
 // Unassigns a run (region map → kRegionFreeSlab, metadata cleared). Slots stay claimed.
 void slab_run_unassign(Slab* s);

@@ -41,13 +41,6 @@ HAK_TLS uint8_t t_last_slow[kNumClasses + 1];
 // only one of them past a pass with one.
 HAK_TLS uint64_t t_refilled[(kNumClasses + 64) / 64];
 
-// Classes (of kPurgeMinBlock and up) whose runs' free blocks this thread has purged
-// (run_purge.h) since blocks last came back to them (tiny_flush, splice_remote clear the bit):
-// a decay pass purges a class once, not every period.
-HAK_TLS uint64_t t_purged[(kNumClasses + 64) / 64];
-void clear_purged(int cls) {
-  if constexpr (kRunPurge) t_purged[cls >> 6] &= ~(uint64_t(1) << (cls & 63));
-}
 
 // The spells of this thread's classes (tiny_idle.h).
 HAK_TLS IdleSpells t_spells;
@@ -228,7 +221,7 @@ HAK_FAST_PATH void mark_returned(Slab* s, uint64_t* bits, const void* b, uint32_
 uint32_t splice_remote(Slab* s, uintptr_t chain) {
   void* first = reinterpret_cast<void*>(chain & ~kRemoteNotified);
   if (first == nullptr) return 0;
-  clear_purged(s->cls);
+  s->purged = 0;  // blocks come back: the next purge looks at the run again
   uint64_t* bits = run_out_bits(s);
   const RunIndex index(s);
   const uint32_t used = s->used;
@@ -780,6 +773,7 @@ void* tiny_refill(int cls, bool may_borrow) {
 // flushes ran 53 instructions per block, 34 with this one; docs/BENCHMARKS.md, "Flush and
 // refill").
 HAK_FAST_PATH uint32_t return_to_run(ThreadHeap* h, Slab* s, int cls, void*& b_io, void*& prev_io, uint32_t limit) {
+  s->purged = 0;  // blocks come back: the next purge looks at the run again
   const char* const start = s->start;
   uintptr_t span = uintptr_t(s->end - start);
   if constexpr (kBumpCarve) {
@@ -842,7 +836,6 @@ HAK_FAST_PATH uint32_t return_to_run(ThreadHeap* h, Slab* s, int cls, void*& b_i
 }
 
 void tiny_flush(int cls, uint32_t n) {
-  clear_purged(cls);
   TlsCache& tc = t_cache[cls];
   ThreadHeap* h = t_heap;
   void* b = tc.head;
@@ -930,18 +923,19 @@ void tiny_flush_current_thread() {
 namespace {
 
 // The pages inside the free blocks of this heap's part-used runs of the large classes go back
-// (run_purge.h): every such class (malloc_trim), or (a decay pass) those not refilled since
-// the previous pass and not purged since blocks last came back to them. The class's next
-// refill takes the purged blocks back as zero pages.
+// (run_purge.h), each run once until a block comes back to it (Slab::purged): every such class
+// (malloc_trim), or (a decay pass) those not refilled since the previous pass. The class's
+// next refill takes the purged blocks back as zero pages.
 bool purge_runs(ThreadHeap* h, bool every) {
   if constexpr (!kRunPurge) return false;
   bool released = false;
   for (int c = kNumClasses; c >= 1 && class_to_size(c) >= kPurgeMinBlock; --c) {
-    const uint64_t bit = uint64_t(1) << (c & 63);
-    if (!every && ((t_refilled[c >> 6] | t_purged[c >> 6]) & bit)) continue;
-    for (Slab* s = h->avail[c].head; s != nullptr; s = s->next)
-      if (s->used != 0) released |= run_purge_free_pages(s) != 0;
-    t_purged[c >> 6] |= bit;
+    if (!every && ((t_refilled[c >> 6] >> (c & 63)) & 1)) continue;
+    for (Slab* s = h->avail[c].head; s != nullptr; s = s->next) {
+      if (s->used == 0 || s->purged) continue;
+      released |= run_purge_free_pages(s) != 0;
+      s->purged = 1;
+    }
   }
   return released;
 }

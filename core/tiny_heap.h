@@ -178,16 +178,19 @@ inline uint32_t tiny_reserved(int cls) {
 
 // Moves every block of this thread's TLS lists back to its run (each one checked there).
 void tiny_flush_current_thread();
-// Flushes this thread's TLS lists, drains its runs' remote queues and releases its empty
-// runs (malloc_trim). Returns true if a run was released.
+// Flushes this thread's TLS lists, drains its runs' remote queues, releases its empty runs and
+// gives back the pages inside the free blocks of its part-used runs of 8 KiB blocks and up
+// (run_purge.h) (malloc_trim). Returns true if anything was released.
 bool tiny_trim_current_thread();
 // Drains and releases what the heaps of exited threads hold. Returns true if a run was released.
 bool tiny_trim_cached_heaps();
 
 // The calling thread's part of a decay pass (decay.h): flushes its TLS lists, drains its
 // pending remote frees, and releases the empty runs its heap kept: every one of a class it did
-// not refill since its previous pass, all but one of the others. Every thread runs it within 16 slow-path calls after each
-// pass (decay_tick). Returns true if a run was released.
+// not refill since its previous pass, all but one of the others; for those classes of 8 KiB
+// blocks and up, the pages inside the free blocks of its part-used runs go back
+// (run_purge.h). Every thread runs it within 16 slow-path calls after each pass (decay_tick).
+// Returns true if anything was released.
 bool tiny_decay_thread();
 // Decay pass of the thread that runs it: tiny_decay_thread, then the heaps of exited threads
 // are collected (if their lock is free). Returns true if a run was released.
