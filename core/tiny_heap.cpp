@@ -971,8 +971,13 @@ bool tiny_decay_thread() {
 bool tiny_decay() {
   bool released = tiny_decay_thread();
   // Heaps of exited threads: their runs keep receiving remote frees that nobody drains.
+  // Their classes are idle (nobody refills them): the pages inside their part-used runs' free
+  // blocks go back too (run_purge.h). The lock makes the collector their owner meanwhile.
   if (pthread_mutex_trylock(&g_heap_lock) == 0) {
-    for (ThreadHeap* h = g_heaps_cached; h != nullptr; h = h->next_cached) released |= heap_collect(h);
+    for (ThreadHeap* h = g_heaps_cached; h != nullptr; h = h->next_cached) {
+      released |= heap_collect(h);
+      released |= purge_runs(h, true);
+    }
     pthread_mutex_unlock(&g_heap_lock);
   }
   return released;
@@ -981,7 +986,10 @@ bool tiny_decay() {
 bool tiny_trim_cached_heaps() {
   bool released = false;
   pthread_mutex_lock(&g_heap_lock);
-  for (ThreadHeap* h = g_heaps_cached; h != nullptr; h = h->next_cached) released |= heap_collect(h);
+  for (ThreadHeap* h = g_heaps_cached; h != nullptr; h = h->next_cached) {
+    released |= heap_collect(h);
+    released |= purge_runs(h, true);
+  }
   pthread_mutex_unlock(&g_heap_lock);
   return released;
 }

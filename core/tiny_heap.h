@@ -182,7 +182,9 @@ void tiny_flush_current_thread();
 // gives back the pages inside the free blocks of its part-used runs of 8 KiB blocks and up
 // (run_purge.h) (malloc_trim). Returns true if anything was released.
 bool tiny_trim_current_thread();
-// Drains and releases what the heaps of exited threads hold. Returns true if a run was released.
+// Drains and releases what the heaps of exited threads hold, and gives back the pages inside
+// the free blocks of their part-used runs of 8 KiB blocks and up (run_purge.h). Returns true if
+// anything was released.
 bool tiny_trim_cached_heaps();
 
 // The calling thread's part of a decay pass (decay.h): flushes its TLS lists, drains its
@@ -193,7 +195,8 @@ bool tiny_trim_cached_heaps();
 // Returns true if anything was released.
 bool tiny_decay_thread();
 // Decay pass of the thread that runs it: tiny_decay_thread, then the heaps of exited threads
-// are collected (if their lock is free). Returns true if a run was released.
+// are collected and their part-used runs purged (if their lock is free). Returns true if
+// anything was released.
 bool tiny_decay();
 
 // Thread exit (pthread key destructor): flush everything, hand the heap back.

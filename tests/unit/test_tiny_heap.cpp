@@ -950,3 +950,46 @@ Test(tiny_heap, free_pages_inside_part_used_runs_of_large_classes_go_back) {
     cr_assert_eq(pthread_join(t, nullptr), 0);
   }
 }
+
+// The same for the heap of a thread that has exited (parked, tiny_heap.h): malloc_trim, from
+// another thread, gives back the pages inside the free blocks of its part-used runs.
+Test(tiny_heap, free_pages_inside_part_used_runs_of_an_exited_threads_heap_go_back_at_malloc_trim) {
+  if (os_page_size() > 4096) cr_skip_test("pages of %zu bytes: an 8-16 KiB block may hold none", os_page_size());
+  hak::detail::g_next_decay_ns.store(UINT64_MAX);  // passes only as the test says
+  constexpr int kBlocks = 48;
+  static char* blocks[kBlocks];
+  const size_t n = 20480;  // a Mid class of 8 KiB and up no other test here uses
+  const int cls = size_to_class(n);
+  pthread_t t;
+  auto body = [](void*) -> void* {
+    for (char*& b : blocks) {
+      cr_assert_not_null(b = static_cast<char*>(alloc_in_class(20480)));
+      memset(b, 0x5a, 20480 - kCanaryTail);
+    }
+    for (int i = 0; i < kBlocks; ++i)
+      if (i % 8 != 0) hak_free(blocks[i]);
+    return nullptr;  // its exit hook flushes its lists and parks its heap
+  };
+  cr_assert_eq(pthread_create(&t, nullptr, body, nullptr), 0);
+  cr_assert_eq(pthread_join(t, nullptr), 0);
+  uintptr_t first, last;
+  size_t examined = 0, kept = 0;
+  for (int pass = 0; pass < 2; ++pass) {
+    if (pass == 1) malloc_trim(0);
+    examined = kept = 0;
+    for (int i = 0; i < kBlocks; ++i) {
+      if (i % 8 == 0 || region_map_lookup(blocks[i]) != cls) continue;  // a survivor, or its run went back
+      interior(blocks[i], class_to_size(cls), &first, &last);
+      ++examined;
+      kept += resident(reinterpret_cast<void*>(first), last - first);
+    }
+    cr_assert_geq(examined, size_t(kBlocks / 2), "only %zu free blocks sit in part-used runs", examined);
+    if (pass == 0) cr_assert_eq(kept, examined, "pages went back before malloc_trim");
+  }
+  if (kRunPurge) cr_assert_eq(kept, 0u, "%zu of %zu free blocks kept their pages", kept, examined);
+  else cr_assert_eq(kept, examined, "the debug variant purged free blocks");
+  for (int i = 0; i < kBlocks; i += 8) {
+    for (size_t k = 0; k < n - kCanaryTail; ++k) cr_assert_eq(blocks[i][k], 0x5a);
+    hak_free(blocks[i]);
+  }
+}
