@@ -41,7 +41,6 @@ HAK_TLS uint8_t t_last_slow[kNumClasses + 1];
 // only one of them past a pass with one.
 HAK_TLS uint64_t t_refilled[(kNumClasses + 64) / 64];
 
-
 // The spells of this thread's classes (tiny_idle.h).
 HAK_TLS IdleSpells t_spells;
 
@@ -940,6 +939,18 @@ bool purge_runs(ThreadHeap* h, bool every) {
   return released;
 }
 
+// Heaps of exited threads (g_heap_lock held, which makes the caller their owner meanwhile):
+// their runs keep receiving remote frees that nobody drains, and their classes are idle
+// (nobody refills them), so the pages inside their part-used runs' free blocks go back too.
+bool collect_cached_heaps_locked() {
+  bool released = false;
+  for (ThreadHeap* h = g_heaps_cached; h != nullptr; h = h->next_cached) {
+    released |= heap_collect(h);
+    released |= purge_runs(h, true);
+  }
+  return released;
+}
+
 }  // namespace
 
 bool tiny_trim_current_thread() {
@@ -970,26 +981,16 @@ bool tiny_decay_thread() {
 
 bool tiny_decay() {
   bool released = tiny_decay_thread();
-  // Heaps of exited threads: their runs keep receiving remote frees that nobody drains.
-  // Their classes are idle (nobody refills them): the pages inside their part-used runs' free
-  // blocks go back too (run_purge.h). The lock makes the collector their owner meanwhile.
   if (pthread_mutex_trylock(&g_heap_lock) == 0) {
-    for (ThreadHeap* h = g_heaps_cached; h != nullptr; h = h->next_cached) {
-      released |= heap_collect(h);
-      released |= purge_runs(h, true);
-    }
+    released |= collect_cached_heaps_locked();
     pthread_mutex_unlock(&g_heap_lock);
   }
   return released;
 }
 
 bool tiny_trim_cached_heaps() {
-  bool released = false;
   pthread_mutex_lock(&g_heap_lock);
-  for (ThreadHeap* h = g_heaps_cached; h != nullptr; h = h->next_cached) {
-    released |= heap_collect(h);
-    released |= purge_runs(h, true);
-  }
+  const bool released = collect_cached_heaps_locked();
   pthread_mutex_unlock(&g_heap_lock);
   return released;
 }
