@@ -4,7 +4,7 @@
 #
 #   scripts/bench_compare.sh [--quick | --full] [--rounds N] [--only SUBSTRING] [--alloc LIST]
 #
-#   --quick        default profile, about 3 minutes on 2 cores
+#   --quick        default profile, about 6 minutes on 2 cores
 #   --full         more rounds and longer runs, about 20 minutes (for docs/BENCHMARKS.md)
 #   --rounds N     override the number of rounds
 #   --only S       run only the benchmarks whose id contains S (e.g. larson, fixed)
@@ -46,9 +46,10 @@ done
 
 # ---------------------------------------------------------------------------------------------
 # The benchmarks: id | binary | arguments (quick) | arguments (full) | metric
+#   arguments "-": not run in that profile (memory_return's runs are 2 s of idle each).
 #   metric "throughput": the "Throughput = N ops/s" line, higher is better;
-#   metric "overhead":   mem_efficiency's and after_peak's "Overhead = X" (resident bytes per
-#                        payload byte), lower is better.
+#   metric "overhead":   mem_efficiency's, after_peak's and memory_return's "Overhead = X"
+#                        (resident bytes per payload or freed byte), lower is better.
 # larson_tN are the thread-scaling run (1, 2, 4, 8 threads): sizes 8-1000, 5000 live blocks
 # per thread, 100 rounds per thread generation, as in mimalloc-bench's larson-sized.
 BENCHES=(
@@ -72,6 +73,9 @@ BENCHES=(
   "pipeline|pipeline|2 2 2 100000|2 2 2 300000|throughput"
   "pipeline_4x4|xthread|4 4 300000 16 256 64|4 4 1000000 16 256 64|throughput"
   "after_peak|after_peak|8000 16384 10 2.5|8000 16384 10 2.5|overhead"
+  "return_small|memory_return|0 256 2000|0 1024 2000|overhead"
+  "return_1mib|memory_return|-|1 1024 2000|overhead"
+  "return_threads|memory_return|-|2 16000 2000|overhead"
 )
 if [ -z "$rounds" ]; then
   if [ $profile = full ]; then rounds=11; else rounds=5; fi
@@ -151,6 +155,7 @@ for b in "${BENCHES[@]}"; do
   IFS='|' read -r id exe qargs fargs metric <<<"$b"
   [ -n "$only" ] && [[ "$id" != *"$only"* ]] && continue
   args="$qargs"; [ $profile = full ] && args="$fargs"
+  [ "$args" = - ] && continue  # not in this profile
   printf 'running %-14s %s x %d rounds x %d allocators ...' "$id" "$exe $args" "$rounds" ${#ALLOC_NAMES[@]} >&2
   # Each round starts one allocator further on (A B C, B C A, C A B, ...): no allocator always
   # runs first, right after another benchmark or another program (docs/BENCHMARKS.md,
@@ -218,6 +223,9 @@ about = {
     'pipeline': 'pipeline, 2 producers -> 2 workers -> 2 consumers, 16 B-32 KiB, idle pauses (requests/s)',
     'pipeline_4x4': 'xthread, 4 producers -> 4 consumers on 2 CPUs, 16-256 B (blocks/s)',
     'after_peak': 'after_peak, 8000 x 16 KiB, 90 % freed at random, 2.5 s of light work: resident bytes per live byte at the end (lower is better)',
+    'return_small': 'memory_return, blocks of 16-256 B (256 MiB quick, 1 GiB full) all freed, then 2 s idle: resident bytes per freed byte at the end (lower is better)',
+    'return_1mib': 'memory_return, 1 GiB of 1 MiB blocks (full profile only) all freed, then 2 s idle: resident bytes per freed byte at the end',
+    'return_threads': 'memory_return, 16000 threads that start, allocate and free 64 blocks of 16-256 B, and exit (full profile only), then 2 s idle: resident growth per byte they freed',
 }
 summary = {}  # (bench, alloc) -> dict
 md = []

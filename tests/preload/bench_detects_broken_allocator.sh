@@ -21,6 +21,8 @@ cases=(
   "fixed_size 10000 64 8"
   "mem_efficiency 10000 64"
   "micro_mincore_bench 20000 256"
+  "memory_return 0 8 0"
+  "memory_return 2 16 0"
 )
 
 [ -f "$broken" ] || { echo "skip: $broken not built (make bench-$HAKMEM_VARIANT)"; exit 77; }

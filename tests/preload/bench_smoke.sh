@@ -24,6 +24,7 @@ declare -A smoke=(
   [batch]="200 25 200"
   [pipeline]="1 1 1 20000"
   [after_peak]="300 16384 10 0.05"
+  [memory_return]="0 8 50"
 )
 extra=(  # more smoke commands: name and arguments
   "larson 0.5 16 1024 500 10 7 4"
@@ -34,6 +35,8 @@ extra=(  # more smoke commands: name and arguments
   "batch 100 10 100 16 1024 2 2"
   "pipeline 2 1 2 5000 16 4096 16 4 100"
   "after_peak 200 9000 25 0.02 7 1"
+  "memory_return 1 16 20"
+  "memory_return 2 40 10 3"
 )
 
 fails=0
