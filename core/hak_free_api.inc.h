@@ -1,17 +1,19 @@
 // hak_free_api.inc.h — host: hakmem.cpp. Where does free go?
 //
-//   free(p) → p >> 16 < map units?                2 loads, 1 predicted branch (the flat map
-//                                                  is there and covers p: region_map.h)
+//   free(p) → p >> 16 < map units?                1 compare with memory, 1 predicted branch
+//                                                  (the flat map is there and covers p:
+//                                                  region_map.h)
 //           → entry = flat map[p >> 16]           id, run start: 2 loads from one line
 //           → p's offset in its run a block's, one of a run of the id's class?
-//             (region_run_offset, class_starts_block)   10 instructions (the id's constant
-//                                                  loaded, 1 multiply, 1 compare with the
-//                                                  id's bound), 1 predicted branch
+//             (region_run_offset, class_starts_block_in)   8 instructions (the id's constant
+//                                                  and bound read from the map's front page
+//                                                  off the base already loaded, 1 multiply,
+//                                                  1 compare), 1 predicted branch
 //               yes (a Tiny/Mid block's start) → tiny_free_fast(p, id)  [tiny_free_fast_v2.inc.h]
-//               no, 1 ≤ id ≤ kNumClasses → tiny_free_suspect: an interior or unaligned
-//                                          pointer, one past a full run's blocks or into a
-//                                          SuperSlab's header, reported at the call
-//               no, any other id (its bound is 0: never a block) → hak_free_slow(p)
+//               no → hak_free_slow(p): a class id there (an interior or unaligned pointer,
+//                    one past a full run's blocks or into a SuperSlab's header) is reported
+//                    at the call by tiny_free_suspect; any other id (its bound is 0: never a
+//                    block) goes where its kind says
 //     hak_free_slow(p) (cold; looks p up again, in either form of the map):
 //       p == nullptr                          → nothing
 //       kRegionSpan  (page-arena span, Large) → span header at p-16: magic checked
@@ -22,15 +24,20 @@
 //       kRegionFreeSlab (inside a SuperSlab, no live run there) → fatal: invalid/double free
 //       kRegionNone  (not hakmem's)           → glibc's __libc_free if glibc's heap holds
 //                                               it, else fatal (stack, static, wild)
-// Budget: 30 instructions from free's entry to ret on a Tiny hit (x86-64 release
+// Budget: 25 instructions from free's entry to ret on a Tiny hit (x86-64 release
 // libhakmem.so, objdump), no stack frame; 4 predicted branches (map present and covering p,
 // block start, free-block key, cap). The block-start test (interior and unaligned pointers at
 // the call; it is also the class-range test) and the key (double free at the call: compared
-// and stored as immediates, free_link.h) are 13 of them; one compare of p >> 16 with the
-// map's size took 3 off the map lookup, the room counter (tiny_heap.h) 3 off the push. What the checks cost on the
-// benchmark table and the real programs: docs/BENCHMARKS.md, "Double free at the call" and
-// "Interior pointers at the call, in release". The secure variant adds the encoded link
-// (free_link.h) and the canary (canary.h).
+// and stored as immediates, free_link.h) are 6 more than a free without them (19, the
+// class-range test in their place). Taken off since (docs/BENCHMARKS.md, "Paying for the
+// checks at the call"): the map's size compared straight from memory, the constants read off
+// the map's base, the TLS lists' heads and counters in two arrays indexed by the class (no
+// scaling), and no copy of the class kept for a cold call (each cold path finds it again).
+// Earlier: one compare of p >> 16 with the map's size took 3 off the map lookup, the room
+// counter (tiny_heap.h) 3 off the push. What the checks cost on the benchmark table and the
+// real programs: docs/BENCHMARKS.md, "Double free at the call", "Interior pointers at the
+// call, in release" and "Paying for the checks at the call". The secure variant adds the
+// encoded link (free_link.h) and the canary (canary.h).
 #ifndef HAK_IN_HAKMEM_CPP
 #error "hak_free_api.inc.h is part of hakmem.cpp"
 #endif
@@ -47,10 +54,19 @@ HAK_FAST_PATH void hak_free_impl(void* p) {
   }
   uintptr_t a = reinterpret_cast<uintptr_t>(p);
   const uintptr_t unit = a >> kRegionShift;
-  // `units` first (acquire; a plain load on x86): a thread that sees the map's size sees its
-  // base (region_map_init stores the base first).
-  if (HAK_LIKELY(unit < __atomic_load_n(&detail::g_region.units, __ATOMIC_ACQUIRE))) {
-    const uint8_t* e = detail::g_region.base + unit * kFlatStride;  // the unit's entry: id, run start
+  // `units` first: a thread that sees the map's size sees its base (region_map_init stores the
+  // base first, then the size with release). x86 keeps two loads in order, so the acquire
+  // needs only the compiler's order: a plain load of the size, which the compare can take as
+  // its operand (an atomic load cannot fold: one instruction more), then a compiler fence.
+#if defined(__x86_64__)
+  const uintptr_t units = detail::g_region.units;
+#else
+  const uintptr_t units = __atomic_load_n(&detail::g_region.units, __ATOMIC_ACQUIRE);
+#endif
+  if (HAK_LIKELY(unit < units)) {
+    std::atomic_signal_fence(std::memory_order_acquire);
+    const uint8_t* base = detail::g_region.base;
+    const uint8_t* e = base + unit * kFlatStride;  // the unit's entry: id, run start
     const unsigned id = e[0];
     // A Tiny/Mid block must start a block of its run: an interior or unaligned pointer, one
     // past a full-length run's last block or into the SuperSlab header before a run at its
@@ -60,15 +76,13 @@ HAK_FAST_PATH void hak_free_impl(void* p) {
     // (0: not hakmem's — nullptr, glibc's, the stack; a span, the guarded pool...) fails the
     // same test (its bound is 0) and goes on to the slow path below.
     const uint32_t off = region_run_offset(e, a);
-    if (HAK_LIKELY(class_starts_block(id, off))) {
+    if (HAK_LIKELY(class_starts_block_in(region_map_front(base), id, off))) {
       if constexpr (kDebug) tiny_debug_check_free(p, id);
       tiny_free_fast(p, id);
       return;
     }
-    if (id - 1u < unsigned(kNumClasses)) {
-      if constexpr (kDebug) tiny_debug_check_free(p, id);  // its message names the metadata
-      return tiny_free_suspect(p, id);
-    }
+    // Not a block's start: the slow path looks p up again (a class: the same test from the
+    // run's slab, then tiny_free_suspect reports it), so the hit keeps no copy of the id.
   }
   hak_free_slow(p);
 }

@@ -127,7 +127,9 @@ HAK_SLOW_PATH void hak_init_slow() {
     link_key_init();  // before the first block is linked
     options_init();
     if (options().stats) os_stderr_keep();  // the table at exit reaches stderr even if the program closed it
-    if (!region_map_init()) hak_fatal("cannot reserve the region map");
+    static_assert(offsetof(detail::Tables, start_lim) == offsetof(detail::Tables, start_mul) + 256 * sizeof(uint64_t) &&
+                  kStartTablesBytes <= kRegionFrontBytes, "free's constants: one contiguous copy in the map's front page");
+    if (!region_map_init(detail::kTables.start_mul, kStartTablesBytes)) hak_fatal("cannot reserve the region map");
     tiny_init_thread_key();
     decay_thread_set_worker(decay_background, options().decay_thread);
     // Guarded sampling: memcheck tracks the heap itself (and the pool's protections would
@@ -300,6 +302,11 @@ HAK_SLOW_PATH void* tiny_alloc_miss_sized(size_t n, int cls) {
   return tiny_alloc_miss_sized_raw(n, cls);
 }
 
+// The same, from malloc's fast path: the class from n again (class 0 if the tables send n to
+// the guarded pool, as they did a moment ago on the fast path, or its class if sampling was
+// switched off in between: either is a correct miss).
+HAK_SLOW_PATH void* tiny_alloc_miss_n(size_t n) { return tiny_alloc_miss_sized(n, size_to_class_alloc(n + kCanaryTail)); }
+
 // tiny_alloc_miss_sized without the canary.
 HAK_SLOW_PATH void* tiny_alloc_miss_sized_raw(size_t n, int cls) {
   // Release: a block the last refill reserved (tiny_heap.h, TlsBump), before anything else
@@ -325,7 +332,7 @@ HAK_SLOW_PATH void* tiny_alloc_prof(size_t n, int cls) {
   int64_t gap;
   bool sample = prof_sample_now(n, uint32_t(cls), &gap);
   t_prof_class_left[cls] = int32_t(gap);
-  TlsCache& tc = t_cache[cls];
+  TlsCache tc = t_cache[cls];
   if (sample)
     if (void* p = span_alloc_as(n, 16, false, true)) return p;
   // The process's first malloc chose its class before initialisation set the tables (guarded

@@ -110,6 +110,11 @@ void* os_reserve(size_t size) {
 }
 
 bool os_make_writable(void* p, size_t size) { return mprotect(p, size, PROT_READ | PROT_WRITE) == 0; }
+bool os_make_readonly(void* p, size_t size) { return mprotect(p, size, PROT_READ) == 0; }
+void os_unreserve(void* p, size_t size) {
+  g_munmap_calls.fetch_add(1, std::memory_order_relaxed);
+  munmap(p, size);
+}
 
 bool os_protect(void* p, size_t size, bool rw) {
   return mprotect(p, size, rw ? PROT_READ | PROT_WRITE : PROT_NONE) == 0;

@@ -32,6 +32,10 @@ void* os_reserve(size_t size);
 
 // Makes [p, p+size) of a reservation writable (page-aligned). False when the OS refuses.
 bool os_make_writable(void* p, size_t size);
+// Makes [p, p+size) read-only again (page-aligned). False when the OS refuses.
+bool os_make_readonly(void* p, size_t size);
+// Returns a whole reservation (it counts in no mapped-bytes statistic, unlike os_unmap's).
+void os_unreserve(void* p, size_t size);
 
 // Returns a mapping made by one of the functions above (whole or a page-aligned part).
 void os_unmap(void* p, size_t size);

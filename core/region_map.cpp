@@ -73,12 +73,20 @@ uint8_t region_map_lookup_2level(uintptr_t a) {
 }
 }  // namespace detail
 
-bool region_map_init() {
+bool region_map_init(const void* front, size_t front_bytes) {
   if (g_ready) return true;
-  if (!g_force_two_level) {
-    detail::g_region.base = static_cast<uint8_t*>(os_reserve(kEntries * kFlatStride));
-    // After the base: free reads `units` first (hak_free_api.inc.h).
-    if (detail::g_region.base != nullptr) __atomic_store_n(&detail::g_region.units, kEntries, __ATOMIC_RELEASE);
+  if (!g_force_two_level && front_bytes <= kRegionFrontBytes) {
+    // The front page first: written, then read-only like the rest of the reservation.
+    auto* r = static_cast<uint8_t*>(os_reserve(kRegionFrontBytes + kEntries * kFlatStride));
+    if (r != nullptr && os_make_writable(r, kRegionFrontBytes)) {
+      __builtin_memcpy(r, front, front_bytes);
+      os_make_readonly(r, kRegionFrontBytes);  // a refusal leaves it writable: harmless
+      detail::g_region.base = r + kRegionFrontBytes;
+      // After the base: free reads `units` first (hak_free_api.inc.h).
+      __atomic_store_n(&detail::g_region.units, kEntries, __ATOMIC_RELEASE);
+    } else if (r != nullptr) {
+      os_unreserve(r, kRegionFrontBytes + kEntries * kFlatStride);  // the two-level form then
+    }
   }
   g_ready = true;  // the two-level form needs no set-up
   return true;

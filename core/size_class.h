@@ -99,10 +99,12 @@ struct Tables {
   // mul = ⌊2^64 / size⌋ + 1 and lim = (blocks in a run) × (size × mul mod 2^64); both 0 for
   // every region-map id that is not a class. Two arrays, not pairs: free indexes each with
   // the id scaled by 8 in the instruction that uses it (a 16-byte pair took two more to scale).
-  uint64_t start_mul[256];
+  uint64_t start_mul[256];  // then start_lim, contiguous: kStartTablesBytes, copied as one
   uint64_t start_lim[256];
-  uint8_t small[kTinyMax / 8 + 1];      // (n + 7) >> 3 → class, n ≤ 1024
-  uint8_t mid[kMidMax / 32 + 1];        // (n + 31) >> 5 → class, 1024 < n ≤ 32768
+  // (n + 15) >> 4 → class, n ≤ 32768: one table for Tiny and Mid (every class size is a multiple
+  // of 16), so that malloc finds a class with no branch between the two (2 KiB; the Tiny sizes
+  // are its first 65 bytes).
+  uint8_t cls16[kMidMax / 16 + 1];
 };
 
 constexpr Tables make_tables() {
@@ -124,16 +126,10 @@ constexpr Tables make_tables() {
     t.start_lim[id] = (uint64_t(t.run_slabs[id]) * kSlabSize / s) * (uint64_t(s) * mul);
   }
   int id = 1;
-  for (size_t i = 0; i <= kTinyMax / 8; ++i) {
-    size_t n = i * 8;
+  for (size_t i = 0; i <= kMidMax / 16; ++i) {
+    size_t n = i * 16;
     while (class_size_of(id) < n) ++id;
-    t.small[i] = uint8_t(id);
-  }
-  id = 1;
-  for (size_t i = 0; i <= kMidMax / 32; ++i) {
-    size_t n = i * 32;
-    while (class_size_of(id) < n) ++id;
-    t.mid[i] = uint8_t(id);
+    t.cls16[i] = uint8_t(id);
   }
   return t;
 }
@@ -158,14 +154,12 @@ static_assert(kNumClasses < 0xFA, "class ids must stay below the region map's sp
 // prof_init and prof_set, with plain stores like the tables: a thread that reads it just
 // after a switch counts, or skips, an allocation or two.
 struct AllocTables {
-  uint8_t small[kTinyMax / 8 + 1];
-  uint8_t mid[kMidMax / 32 + 1];
+  uint8_t cls16[kMidMax / 16 + 1];
   size_t direct_max;
 };
 constexpr AllocTables make_alloc_tables() {
   AllocTables a{};
-  for (size_t i = 0; i <= kTinyMax / 8; ++i) a.small[i] = kTables.small[i];
-  for (size_t i = 0; i <= kMidMax / 32; ++i) a.mid[i] = kTables.mid[i];
+  for (size_t i = 0; i <= kMidMax / 16; ++i) a.cls16[i] = kTables.cls16[i];
   a.direct_max = kSmallMax;
   return a;
 }
@@ -174,16 +168,10 @@ inline constinit AllocTables g_alloc_tables = make_alloc_tables();
 }  // namespace detail
 
 // Class of a request of n bytes; n must be ≤ kMidMax.
-HAK_FAST_PATH int size_to_class(size_t n) {
-  if (HAK_LIKELY(n <= kTinyMax)) return detail::kTables.small[(n + 7) >> 3];
-  return detail::kTables.mid[(n + 31) >> 5];
-}
+HAK_FAST_PATH int size_to_class(size_t n) { return detail::kTables.cls16[(n + 15) >> 4]; }
 
 // As size_to_class, from the allocation path's tables: 0 while the request may be sampled.
-HAK_FAST_PATH int size_to_class_alloc(size_t n) {
-  if (HAK_LIKELY(n <= kTinyMax)) return detail::g_alloc_tables.small[(n + 7) >> 3];
-  return detail::g_alloc_tables.mid[(n + 31) >> 5];
-}
+HAK_FAST_PATH int size_to_class_alloc(size_t n) { return detail::g_alloc_tables.cls16[(n + 15) >> 4]; }
 
 // Whether the heap profiler counts allocated bytes (sampler.h), and its switch.
 HAK_FAST_PATH bool alloc_prof_on() { return detail::g_alloc_tables.direct_max == 0; }
@@ -195,10 +183,8 @@ HAK_FAST_PATH size_t alloc_direct_max() { return detail::g_alloc_tables.direct_m
 // that holds such a size (a few bigger requests of the last one go there too, and on to their
 // class: tiny_alloc_miss_sized).
 inline void alloc_tables_sample_upto(size_t max) {
-  for (size_t i = 0; i <= kTinyMax / 8; ++i)
-    if (i * 8 < max + 8) detail::g_alloc_tables.small[i] = 0;  // entry i: sizes 8i - 7 .. 8i
-  for (size_t i = 0; i <= kMidMax / 32; ++i)
-    if (i * 32 < max + 32) detail::g_alloc_tables.mid[i] = 0;
+  for (size_t i = 0; i <= kMidMax / 16; ++i)
+    if (i * 16 < max + 16) detail::g_alloc_tables.cls16[i] = 0;  // entry i: sizes 16i - 15 .. 16i
 }
 
 HAK_FAST_PATH size_t class_to_size(int id) { return detail::kTables.size[id]; }
@@ -235,6 +221,12 @@ HAK_FAST_PATH uint32_t class_block_index(int id, size_t off) {
 // kNumClasses) has lim 0 and never passes, so free needs no range test.
 HAK_FAST_PATH bool class_starts_block(unsigned id, uint32_t off) {
   return uint64_t(off) * detail::kTables.start_mul[id] < detail::kTables.start_lim[id];
+}
+// The same with t, a copy of start_mul followed by start_lim (the region map's front page,
+// region_map.h: free's form).
+inline constexpr size_t kStartTablesBytes = 2 * 256 * sizeof(uint64_t);
+HAK_FAST_PATH bool class_starts_block_in(const uint64_t* t, size_t id, uint32_t off) {
+  return uint64_t(off) * t[id] < t[256 + id];  // size_t: both indexes one displacement apart
 }
 
 }  // namespace hak

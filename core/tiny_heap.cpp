@@ -21,7 +21,7 @@
 
 namespace hak {
 
-HAK_TLS TlsCache t_cache[kNumClasses + 1];
+HAK_TLS TlsCaches t_cache;
 HAK_TLS TlsBump t_bump[kNumClasses + 1];
 
 namespace {
@@ -368,7 +368,7 @@ bool heap_collect(ThreadHeap* h) {
 // Takes up to `want` blocks from run s into the (empty) TLS list of its class. Fresh blocks
 // (none returned to the run): with `reserve` (release), at least `reserve` bytes of them go to
 // the class's t_bump instead, none to the list; otherwise at most kCarveBytes, linked.
-uint32_t take_batch(Slab* s, TlsCache& tc, uint32_t want, size_t reserve) {
+uint32_t take_batch(Slab* s, TlsCache tc, uint32_t want, size_t reserve) {
   HAK_ASSERT(tc.head == nullptr && tc.count() == 0);
   size_t size = class_to_size(s->cls);
   uint32_t uncarved = uint32_t(uncarved_of(s));
@@ -588,7 +588,10 @@ void* alloc_after_exit(int cls) {
     if (s == nullptr && (s = find_run(h, cls)) == nullptr) break;
     if (run_exhausted(s)) drain_remote_keep_flag(s);
     if (!run_exhausted(s)) {
-      TlsCache one{};
+      void* one_head = nullptr;
+      int32_t one_room = 0;
+      uint32_t one_cap = 0;
+      TlsCache one{one_head, one_room, one_cap};
       take_batch(s, one, 1, 0);
       p = one.head;
       if (p != nullptr) key_clear(p);
@@ -647,7 +650,7 @@ void idle_classes_expire(ThreadHeap* h) {
   SpellKind kind;
   while (int c = t_spells.next_expired(&kind)) {
     if (kind == kSpellIdle && !class_holds_nothing(h, c)) continue;
-    TlsCache& ic = t_cache[c];
+    TlsCache ic = t_cache[c];
     if (ic.count() != 0) tiny_flush(c, ic.count());
     bump_return(h, c);
     // The flush released every run it emptied but the class's last one (run_gained_blocks);
@@ -659,7 +662,7 @@ void idle_classes_expire(ThreadHeap* h) {
 }  // namespace
 
 void* tiny_refill(int cls, bool may_borrow) {
-  TlsCache& tc = t_cache[cls];
+  TlsCache tc = t_cache[cls];
   if (HAK_UNLIKELY(t_exited)) {
     void* p = alloc_after_exit(cls);
     if (p == nullptr) errno = ENOMEM;
@@ -835,7 +838,7 @@ HAK_FAST_PATH uint32_t return_to_run(ThreadHeap* h, Slab* s, int cls, void*& b_i
 }
 
 void tiny_flush(int cls, uint32_t n) {
-  TlsCache& tc = t_cache[cls];
+  TlsCache tc = t_cache[cls];
   ThreadHeap* h = t_heap;
   void* b = tc.head;
   Slab* chain_slab = nullptr;
@@ -880,8 +883,10 @@ void tiny_flush(int cls, uint32_t n) {
   tc.room = tc.room + int32_t(i);
 }
 
+void tiny_cache_overflow_after(void* p) { tiny_cache_overflow(region_map_lookup(p)); }
+
 void tiny_cache_overflow(int cls) {
-  TlsCache& tc = t_cache[cls];
+  TlsCache tc = t_cache[cls];
   if (tc.cap == 0) {
     // After this thread's exit hook ran (glibc frees its own thread data later), cache
     // nothing: a block left here would be lost with the thread.

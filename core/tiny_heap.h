@@ -49,22 +49,38 @@
 
 namespace hak {
 
+// A thread's list of free blocks of one class, as a handle on its two parts in t_cache: the
+// head, and the room left and cap. Handed around by value (three references).
 struct TlsCache {
-  void* head;      // LIFO of free blocks, linked through their first word
+  void*& head;     // LIFO of free blocks, linked through their first word
   // Pushes left before the list exceeds its cap: cap - blocks on the list. free decrements it
   // and overflows when it goes negative (one instruction and a branch: a count compared with
   // the cap took four). 32 bits: 16-bit adds and subtracts from memory (when the entry made
   // room for the heap profiler's count) cost a malloc/free loop 7-10 % (docs/BENCHMARKS.md).
-  int32_t room;
-  uint32_t cap;    // most blocks the list keeps (≤ 256); 0 until the thread is set up
+  int32_t& room;
+  uint32_t& cap;   // most blocks the list keeps (≤ 256); 0 until the thread is set up
   // Blocks on the list.
   uint32_t count() const { return uint32_t(int32_t(cap) - room); }
-  void set_count(uint32_t n) { room = int32_t(cap) - int32_t(n); }
+  void set_count(uint32_t n) const { room = int32_t(cap) - int32_t(n); }
   // A new cap keeps the blocks on the list.
-  void set_cap(uint32_t c) {
+  void set_cap(uint32_t c) const {
     room = room + int32_t(c) - int32_t(cap);
     cap = c;
   }
+};
+
+// Every class's list of this thread: the heads side by side, then the counters. Eight bytes per
+// class in each array, so that malloc and free index both with the class id scaled by 8 in the
+// instruction that uses it, from the one address of the thread's block (16-byte entries took a
+// shift more on each).
+struct TlsCaches {
+  struct Counters {
+    int32_t room;
+    uint32_t cap;
+  };
+  void* heads[kNumClasses + 1];
+  Counters counters[kNumClasses + 1];
+  HAK_FAST_PATH TlsCache operator[](size_t cls) { return {heads[cls], counters[cls].room, counters[cls].cap}; }
 };
 
 // Release: fresh blocks of a class reserved from one of the thread's runs (its never-carved
@@ -99,7 +115,7 @@ inline constexpr int kKeptEmptyRuns = 4;
 
 // Indexed by class id (entry 0 unused). Zero-initialised: an untouched thread misses in
 // malloc (head == nullptr) and overflows in free (cap == 0), which sets it up.
-extern HAK_TLS TlsCache t_cache[kNumClasses + 1];
+extern HAK_TLS TlsCaches t_cache;
 
 struct SlabRunList {
   Slab* head;
@@ -120,7 +136,7 @@ struct ThreadHeap {
 
 // Pops the first block of a non-empty TLS list, checking the link it follows, and clears its
 // free-block key: the block is the program's now.
-HAK_FAST_PATH void* tiny_cache_pop(TlsCache& tc, int cls) {
+HAK_FAST_PATH void* tiny_cache_pop(TlsCache tc, int cls) {
   void* p = tc.head;
   void* next = link_load(p);
   if constexpr (kHardenLinks) {
@@ -137,15 +153,18 @@ HAK_FAST_PATH void* tiny_cache_pop(TlsCache& tc, int cls) {
 
 // Called when a push made t_cache[cls] exceed its cap (or the thread is not set up yet).
 void tiny_cache_overflow(int cls);
+// The same, called by the push of block p: the class is p's in the region map (every block
+// pushed is on its own class's list), so the hit keeps no copy of it for the call.
+HAK_SLOW_PATH void tiny_cache_overflow_after(void* p);
 
 // Pushes a freed block on its TLS list: its free-block key set, linked in front; a list over
 // its cap overflows (a cold call).
-HAK_FAST_PATH void tiny_cache_push(TlsCache& tc, void* p, int cls) {
+HAK_FAST_PATH void tiny_cache_push(TlsCache tc, void* p, int cls) {
   key_set(p);
   if constexpr (kPoisonFree) poison_set(p, cls);
   link_store(p, tc.head);
   tc.head = p;
-  if (HAK_UNLIKELY(--tc.room < 0)) tiny_cache_overflow(cls);
+  if (HAK_UNLIKELY(--tc.room < 0)) tiny_cache_overflow_after(p);
 }
 
 // free(p) or realloc(p) (op names which) of a Tiny/Mid block of class cls that is not a block's
@@ -156,6 +175,8 @@ HAK_SLOW_PATH void tiny_suspect_check(void* p, int cls, const char* op);
 // free's cold branch for such a block: tiny_suspect_check, then the free itself (a tail call
 // from the fast path, which so needs no stack frame).
 HAK_SLOW_PATH void tiny_free_suspect(void* p, int cls);
+// The same with p's class from the region map (free's fast path: no copy of the class kept).
+HAK_SLOW_PATH void tiny_free_suspect_lookup(void* p);
 
 // Secure variant: the canary or size record of block p (class cls) is not intact at `op`
 // (canary.h). A block that is not the program's — never handed out, back in its run, on this

@@ -157,8 +157,8 @@ int child_checks(const char* mode) {
   hak_free(hak_malloc(1));  // makes sure hakmem is initialised
   if (region_map_is_flat()) {
     fail = "the flat map is in use (want the two-level form)";
-  } else if (!region_map_init() || region_map_is_flat()) {
-    fail = "region_map_init() again changed the form";
+  } else if (!region_map_init(detail::kTables.start_mul, kStartTablesBytes) || region_map_is_flat()) {
+    fail = "region_map_init(detail::kTables.start_mul, kStartTablesBytes) again changed the form";
   } else if (!(fail = check_set_and_lookup())) {
     fail = check_allocator_classification();
   }
@@ -239,9 +239,9 @@ Test(region_map, init_is_idempotent_and_a_late_force_changes_nothing) {
   ensure_hakmem_ready();
   bool flat = region_map_is_flat();
   uint8_t* map = detail::g_region.base;
-  cr_assert(region_map_init());
+  cr_assert(region_map_init(detail::kTables.start_mul, kStartTablesBytes));
   region_map_force_two_level();  // too late: documented as "before region_map_init"
-  cr_assert(region_map_init());
+  cr_assert(region_map_init(detail::kTables.start_mul, kStartTablesBytes));
   cr_assert_eq(region_map_is_flat(), flat, "a second init must not switch forms");
   cr_assert_eq(detail::g_region.base, map, "a second init must not replace the live map");
   void* p = hak_malloc(48);
