@@ -106,10 +106,22 @@ void span_free(void* p) {
   decay_tick();
 }
 
+// The block held the free-block key. Its entry is read again: still a class (as it is unless
+// the run was released meanwhile, which a misuse racing with that release can see), the
+// suspect check; anything else, where its kind says (the slow path reports a block in no live
+// run).
+void tiny_free_suspect_lookup(void* p) {
+  const uint8_t id = region_map_lookup(p);
+  if (unsigned(id) - 1u < unsigned(kNumClasses)) return tiny_free_suspect(p, id);
+  hak_free_slow(p);
+}
+
 void hak_free_slow(void* p) {
   if (p == nullptr) return;
   uint8_t id = region_map_lookup(p);
-  if (unsigned(id) - 1u < unsigned(kNumClasses)) {  // the two-level form of the map
+  // A class: the two-level form of the map, or the flat form's pointer that failed the fast
+  // path's block-start test (the same test from the run's slab: block_start_in_run).
+  if (unsigned(id) - 1u < unsigned(kNumClasses)) {
     if constexpr (kDebug) tiny_debug_check_free(p, id);
     if ((reinterpret_cast<uintptr_t>(p) & 15) != 0 || !block_start_in_run(p, id)) return tiny_free_suspect(p, id);
     tiny_free_fast(p, id);

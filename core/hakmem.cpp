@@ -302,9 +302,9 @@ HAK_SLOW_PATH void* tiny_alloc_miss_sized(size_t n, int cls) {
   return tiny_alloc_miss_sized_raw(n, cls);
 }
 
-// The same, from malloc's fast path: the class from n again (class 0 if the tables send n to
-// the guarded pool, as they did a moment ago on the fast path, or its class if sampling was
-// switched off in between: either is a correct miss).
+// The same, from malloc's fast path: the class from n again, from the same tables (they change
+// between the two reads only while another thread initialises, when guarded sampling may
+// start sending n to class 0: a class or 0, either is a correct miss).
 HAK_SLOW_PATH void* tiny_alloc_miss_n(size_t n) { return tiny_alloc_miss_sized(n, size_to_class_alloc(n + kCanaryTail)); }
 
 // tiny_alloc_miss_sized without the canary.

@@ -77,7 +77,8 @@ HAK_FAST_PATH const uint64_t* region_map_front(const uint8_t* base) {
 // reports it). Idempotent; not thread-safe (hak_init serialises it).
 bool region_map_init(const void* front, size_t front_bytes);
 
-// True when the flat 4 GiB reservation is in use (false: two-level fallback).
+// True when the flat reservation (4 GiB and the front page) is in use (false: two-level
+// fallback).
 bool region_map_is_flat();
 
 // Forces the two-level form (tests only; call before region_map_init).

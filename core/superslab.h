@@ -195,7 +195,8 @@ inline uint64_t* run_array_word(Slab* s, uint32_t w) {
 // class_starts_block. p in the SuperSlab header before a run at the first slab is at most
 // 4 KiB before the run's start: its offset, cut to 32 bits, is within 4 KiB of 2^32 and
 // fails. One slab lookup and the test. Free's check when the region map is in its two-level
-// form (the flat form's is region_run_offset + class_starts_block, hak_free_api.inc.h).
+// form, and the slow path's second look at a pointer the flat form's test (region_run_offset +
+// class_starts_block_in, hak_free_api.inc.h) turned away.
 HAK_FAST_PATH bool block_start_in_run(const void* p, int cls) {
   const Slab& t = superslab_of(p)->slabs[slab_index_of(p)];
   return class_starts_block(unsigned(cls), uint32_t(static_cast<const char*>(p) - t.start));

@@ -23,6 +23,10 @@
 #error "tiny_free_fast_v2.inc.h is part of hakmem.cpp"
 #endif
 
+// tiny_free_suspect with p's class from the region map (hak_free_api.inc.h): free's fast path
+// keeps no copy of the class for its cold call.
+HAK_SLOW_PATH void tiny_free_suspect_lookup(void* p);
+
 HAK_FAST_PATH void tiny_free_fast(void* p, int cls) {
   if (HAK_UNLIKELY(key_held(p))) return tiny_free_suspect_lookup(p);
   if constexpr (kSecure && kCanary) {

@@ -883,7 +883,14 @@ void tiny_flush(int cls, uint32_t n) {
   tc.room = tc.room + int32_t(i);
 }
 
-void tiny_cache_overflow_after(void* p) { tiny_cache_overflow(region_map_lookup(p)); }
+void tiny_cache_overflow_after(void* p) {
+  const uint8_t id = region_map_lookup(p);
+  if (unsigned(id) - 1u < unsigned(kNumClasses) && t_cache[id].room < 0) return tiny_cache_overflow(id);
+  // p's entry changed since the push (only a misuse racing with its run's release can do
+  // that): whichever list is over its cap.
+  for (int c = 1; c <= kNumClasses; ++c)
+    if (t_cache[c].room < 0) tiny_cache_overflow(c);
+}
 
 void tiny_cache_overflow(int cls) {
   TlsCache tc = t_cache[cls];

@@ -175,8 +175,6 @@ HAK_SLOW_PATH void tiny_suspect_check(void* p, int cls, const char* op);
 // free's cold branch for such a block: tiny_suspect_check, then the free itself (a tail call
 // from the fast path, which so needs no stack frame).
 HAK_SLOW_PATH void tiny_free_suspect(void* p, int cls);
-// The same with p's class from the region map (free's fast path: no copy of the class kept).
-HAK_SLOW_PATH void tiny_free_suspect_lookup(void* p);
 
 // Secure variant: the canary or size record of block p (class cls) is not intact at `op`
 // (canary.h). A block that is not the program's — never handed out, back in its run, on this

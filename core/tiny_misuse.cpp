@@ -116,7 +116,6 @@ void tiny_free_suspect(void* p, int cls) {
   tiny_suspect_check(p, cls, "free");
   tiny_cache_push(t_cache[cls], p, cls);
 }
-void tiny_free_suspect_lookup(void* p) { tiny_free_suspect(p, region_map_lookup(p)); }
 
 // The debug variant's poison of free blocks (tiny_heap.h).
 // Not under valgrind: there the block is NOACCESS to memcheck, which reports the write itself.
