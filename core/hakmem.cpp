@@ -407,9 +407,12 @@ void* hak_alloc_aligned(size_t align, size_t n) {
 size_t hak_usable_size_impl(const void* p, const char* op) {
   uint8_t id = region_map_lookup(p);
   if (HAK_LIKELY(unsigned(id) - 1u < unsigned(kNumClasses))) {
-    // Secure and debug: the bytes asked for, the canary checked (canary.h).
+    // Secure and debug: the bytes asked for, the canary checked (canary.h). A block holding
+    // the free-block key is looked for first (tiny_suspect_check: a freed block is reported,
+    // whether or not the free left its canary whole).
     if constexpr (kCanary) {
       if (canary_on()) {
+        if (key_held_live(p)) tiny_suspect_check(const_cast<void*>(p), id, op);
         size_t n;
         if (HAK_UNLIKELY(!canary_intact(p, class_to_size(id), &n))) tiny_canary_failed(const_cast<void*>(p), id, op);
         return n;

@@ -61,14 +61,22 @@ void tiny_debug_check_free(void* p, int cls) {
   tiny_debug_poison(p, cls);
 }
 
+// A block found free (on this thread's list of its class, or back in its run) when op met it:
+// free and realloc would free it a second time; malloc_usable_size (secure, debug) only asks
+// its size, and is told as the seed heap tells it (seed_usable): a freed block.
+[[noreturn]] static void freed_block_met(void* p, int cls, size_t size, const char* op) {
+  if (strcmp(op, "malloc_usable_size") == 0)
+    hak_fatal("%s(%p): invalid pointer (a freed block of size class %d, %zu bytes)", op, p, cls, size);
+  hak_fatal("%s(%p): double free (block of size class %d, %zu bytes)", op, p, cls, size);
+}
+
 void tiny_suspect_check(void* p, int cls, const char* op) {
   const size_t size = class_to_size(cls);
   if ((reinterpret_cast<uintptr_t>(p) & 15) != 0)
     hak_fatal("%s(%p): invalid pointer (inside a %zu-byte block of size class %d, not at its start: not 16-byte aligned)",
               op, p, size, cls);
   // p holds the free-block key. On this thread's list of its class?
-  if (tls_list_holds(cls, p, t_cache[cls].count()))
-    hak_fatal("%s(%p): double free (block of size class %d, %zu bytes)", op, p, cls, size);
+  if (tls_list_holds(cls, p, t_cache[cls].count())) freed_block_met(p, cls, size, op);
   // Back in its run: carved, and its out-bit clear. The run may be another thread's: its bit is
   // read, never written (a relaxed load; the owner may be flipping other bits of the word).
   Slab* s = slab_of_block(p);
@@ -82,14 +90,14 @@ void tiny_suspect_check(void* p, int cls, const char* op) {
     hak_fatal("%s(%p): invalid pointer (inside a %zu-byte block of size class %d, not at its start)", op, p, size, cls);
   if (static_cast<const char*>(p) >= s->bump) return;
   uint64_t w = __atomic_load_n(&out_word(run_out_bits(s), i >> 6), __ATOMIC_RELAXED);
-  if (!((w >> (i & 63)) & 1)) hak_fatal("%s(%p): double free (block of size class %d, %zu bytes)", op, p, cls, size);
+  if (!((w >> (i & 63)) & 1)) freed_block_met(p, cls, size, op);
   // Out of its run, on no list of this thread. Freed first by another thread that has passed
   // it back (its exit, its flush): then it waits in the run's remote queue, and if this thread
   // owns the run it takes the queue in now and looks again.
   ThreadHeap* const h = tiny_current_heap();
   if (h != nullptr && s->owner == h && tiny_drain_remote(s) != 0) {
     w = out_word(run_out_bits(s), i >> 6);
-    if (!((w >> (i & 63)) & 1)) hak_fatal("%s(%p): double free (block of size class %d, %zu bytes)", op, p, cls, size);
+    if (!((w >> (i & 63)) & 1)) freed_block_met(p, cls, size, op);
   }
   // Otherwise another thread's cache, a run another thread owns (the flush and the drain
   // check it there), or a program that stored the key's value itself.
@@ -97,8 +105,7 @@ void tiny_suspect_check(void* p, int cls, const char* op) {
 
 void tiny_canary_failed(void* p, int cls, const char* op) {
   const size_t size = class_to_size(cls);
-  if (tls_list_holds(cls, p, t_cache[cls].count()))
-    hak_fatal("%s(%p): double free (block of size class %d, %zu bytes)", op, p, cls, size);
+  if (tls_list_holds(cls, p, t_cache[cls].count())) freed_block_met(p, cls, size, op);
   Slab* s = slab_of_block(p);
   if (s->cls == cls) {
     uint32_t i = run_block_index(s, p);
@@ -106,7 +113,7 @@ void tiny_canary_failed(void* p, int cls, const char* op) {
       if (static_cast<const char*>(p) >= s->bump)
         hak_fatal("%s(%p): invalid pointer (never handed out: beyond the carved part of its slab)", op, p);
       uint64_t w = __atomic_load_n(&out_word(run_out_bits(s), i >> 6), __ATOMIC_RELAXED);
-      if (!((w >> (i & 63)) & 1)) hak_fatal("%s(%p): double free (block of size class %d, %zu bytes)", op, p, cls, size);
+      if (!((w >> (i & 63)) & 1)) freed_block_met(p, cls, size, op);
     }
   }
   canary_report(p, size, op);
