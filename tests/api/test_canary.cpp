@@ -132,7 +132,8 @@ Test(canary, realloc_and_usable_size_check_the_block_first) {
 // (a 40-byte block's canary survives its free; a 16-byte block's link and key cover it). The
 // block is found on the thread's list of its class, or back in its run after malloc_trim has
 // flushed the list (a second block of the class keeps the run). At d061b66 the secure variant
-// returned 40 and 3000 for the first two, and both variants called the 16-byte one a double free.
+// returned 40 and 3000 for the 40- and 3000-byte blocks and called the 16-byte one a double
+// free; the debug variant called all three a double free.
 Test(canary, usable_size_of_a_freed_block_is_reported) {
   skip_without_canaries();
   for (size_t n : {size_t(16), size_t(40), size_t(3000)}) {
