@@ -167,10 +167,12 @@ HAK_FAST_PATH void tiny_cache_push(TlsCache tc, void* p, int cls) {
   if (HAK_UNLIKELY(--tc.room < 0)) tiny_cache_overflow_after(p);
 }
 
-// free(p) or realloc(p) (op names which) of a Tiny/Mid block of class cls that is not a block's
-// start (interior, unaligned), or that holds the free-block key: reports an invalid pointer,
-// or a double free when p is on this thread's list of its class or back in its run (aborts). Returns when the
-// key cannot be confirmed (free_link.h): the caller goes on as if nothing was found.
+// free(p), realloc(p) or malloc_usable_size(p) (op names which; the last in the secure and
+// debug variants) of a Tiny/Mid block of class cls that is not a block's start (interior,
+// unaligned), or that holds the free-block key: reports an invalid pointer, or a freed block
+// (a double free for free and realloc) when p is on this thread's list of its class or back in
+// its run (aborts). Returns when the key cannot be confirmed (free_link.h): the caller goes on
+// as if nothing was found.
 HAK_SLOW_PATH void tiny_suspect_check(void* p, int cls, const char* op);
 // free's cold branch for such a block: tiny_suspect_check, then the free itself (a tail call
 // from the fast path, which so needs no stack frame).

@@ -131,9 +131,9 @@ Test(canary, realloc_and_usable_size_check_the_block_first) {
 // malloc_usable_size of a freed block: reported whether or not the free left its canary whole
 // (a 40-byte block's canary survives its free; a 16-byte block's link and key cover it). The
 // block is found on the thread's list of its class, or back in its run after malloc_trim has
-// flushed the list (a second block of the class keeps the run). At d061b66 the secure variant
-// returned 40 and 3000 for the 40- and 3000-byte blocks and called the 16-byte one a double
-// free; the debug variant called all three a double free.
+// flushed the list. At d061b66 the secure variant returned 40 and 3000 for the 40- and
+// 3000-byte blocks and called the 16-byte one a double free; the debug variant called all
+// three a double free.
 Test(canary, usable_size_of_a_freed_block_is_reported) {
   skip_without_canaries();
   for (size_t n : {size_t(16), size_t(40), size_t(3000)}) {
@@ -147,10 +147,11 @@ Test(canary, usable_size_of_a_freed_block_is_reported) {
     });
   }
   expect_abort("usable size of a freed block back in its run", "): invalid pointer (a freed block of size class", [] {
-    char* keep = static_cast<char*>(malloc(64));
-    char* p = static_cast<char*>(malloc(64));
-    escape(keep);
-    escape(p);
+    // 2000 blocks, more than a run of the class holds: the last ones come from runs carved
+    // fresh for them, so p's neighbours, kept, share its run and keep it.
+    static char* keep[2000];
+    for (char*& b : keep) escape(b = static_cast<char*>(malloc(64)));
+    char* p = keep[1900];
     free(p);
     malloc_trim(0);
     size_t u = malloc_usable_size(p);
