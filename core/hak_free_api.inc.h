@@ -112,7 +112,7 @@ void span_free(void* p) {
 // run).
 void tiny_free_suspect_lookup(void* p) {
   const uint8_t id = region_map_lookup(p);
-  if (unsigned(id) - 1u < unsigned(kNumClasses)) return tiny_free_suspect(p, id);
+  if (is_class_id(id)) return tiny_free_suspect(p, id);
   hak_free_slow(p);
 }
 
@@ -121,7 +121,7 @@ void hak_free_slow(void* p) {
   uint8_t id = region_map_lookup(p);
   // A class: the two-level form of the map, or the flat form's pointer that failed the fast
   // path's block-start test (the same test from the run's slab: block_start_in_run).
-  if (unsigned(id) - 1u < unsigned(kNumClasses)) {
+  if (is_class_id(id)) {
     if constexpr (kDebug) tiny_debug_check_free(p, id);
     if ((reinterpret_cast<uintptr_t>(p) & 15) != 0 || !block_start_in_run(p, id)) return tiny_free_suspect(p, id);
     tiny_free_fast(p, id);

@@ -290,7 +290,7 @@ HAK_SLOW_PATH void* tiny_alloc_miss(int cls, bool may_borrow) {
 HAK_FAST_PATH void* canary_armed(void* p, size_t n) {
   if constexpr (kCanary) {
     uint8_t id = region_map_lookup(p);
-    if (HAK_LIKELY(unsigned(id) - 1u < unsigned(kNumClasses))) canary_arm(p, class_to_size(id), n);
+    if (HAK_LIKELY(is_class_id(id))) canary_arm(p, class_to_size(id), n);
   }
   return p;
 }
@@ -406,7 +406,7 @@ void* hak_alloc_aligned(size_t align, size_t n) {
 
 size_t hak_usable_size_impl(const void* p, const char* op) {
   uint8_t id = region_map_lookup(p);
-  if (HAK_LIKELY(unsigned(id) - 1u < unsigned(kNumClasses))) {
+  if (HAK_LIKELY(is_class_id(id))) {
     // Secure and debug: the bytes asked for, the canary checked (canary.h). A block holding
     // the free-block key is looked for first (tiny_suspect_check: a freed block is reported,
     // whether or not the free left its canary whole).
@@ -512,7 +512,7 @@ void* hak_realloc_impl(void* p, size_t n) {
   if (id == kRegionSeed) seed_usable(p, "realloc");  // reports a freed or interior pointer
   if (id == kRegionFreeSlab) hak_fatal("realloc(%p): invalid pointer (inside a hakmem SuperSlab but in no live slab)", p);
   if (id == kRegionLargeFree) hak_fatal("realloc(%p): invalid pointer (in freed Large memory; freed already?)", p);
-  if (unsigned(id) - 1u < unsigned(kNumClasses) && run_block_index(slab_of_block(p), p) == UINT32_MAX) {
+  if (is_class_id(id) && run_block_index(slab_of_block(p), p) == UINT32_MAX) {
     // Named as free names it: unaligned, in the SuperSlab header, past the run's last block,
     // inside a block (tiny_suspect_check reports each and does not return for them).
     tiny_suspect_check(p, id, "realloc");
@@ -520,7 +520,7 @@ void* hak_realloc_impl(void* p, size_t n) {
               class_to_size(id), int(id));
   }
   // A freed block (its free-block key: free_link.h) is reported here, as free reports it.
-  if (unsigned(id) - 1u < unsigned(kNumClasses) && key_held_live(p)) tiny_suspect_check(p, id, "realloc");
+  if (is_class_id(id) && key_held_live(p)) tiny_suspect_check(p, id, "realloc");
   size_t old = hak_usable_size_impl(p, "realloc");
   // What the program may read: under memcheck, the size the block was announced with.
   size_t have = old;
@@ -849,7 +849,7 @@ __attribute__((destructor)) static void hak_at_exit() {
 HAK_SLOW_PATH void sized_delete_check(void* p, size_t n, size_t align) {
   if (p == nullptr) return;
   uint8_t id = region_map_lookup(p);
-  bool tiny = unsigned(id) - 1u < unsigned(kNumClasses);
+  bool tiny = is_class_id(id);
   size_t usable;
   bool ok;
   if (id == kRegionGuarded) {

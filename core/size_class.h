@@ -36,6 +36,9 @@
 namespace hak {
 
 inline constexpr int kNumClasses = 158;
+// Whether a region-map id (or any byte) names a size class: 1..kNumClasses (0 is no one's, the
+// special kinds are above). One compare: id - 1 wraps for 0.
+HAK_FAST_PATH constexpr bool is_class_id(unsigned id) { return id - 1u < unsigned(kNumClasses); }
 inline constexpr int kFirstMidClass = 65;
 inline constexpr size_t kTinyMax = 1024;   // largest Tiny request
 inline constexpr size_t kMidMax = 32768;   // largest block of a size class

@@ -885,7 +885,7 @@ void tiny_flush(int cls, uint32_t n) {
 
 void tiny_cache_overflow_after(void* p) {
   const uint8_t id = region_map_lookup(p);
-  if (unsigned(id) - 1u < unsigned(kNumClasses) && t_cache[id].room < 0) return tiny_cache_overflow(id);
+  if (is_class_id(id) && t_cache[id].room < 0) return tiny_cache_overflow(id);
   // p's entry changed since the push (only a misuse racing with its run's release can do
   // that): whichever list is over its cap.
   for (int c = 1; c <= kNumClasses; ++c)
